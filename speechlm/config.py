@@ -1,0 +1,161 @@
+"""Typed experiment configs: YAML in ``egs/<corpus>/conf/``, overridable as ``section.key=value``.
+
+Every key is declared in a dataclass below, so a misspelt key is an error naming the file and the
+key (never silently ignored). Training writes the resolved config next to its checkpoints;
+decoding reads it from there, so architecture flags are never repeated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+from speechlm.errors import SpeechlmError
+
+
+@dataclass
+class EncoderConfig:
+    """Conformer encoder with conv2d subsampling (x4)."""
+
+    num_mel_bins: int = 80
+    d_model: int = 144
+    num_layers: int = 6
+    num_heads: int = 4
+    ff_mult: int = 4
+    conv_kernel: int = 15
+    dropout: float = 0.1
+
+
+@dataclass
+class DataConfig:
+    max_duration: float = 120.0  # seconds of audio per batch (Lhotse dynamic bucketing)
+    num_buckets: int = 10
+    num_workers: int = 0
+    shuffle: bool = True
+    spec_augment: bool = True
+    num_freq_masks: int = 2
+    freq_mask_width: int = 15
+    num_time_masks: int = 2
+    time_mask_ratio: float = 0.05  # max width of a time mask as a fraction of the utterance
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-3
+    weight_decay: float = 1e-3
+    warmup_steps: int = 300
+    grad_clip: float = 5.0
+
+
+@dataclass
+class TrainConfig:
+    num_epochs: int = 20
+    seed: int = 42
+    log_interval: int = 20  # steps between log lines
+    keep_last: int = 5  # epoch checkpoints kept on disk
+    average_last: int = 3  # checkpoints averaged into the final model
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+
+@dataclass
+class DecodeConfig:
+    methods: List[str] = field(default_factory=lambda: ["ctc-greedy"])
+    batch_max_duration: float = 300.0
+
+
+@dataclass
+class ExperimentConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, values: Dict[str, Any], where: str):
+    if not isinstance(values, dict):
+        raise SpeechlmError(f"{where}: expected a mapping, got {type(values).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise SpeechlmError(
+            f"{where}: unknown config key(s) {unknown}; known keys: {sorted(known)}"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        ftype = known[name].type
+        sub = _SECTIONS.get(name) if cls is ExperimentConfig else None
+        kwargs[name] = _build(sub, value, f"{where}.{name}") if sub else value
+    return cls(**kwargs)
+
+
+_SECTIONS = {
+    "encoder": EncoderConfig,
+    "data": DataConfig,
+    "optim": OptimConfig,
+    "train": TrainConfig,
+    "decode": DecodeConfig,
+}
+
+
+def _set_override(tree: Dict[str, Any], item: str) -> None:
+    if "=" not in item:
+        raise SpeechlmError(f"override {item!r}: expected section.key=value, e.g. train.num_epochs=3")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) != 2 or parts[0] not in _SECTIONS:
+        raise SpeechlmError(
+            f"override {item!r}: key must be section.key with section one of {sorted(_SECTIONS)}"
+        )
+    tree.setdefault(parts[0], {})[parts[1]] = yaml.safe_load(raw)
+
+
+def load_config(path: Optional[str | Path], overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    tree: Dict[str, Any] = {}
+    where = "config"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        if not path.is_file():
+            raise SpeechlmError(f"config file {path} not found")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise SpeechlmError(f"{path}: not valid YAML: {e}") from None
+    for item in overrides:
+        _set_override(tree, item)
+        where = f"{where} (with overrides)" if "overrides" not in where else where
+    cfg = _build(ExperimentConfig, tree, where)
+    _check_types(cfg, where)
+    return cfg
+
+
+def _check_types(cfg: ExperimentConfig, where: str) -> None:
+    for sname in _SECTIONS:
+        section = getattr(cfg, sname)
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if isinstance(default, bool) != isinstance(value, bool) or (
+                isinstance(default, (int, float)) and not isinstance(value, (int, float))
+            ) or (isinstance(default, str) and not isinstance(value, str)) or (
+                isinstance(default, list) and not isinstance(value, list)
+            ):
+                raise SpeechlmError(
+                    f"{where}: {sname}.{f.name} = {value!r} has the wrong type; "
+                    f"expected {type(default).__name__} like {default!r}"
+                )
+            if isinstance(default, float) and isinstance(value, int):
+                setattr(section, f.name, float(value))
+
+
+def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

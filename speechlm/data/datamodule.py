@@ -1,0 +1,87 @@
+"""Batches for training and decoding: Lhotse dynamic bucketing over precomputed features.
+
+A batch is a dict with ``feats (B, T, 80)``, ``feat_lens (B,)``, ``texts`` and ``ids``.
+SpecAugment runs batched in torch, from the global RNG, which the trainer seeds per epoch so a
+resumed run sees exactly the masks an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import torch
+from lhotse import CutSet
+from lhotse.dataset import DynamicBucketingSampler
+from lhotse.dataset.collation import collate_features
+
+from speechlm.config import DataConfig
+from speechlm.errors import SpeechlmError
+
+
+def spec_augment(feats: torch.Tensor, lens: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
+    """Frequency and time masking, each utterance its own random masks (no Python loop over frames)."""
+    b, t, f = feats.shape
+    feats = feats.clone()
+    fill = 0.0  # features are CMVN-normalised inside the model, so this masks to the raw zero
+    bins = torch.arange(f)[None, :]
+    for _ in range(cfg.num_freq_masks):
+        width = torch.randint(0, cfg.freq_mask_width + 1, (b, 1))
+        start = (torch.rand(b, 1) * (f - width)).long()
+        m = (bins >= start) & (bins < start + width)
+        feats.masked_fill_(m[:, None, :], fill)
+    frames = torch.arange(t)[None, :]
+    for _ in range(cfg.num_time_masks):
+        max_w = (lens.float() * cfg.time_mask_ratio).long().clamp_min(1)[:, None]
+        width = (torch.rand(b, 1) * (max_w + 1)).long()
+        start = (torch.rand(b, 1) * (lens[:, None] - width).clamp_min(1)).long()
+        m = (frames >= start) & (frames < start + width)
+        feats.masked_fill_(m[:, :, None], fill)
+    return feats
+
+
+class AsrDataset(torch.utils.data.Dataset):
+    """Maps a CutSet (one sampler batch) to a padded feature batch."""
+
+    def __init__(self, cfg: DataConfig, train: bool):
+        self.cfg = cfg
+        self.train = train
+
+    def __getitem__(self, cuts: CutSet) -> Dict:
+        cuts = cuts.sort_by_duration(ascending=False)
+        try:
+            feats, lens = collate_features(cuts)
+        except Exception as e:
+            ids = [c.id for c in cuts]
+            raise SpeechlmError(
+                f"could not load features for cuts {ids[:5]}...: {e}; re-run the feature stage"
+            ) from None
+        if self.train and self.cfg.spec_augment:
+            feats = spec_augment(feats, lens, self.cfg)
+        texts = [" ".join(s.text for s in c.supervisions) for c in cuts]
+        return {"feats": feats, "feat_lens": lens, "texts": texts, "ids": [c.id for c in cuts]}
+
+
+def make_sampler(
+    cuts: CutSet, max_duration: float, train: bool, cfg: DataConfig, seed: int = 0,
+    world_size: Optional[int] = None, rank: Optional[int] = None,
+) -> DynamicBucketingSampler:
+    return DynamicBucketingSampler(
+        cuts,
+        max_duration=max_duration,
+        shuffle=train and cfg.shuffle,
+        num_buckets=min(cfg.num_buckets, max(1, len(cuts) // 4)),
+        drop_last=False,
+        world_size=world_size,
+        rank=rank,
+        seed=seed,
+    )
+
+
+def make_loader(cuts: CutSet, cfg: DataConfig, train: bool, max_duration: Optional[float] = None,
+                seed: int = 0, world_size: Optional[int] = None, rank: Optional[int] = None):
+    sampler = make_sampler(cuts, max_duration or cfg.max_duration, train, cfg, seed, world_size, rank)
+    loader = torch.utils.data.DataLoader(
+        AsrDataset(cfg, train), sampler=sampler, batch_size=None,
+        num_workers=cfg.num_workers, persistent_workers=False,
+    )
+    return loader, sampler

@@ -1,0 +1,248 @@
+"""The embedded default corpus ``synth_en``: spoken requests synthesised locally with espeak-ng.
+
+No download: sentences come from :mod:`speechlm.text.domain`, audio from
+:mod:`speechlm.synth.espeak`. Layout under ``output_dir``::
+
+    text/lm_text.txt                       text-only split for LM pretraining
+    wav/<split>/<utt_id>.wav               16 kHz mono 16-bit paired audio
+    manifests/synth_en_{recordings,supervisions,cuts}_<split>.jsonl.gz
+    manifests/voices.json                  the voices of each split
+
+A voice is an espeak English accent plus a voice variant (``en-gb-scotland+f2``) with its own
+speaking rate and pitch. Dev and test voices and sentences are both held out from training, and
+dev/test sentences never occur in the LM text.
+"""
+
+import json
+import logging
+import multiprocessing
+import os
+import random
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import soundfile as sf
+from tqdm import tqdm
+
+from speechlm.errors import SpeechlmError
+from speechlm.text.domain import generate_distinct_sentences
+
+SAMPLE_RATE = 16000
+SPLITS = ("train", "dev", "test")
+# Variant files in espeak-ng-data/voices/!v that sound like plain human voices.
+VOICE_VARIANTS = tuple([f"m{i}" for i in range(1, 9)] + [f"f{i}" for i in range(1, 6)])
+# Bump when the text/voice recipe changes, so stale WAVs are never reused with new texts.
+_LAYOUT_VERSION = 1
+
+Voice = Dict[str, Union[str, int]]
+
+
+def make_voices(seed: int = 0) -> List[Voice]:
+    """All (English accent x variant) voices present in the shipped espeak data, shuffled by
+    ``seed``, each with a seeded speaking rate (words/min) and pitch (0-100)."""
+    from speechlm.synth.espeak import list_english_languages, list_voice_variants
+
+    present = set(list_voice_variants())
+    variants = [v for v in VOICE_VARIANTS if v in present]
+    rng = random.Random(seed)
+    voices = []
+    for lang in list_english_languages():
+        for variant in variants:
+            rate, pitch = rng.randint(145, 195), rng.randint(30, 70)
+            name = f"{lang.lower()}+{variant}"
+            voices.append({
+                "id": f"{lang.lower()}_{variant}_r{rate}_p{pitch}",
+                "espeak_voice": name, "rate": rate, "pitch": pitch,
+            })
+    rng.shuffle(voices)
+    return voices
+
+
+def split_voices(voices: Sequence[Voice], num_dev_voices: int, num_test_voices: int) -> Dict[str, List[Voice]]:
+    """Hold out the first voices for test, the next for dev; the rest are for training."""
+    if num_dev_voices < 1 or num_test_voices < 1 or num_dev_voices + num_test_voices >= len(voices):
+        raise SpeechlmError(
+            f"Cannot hold out {num_dev_voices} dev and {num_test_voices} test voices from the "
+            f"{len(voices)} espeak voices available; choose at least 1 of each and leave some for training."
+        )
+    nt, nd = num_test_voices, num_dev_voices
+    return {"test": list(voices[:nt]), "dev": list(voices[nt:nt + nd]), "train": list(voices[nt + nd:])}
+
+
+# ---- synthesis workers (one espeak engine per process) ----
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _existing_num_samples(path: Path) -> Optional[int]:
+    try:
+        info = sf.info(str(path))
+    except Exception:
+        return None  # corrupt or partial: synthesise again
+    if info.samplerate != SAMPLE_RATE or info.channels != 1 or info.frames == 0:
+        return None
+    return int(info.frames)
+
+
+def _synthesize_one(job: Tuple[str, str, Voice]) -> Tuple[str, int, bool]:
+    """Write one WAV (atomically) unless a valid one exists; return (path, num_samples, synthesised)."""
+    from speechlm.synth.espeak import get_synth
+
+    path_str, text, voice = job
+    path = Path(path_str)
+    n = _existing_num_samples(path)
+    if n is not None:
+        return path_str, n, False
+    audio, sr = get_synth().synthesize(text, str(voice["espeak_voice"]), int(voice["rate"]), int(voice["pitch"]))
+    tmp = path.with_name(path.stem + ".tmp.wav")
+    sf.write(str(tmp), audio, sr, subtype="PCM_16")
+    os.replace(tmp, path)
+    return path_str, int(len(audio)), True
+
+
+def _run_jobs(jobs: List[Tuple[str, str, Voice]], num_jobs: int) -> Dict[str, Tuple[int, bool]]:
+    results = {}
+    progress = tqdm(total=len(jobs), desc="synth_en: synthesising", unit="utt", mininterval=2.0)
+    if num_jobs <= 1:
+        _init_worker()
+        it = map(_synthesize_one, jobs)
+        pool = None
+    else:
+        # spawn: forking a process that already ran torch/espeak can deadlock.
+        pool = multiprocessing.get_context("spawn").Pool(num_jobs, initializer=_init_worker)
+        it = pool.imap_unordered(_synthesize_one, jobs, chunksize=16)
+    try:
+        for path, n, synthesised in it:
+            results[path] = (n, synthesised)
+            progress.update()
+    finally:
+        progress.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    return results
+
+
+# ---- main entry point ----
+
+def _check_sizes(**sizes: int) -> None:
+    for name, value in sizes.items():
+        if not isinstance(value, int) or value < 1:
+            raise SpeechlmError(f"prepare_synth_en: {name} must be a positive integer, got {value!r}.")
+
+
+def _check_layout(wav_root: Path, key: Dict[str, int]) -> None:
+    """Refuse to reuse WAVs made with other settings: their texts would no longer match."""
+    stamp = wav_root / "synth_config.json"
+    if stamp.is_file():
+        old = json.loads(stamp.read_text())
+        if old != key:
+            raise SpeechlmError(
+                f"{wav_root} holds audio synthesised with other settings ({old}, now {key}). "
+                f"Remove {wav_root} or choose another output directory."
+            )
+    else:
+        wav_root.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps(key))
+
+
+def _write_text(path: Path, lines: Sequence[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in lines))
+    os.replace(tmp, path)
+
+
+def prepare_synth_en(
+    output_dir: Union[str, Path],
+    num_text: int = 100_000,
+    num_train: int = 3000,
+    num_dev: int = 200,
+    num_test: int = 300,
+    seed: int = 0,
+    num_jobs: int = 2,
+    num_dev_voices: int = 8,
+    num_test_voices: int = 10,
+) -> Dict[str, object]:
+    """Generate the ``synth_en`` corpus: LM text, paired audio and Lhotse manifests.
+
+    :param output_dir: where ``text/``, ``wav/`` and ``manifests/`` are written.
+    :param num_text: sentences in the text-only LM split (``text/lm_text.txt``); it contains the
+        training transcripts and never a dev/test sentence.
+    :param num_train: paired training utterances (train voices; sentences drawn from the LM text).
+    :param num_dev: dev utterances (held-out voices and held-out sentences).
+    :param num_test: test utterances (other held-out voices, other held-out sentences).
+    :param seed: seeds sentences, voice parameters and the voice split.
+    :param num_jobs: synthesis processes.
+    :param num_dev_voices: voices held out for dev; ``num_test_voices`` likewise for test.
+    :return: a dict with per-split utterance and voice counts, counts of newly synthesised WAVs,
+        and the paths of the LM text, the manifests and ``voices.json``.
+
+    Existing valid WAVs are reused, so a re-run only synthesises what is missing.
+    """
+    from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+    from lhotse.audio import AudioSource
+    from lhotse.qa import validate_recordings_and_supervisions
+
+    _check_sizes(num_text=num_text, num_train=num_train, num_dev=num_dev, num_test=num_test,
+                 num_jobs=num_jobs)
+    out = Path(output_dir).resolve()
+    wav_root, man_dir = out / "wav", out / "manifests"
+    _check_layout(wav_root, {"version": _LAYOUT_VERSION, "seed": seed, "num_dev": num_dev,
+                             "num_test": num_test, "num_dev_voices": num_dev_voices,
+                             "num_test_voices": num_test_voices})
+
+    # Held-out sentences first, so their positions do not depend on num_text / num_train.
+    num_lm = max(num_text, num_train)
+    pool = generate_distinct_sentences(num_test + num_dev + num_lm, seed=seed)
+    texts = {"test": pool[:num_test], "dev": pool[num_test:num_test + num_dev]}
+    lm_text = pool[num_test + num_dev:]
+    texts["train"] = lm_text[:num_train]
+    lm_path = out / "text" / "lm_text.txt"
+    _write_text(lm_path, lm_text)
+
+    voices = split_voices(make_voices(seed), num_dev_voices, num_test_voices)
+    man_dir.mkdir(parents=True, exist_ok=True)
+    voices_path = man_dir / "voices.json"
+    voices_path.write_text(json.dumps(voices, indent=1))
+
+    utts = {}  # split -> list of (utt_id, path, text, voice)
+    jobs = []
+    for split in SPLITS:
+        (wav_root / split).mkdir(parents=True, exist_ok=True)
+        utts[split] = []
+        for i, text in enumerate(texts[split]):
+            voice = voices[split][i % len(voices[split])]
+            utt_id = f"synth_en-{split}-{i:06d}"
+            path = str(wav_root / split / f"{utt_id}.wav")
+            utts[split].append((utt_id, path, text, voice))
+            jobs.append((path, text, voice))
+    results = _run_jobs(jobs, num_jobs)
+
+    summary: Dict[str, object] = {"lm_text": str(lm_path), "num_lm_text": len(lm_text),
+                                  "voices": str(voices_path), "manifests": {}}
+    for split in SPLITS:
+        recs, sups = [], []
+        for utt_id, path, text, voice in utts[split]:
+            n = results[path][0]
+            recs.append(Recording(id=utt_id, sources=[AudioSource(type="file", channels=[0], source=path)],
+                                  sampling_rate=SAMPLE_RATE, num_samples=n, duration=n / SAMPLE_RATE))
+            sups.append(SupervisionSegment(id=utt_id, recording_id=utt_id, start=0.0,
+                                           duration=n / SAMPLE_RATE, channel=0, text=text,
+                                           speaker=str(voice["id"]), language="English"))
+        recordings, supervisions = RecordingSet.from_recordings(recs), SupervisionSet.from_segments(sups)
+        validate_recordings_and_supervisions(recordings, supervisions)
+        paths = {kind: man_dir / f"synth_en_{kind}_{split}.jsonl.gz"
+                 for kind in ("recordings", "supervisions", "cuts")}
+        recordings.to_file(paths["recordings"])
+        supervisions.to_file(paths["supervisions"])
+        CutSet.from_manifests(recordings=recordings, supervisions=supervisions).to_file(paths["cuts"])
+        summary["manifests"][split] = {k: str(v) for k, v in paths.items()}
+        summary[f"num_{split}"] = len(recs)
+        summary[f"num_{split}_voices"] = len(voices[split])
+        summary[f"num_{split}_synthesised"] = sum(results[u[1]][1] for u in utts[split])
+    logging.info("synth_en prepared under %s: %s", out, summary)
+    return summary

@@ -1,0 +1,50 @@
+"""CTC speech recogniser: global CMVN -> Conformer encoder -> linear -> log-softmax."""
+
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechlm.config import EncoderConfig
+from speechlm.models.encoder import ConformerEncoder
+from speechlm.text.symbols import BLANK_ID
+
+
+class CTCModel(nn.Module):
+    def __init__(self, encoder_cfg: EncoderConfig, vocab_size: int):
+        super().__init__()
+        self.vocab_size = vocab_size
+        # Global CMVN from the training set, stored in the checkpoint so decoding matches training.
+        self.register_buffer("feat_mean", torch.zeros(encoder_cfg.num_mel_bins))
+        self.register_buffer("feat_std", torch.ones(encoder_cfg.num_mel_bins))
+        self.encoder = ConformerEncoder(encoder_cfg)
+        self.ctc_head = nn.Linear(encoder_cfg.d_model, vocab_size)
+
+    def set_cmvn(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.feat_mean.copy_(mean)
+        self.feat_std.copy_(std.clamp_min(1e-5))
+
+    def encode(self, feats: torch.Tensor, lengths: torch.Tensor):
+        feats = (feats - self.feat_mean) / self.feat_std
+        return self.encoder(feats, lengths)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor):
+        """Returns CTC log-probs ``(B, T', V)`` and their lengths."""
+        enc, enc_lens = self.encode(feats, lengths)
+        return self.ctc_head(enc).log_softmax(dim=-1), enc_lens
+
+    def ctc_loss(self, log_probs, lengths, targets: Sequence[List[int]]) -> torch.Tensor:
+        """Summed CTC loss over the batch (caller normalises)."""
+        target_lens = torch.tensor([len(t) for t in targets], dtype=torch.long)
+        flat = torch.tensor([i for t in targets for i in t], dtype=torch.long)
+        return F.ctc_loss(
+            log_probs.transpose(0, 1).float(), flat, lengths.cpu(), target_lens,
+            blank=BLANK_ID, reduction="sum", zero_infinity=True,
+        )
+
+
+def num_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

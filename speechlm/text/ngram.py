@@ -1,0 +1,98 @@
+"""Word n-gram LMs: train an ARPA file (kaldingram, Kneser-Ney) and turn it into G (kaldilm).
+
+G's weights are costs in the tropical semiring: ``-ln(10) * log10 p`` on word arcs and
+``-ln(10) * log10 backoff`` on the back-off arcs, whose input is ``#0`` (output epsilon);
+``<s>``/``</s>`` become epsilons and the sentence-end probability a final weight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Optional
+
+import kaldifst
+
+from speechlm.errors import SpeechlmError
+
+log = logging.getLogger(__name__)
+
+
+def train_arpa(text_lines: Iterable[str], order: int, out_path: str | Path) -> Path:
+    """Train an interpolated-backoff Kneser-Ney ``order``-gram on whitespace-split lines.
+
+    Lines are used as given (map OOVs first with :func:`speechlm.text.lang.map_oovs` if the
+    LM must match a lexicon). Writes ``out_path`` atomically and returns it.
+    """
+    from kaldingram.train import NgramCounts
+
+    if not 1 <= order <= 5:
+        raise SpeechlmError(f"n-gram order {order} for {out_path} is not supported: use 1..5")
+    out_path = Path(out_path)
+    counts = NgramCounts(order)
+    n_lines = 0
+    # kaldingram prints tqdm bars; keep library calls quiet.
+    with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+        for line in text_lines:
+            words = line.split()
+            if not words:
+                continue
+            counts.add_raw_counts_from_line(" ".join(words))
+            n_lines += 1
+        if n_lines == 0:
+            raise SpeechlmError(f"no LM training text for {out_path}: the text is empty")
+        counts.cal_discounting_constants()
+        counts.cal_f()
+        counts.cal_bow()
+        buf = io.StringIO()
+        counts.print_as_arpa(fout=buf)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_suffix(out_path.suffix + ".tmp")
+    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    tmp.replace(out_path)
+    log.info("trained %d-gram LM on %d lines -> %s", order, n_lines, out_path)
+    return out_path
+
+
+def arpa_to_fst(
+    arpa: str | Path,
+    words_txt: str | Path,
+    out_fst: Optional[str | Path] = None,
+    max_order: int = -1,
+) -> kaldifst.StdVectorFst:
+    """Convert an ARPA LM to G over the word ids of ``words_txt`` (which must contain ``#0``).
+
+    n-grams with words not in ``words_txt`` are dropped by kaldilm (with a warning).
+    Returns G (ilabel-sorted); also writes it to ``out_fst`` (binary OpenFst) and
+    ``out_fst`` + ``.txt`` (text format) when given.
+    """
+    import kaldilm
+
+    arpa, words_txt = Path(arpa), Path(words_txt)
+    for p in (arpa, words_txt):
+        if not p.is_file():
+            raise SpeechlmError(f"{p} not found: train the LM / prepare the lang dir first")
+    if "#0" not in words_txt.read_text(encoding="utf-8").split():
+        raise SpeechlmError(f"{words_txt} has no #0: rebuild it with prepare_lang_dir")
+    try:
+        text = kaldilm.arpa2fst(
+            input_arpa=str(arpa),
+            disambig_symbol="#0",
+            read_symbol_table=str(words_txt),
+            max_order=max_order,
+        )
+    except Exception as e:  # kaldilm raises RuntimeError on malformed ARPA
+        raise SpeechlmError(f"cannot convert ARPA LM {arpa}: {e}") from e
+    G = kaldifst.compile(text, acceptor=False)
+    if G.num_states == 0 or G.start < 0:
+        raise SpeechlmError(f"G from {arpa} is empty: do the ARPA's words match {words_txt}?")
+    kaldifst.arcsort(G, sort_type="ilabel")
+    if out_fst is not None:
+        out_fst = Path(out_fst)
+        out_fst.parent.mkdir(parents=True, exist_ok=True)
+        Path(str(out_fst) + ".txt").write_text(text, encoding="utf-8")
+        G.write(str(out_fst))
+    return G

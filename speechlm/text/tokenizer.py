@@ -1,0 +1,107 @@
+"""Tokenizers over one token space whose special ids are fixed in :mod:`speechlm.text.symbols`.
+
+A sentencepiece model is trained so that its first ids are exactly the special symbols
+(``<blk>`` is sentencepiece's pad, ``<unk>`` its unk, ``<sos/eos>`` its bos, the task markers
+control symbols); loading a model whose ids disagree is refused, so a checkpoint can never be
+decoded with a silently shifted vocabulary.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable, List, Sequence
+
+import sentencepiece as spm
+
+from speechlm.errors import SpeechlmError
+from speechlm.text import symbols as sym
+
+log = logging.getLogger(__name__)
+
+
+class Tokenizer:
+    """A sentencepiece model with speechlm's fixed special ids."""
+
+    def __init__(self, model_path: str | Path):
+        self.model_path = Path(model_path)
+        if not self.model_path.is_file():
+            raise SpeechlmError(
+                f"tokenizer model {self.model_path} not found: run the recipe's stage 2 "
+                "(speechlm train-tokenizer) first"
+            )
+        self.sp = spm.SentencePieceProcessor(model_file=str(self.model_path))
+        for idx, piece in enumerate(sym.SPECIAL_SYMBOLS):
+            if self.sp.id_to_piece(idx) != piece:
+                raise SpeechlmError(
+                    f"{self.model_path}: id {idx} is {self.sp.id_to_piece(idx)!r}, expected "
+                    f"{piece!r}; this model was not trained by speechlm train-tokenizer"
+                )
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def id_to_piece(self, idx: int) -> str:
+        return self.sp.id_to_piece(idx)
+
+    def pieces(self) -> List[str]:
+        return [self.sp.id_to_piece(i) for i in range(self.vocab_size)]
+
+    def encode(self, text: str, item: str = "") -> List[int]:
+        """Token ids of ``text``; characters the model cannot encode are an error naming ``item``."""
+        ids = self.sp.encode(text)
+        if sym.UNK_ID in ids:
+            pieces = self.sp.encode(text, out_type=str)
+            bad = sorted({p for p, i in zip(pieces, ids) if i == sym.UNK_ID})
+            where = f" in {item}" if item else ""
+            raise SpeechlmError(
+                f"text{where} has characters the tokenizer {self.model_path} cannot encode: "
+                f"{bad} (text: {text!r}); normalise the transcript or retrain the tokenizer "
+                "on text that contains them"
+            )
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.sp.decode([int(i) for i in ids if int(i) >= sym.NUM_SPECIALS])
+
+
+def train_sentencepiece(
+    texts: Iterable[str],
+    out_dir: str | Path,
+    vocab_size: int = 256,
+    model_type: str = "unigram",
+    character_coverage: float = 1.0,
+) -> Path:
+    """Train ``out_dir/bpe.model`` (with ``bpe.vocab``) from ``texts``; returns the model path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = [t.strip() for t in texts if t.strip()]
+    if not lines:
+        raise SpeechlmError(f"no text to train the tokenizer in {out_dir}: the training text is empty")
+    text_file = out_dir / "train_text.txt"
+    text_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    prefix = out_dir / "bpe"
+    spm.SentencePieceTrainer.train(
+        input=str(text_file),
+        model_prefix=str(prefix),
+        vocab_size=vocab_size,
+        model_type=model_type,
+        character_coverage=character_coverage,
+        pad_id=sym.BLANK_ID,
+        pad_piece=sym.BLANK,
+        unk_id=sym.UNK_ID,
+        unk_piece=sym.UNK,
+        bos_id=sym.SOS_EOS_ID,
+        bos_piece=sym.SOS_EOS,
+        eos_id=-1,
+        control_symbols=[sym.ASR, sym.TTS],
+        hard_vocab_limit=False,
+        input_sentence_size=2_000_000,
+        shuffle_input_sentence=True,
+        minloglevel=2,
+    )
+    model = prefix.with_suffix(".model")
+    Tokenizer(model)  # verifies the fixed ids
+    log.info("tokenizer: %s (%d pieces)", model, Tokenizer(model).vocab_size)
+    return model

@@ -1,0 +1,250 @@
+"""The training loop shared by every recipe: CTC ASR today, the same loop for later model kinds.
+
+Single process or DDP under ``torchrun`` (gloo on CPU, nccl on CUDA) from the same command.
+Each epoch reseeds the RNGs from ``seed + epoch`` and the sampler from the epoch number, so
+``--resume`` after epoch k continues exactly as an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+import torch.distributed as dist
+from lhotse import CutSet
+from tqdm import tqdm
+
+from speechlm.config import ExperimentConfig, save_config
+from speechlm.data.datamodule import make_loader
+from speechlm.data.features import compute_cmvn, load_cuts
+from speechlm.errors import SpeechlmError
+from speechlm.models.asr import CTCModel, num_parameters
+from speechlm.text.tokenizer import Tokenizer
+from speechlm.train import checkpoint as ckpt
+
+log = logging.getLogger("speechlm.train")
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise SpeechlmError(f"train.device={spec!r} but CUDA is not available; use train.device=cpu")
+    return torch.device(spec)
+
+
+class DistInfo:
+    """Rank/world size from torchrun's environment; a plain run is rank 0 of 1."""
+
+    def __init__(self, device: torch.device):
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.world_size > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+    def all_reduce_sum(self, values: List[float]) -> List[float]:
+        if self.world_size == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(t)
+        return t.tolist()
+
+
+def check_transcripts(cuts: CutSet, tokenizer: Tokenizer, where: str) -> Dict[str, List[int]]:
+    """Encode every transcript up front: a bad character fails now, naming the cut, not mid-epoch."""
+    encoded = {}
+    for cut in cuts:
+        text = " ".join(s.text for s in cut.supervisions)
+        if not text.strip():
+            raise SpeechlmError(f"{where}: cut {cut.id} has an empty transcript; remove it in data prep")
+        encoded[text] = tokenizer.encode(text, item=f"{where}, cut {cut.id}")
+    return encoded
+
+
+def lr_factor(step: int, warmup: int) -> float:
+    """Linear warm-up then inverse-square-root decay (1.0 at the end of warm-up)."""
+    step = max(step, 1)
+    return min(step / warmup, math.sqrt(warmup / step)) if warmup > 0 else 1.0
+
+
+def setup_logging(log_file: Optional[Path], is_main: bool) -> None:
+    handlers: List[logging.Handler] = [logging.StreamHandler(sys.stderr)] if is_main else []
+    if log_file is not None and is_main:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
+        handlers=handlers or [logging.NullHandler()], force=True,
+    )
+
+
+class Trainer:
+    def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, train_cuts: str | Path,
+                 dev_cuts: Optional[str | Path], tokenizer_model: str | Path):
+        self.cfg = cfg
+        self.exp_dir = Path(exp_dir)
+        self.device = resolve_device(cfg.train.device)
+        self.dist = DistInfo(self.device)
+        if self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        setup_logging(self.exp_dir / "log" / "train.log", self.dist.is_main)
+        self.tokenizer = Tokenizer(tokenizer_model)
+        self.train_cuts = load_cuts(train_cuts)
+        self.dev_cuts = load_cuts(dev_cuts) if dev_cuts else None
+        if len(self.train_cuts) == 0:
+            raise SpeechlmError(f"{train_cuts}: no training cuts")
+        self.targets = check_transcripts(self.train_cuts, self.tokenizer, str(train_cuts))
+        if self.dev_cuts is not None:
+            self.targets.update(check_transcripts(self.dev_cuts, self.tokenizer, str(dev_cuts)))
+        torch.manual_seed(cfg.train.seed)
+        self.model = CTCModel(cfg.encoder, self.tokenizer.vocab_size)
+        self.model.set_cmvn(*compute_cmvn(self.train_cuts))
+        self.model.to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, cfg.optim.warmup_steps)
+        )
+        self.ddp_model = self.model
+        if self.dist.world_size > 1:
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.epoch = 0  # last completed epoch
+        self.step = 0
+        self.tb = None
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def state(self) -> Dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "vocab_size": self.tokenizer.vocab_size,
+            "config": self.cfg.to_dict(),
+        }
+
+    def resume(self) -> bool:
+        found = ckpt.epoch_checkpoints(self.exp_dir)
+        if not found:
+            return False
+        state = ckpt.load_checkpoint(found[-1], map_location=self.device)
+        if state.get("config", {}).get("encoder") != self.cfg.to_dict()["encoder"]:
+            raise SpeechlmError(
+                f"--resume: {found[-1]} was trained with a different encoder config; "
+                "use a new --exp-dir or the same config"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        log.info("resumed from %s (epoch %d, step %d)", found[-1], self.epoch, self.step)
+        return True
+
+    # ---- loop --------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> Path:
+        cfg = self.cfg
+        self.exp_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            save_config(cfg, self.exp_dir / "config.yaml")
+            shutil.copyfile(self.tokenizer.model_path, self.exp_dir / "tokenizer.model")
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(self.exp_dir / "tensorboard"))
+        if resume:
+            self.resume()
+        log.info("model: %s parameters; device %s; world size %d; %d training cuts (%.1f h)",
+                 f"{num_parameters(self.model):,}", self.device, self.dist.world_size,
+                 len(self.train_cuts), sum(c.duration for c in self.train_cuts) / 3600)
+        loader, sampler = make_loader(self.train_cuts, cfg.data, train=True, seed=cfg.train.seed,
+                                      world_size=self.dist.world_size, rank=self.dist.rank)
+        start = time.time()
+        while self.epoch < cfg.train.num_epochs:
+            epoch = self.epoch + 1
+            torch.manual_seed(cfg.train.seed + epoch)
+            sampler.set_epoch(epoch)
+            train_loss = self.train_epoch(loader, epoch)
+            dev_loss = self.validate() if self.dev_cuts is not None else float("nan")
+            self.epoch = epoch
+            log.info("epoch %d/%d: train loss %.4f, dev loss %.4f, lr %.2e, %.0f s elapsed",
+                     epoch, cfg.train.num_epochs, train_loss, dev_loss,
+                     self.scheduler.get_last_lr()[0], time.time() - start)
+            if self.dist.is_main:
+                self.tb.add_scalar("dev/loss", dev_loss, self.step)
+                ckpt.save_atomic(self.state(), self.exp_dir / f"epoch-{epoch}.pt")
+                ckpt.prune_checkpoints(self.exp_dir, max(cfg.train.keep_last, cfg.train.average_last))
+            self.dist.barrier()
+        final = self.exp_dir / "final.pt"
+        if self.dist.is_main:
+            self.write_final(final)
+            self.tb.close()
+        self.dist.barrier()
+        return final
+
+    def write_final(self, final: Path) -> None:
+        paths = ckpt.epoch_checkpoints(self.exp_dir)[-max(1, self.cfg.train.average_last):]
+        avg = ckpt.average_state_dicts(paths)
+        ckpt.save_atomic({"model": avg, "vocab_size": self.tokenizer.vocab_size,
+                          "config": self.cfg.to_dict(), "averaged": [p.name for p in paths]}, final)
+        log.info("final model: average of %s -> %s", [p.name for p in paths], final)
+
+    def batch_loss(self, batch: Dict, model) -> tuple:
+        feats = batch["feats"].to(self.device)
+        lens = batch["feat_lens"].to(self.device)
+        log_probs, out_lens = model(feats, lens)
+        targets = [self.targets[t] for t in batch["texts"]]
+        return self.model.ctc_loss(log_probs, out_lens, targets), len(targets)
+
+    def train_epoch(self, loader, epoch: int) -> float:
+        self.ddp_model.train()
+        total, count = 0.0, 0
+        show_bar = self.dist.is_main and sys.stderr.isatty()
+        bar = tqdm(loader, desc=f"epoch {epoch}", disable=not show_bar, leave=False)
+        for batch in bar:
+            loss, n = self.batch_loss(batch, self.ddp_model)
+            self.optimizer.zero_grad(set_to_none=True)
+            (loss / n).backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            total, count = total + loss.item(), count + n
+            if self.dist.is_main:
+                self.tb.add_scalar("train/loss", loss.item() / n, self.step)
+                self.tb.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+                bar.set_postfix(loss=f"{loss.item() / n:.3f}")
+                if not show_bar and self.step % self.cfg.train.log_interval == 0:
+                    log.info("epoch %d step %d: loss %.4f grad-norm %.2f", epoch, self.step,
+                             loss.item() / n, float(grad_norm))
+        total, count = self.dist.all_reduce_sum([total, float(count)])
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        self.model.eval()
+        loader, _ = make_loader(self.dev_cuts, self.cfg.data, train=False,
+                                world_size=self.dist.world_size, rank=self.dist.rank)
+        total, count = 0.0, 0
+        for batch in loader:
+            loss, n = self.batch_loss(batch, self.model)
+            total, count = total + loss.item(), count + n
+        total, count = self.dist.all_reduce_sum([total, float(count)])
+        return total / max(count, 1)

@@ -1,0 +1,71 @@
+"""The embedded corpus synth_en: text domain, espeak synthesis, corpus preparation."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechlm.errors import SpeechlmError
+from speechlm.text.domain import generate_distinct_sentences, generate_sentences, is_valid_sentence
+
+
+def test_domain_deterministic_varied_and_clean():
+    a = generate_sentences(5000, seed=7)
+    assert a == generate_sentences(5000, seed=7)
+    assert a != generate_sentences(5000, seed=8)
+    assert len({w for s in a for w in s.split()}) >= 200
+    assert all(is_valid_sentence(s) for s in a)
+    assert not any(ch.isdigit() for s in a for ch in s)
+
+
+def test_distinct_sentences_are_prefix_stable():
+    small, large = generate_distinct_sentences(300, seed=1), generate_distinct_sentences(12_000, seed=1)
+    assert small == large[:300] and len(set(large)) == 12_000
+
+
+def test_espeak_synthesizes_16k_speech():
+    from speechlm.synth.espeak import get_synth
+
+    audio, sr = get_synth().synthesize("set an alarm for seven forty five tomorrow", "en-us+m3", 175, 50)
+    assert sr == 16000 and audio.dtype == np.float32 and audio.ndim == 1
+    assert 1.0 < len(audio) / sr < 6.0
+    assert np.sqrt(np.mean(audio**2)) > 0.01
+    with pytest.raises(SpeechlmError, match="no voice"):
+        get_synth().synthesize("hello", "xx-no-such-voice")
+
+
+def test_prepare_synth_en_tiny(tmp_path):
+    from lhotse import load_manifest
+
+    from speechlm.data.synth_en import prepare_synth_en
+
+    out = tmp_path / "synth_en"
+    res = prepare_synth_en(out, num_text=2000, num_train=12, num_dev=4, num_test=4, num_jobs=2)
+    assert (res["num_train"], res["num_dev"], res["num_test"]) == (12, 4, 4)
+    assert res["num_train_voices"] + res["num_dev_voices"] + res["num_test_voices"] >= 20
+
+    cuts = {s: load_manifest(out / "manifests" / f"synth_en_cuts_{s}.jsonl.gz") for s in ("train", "dev", "test")}
+    speakers = {s: {c.supervisions[0].speaker for c in cs} for s, cs in cuts.items()}
+    texts = {s: {c.supervisions[0].text for c in cs} for s, cs in cuts.items()}
+    assert not speakers["test"] & speakers["train"] and not speakers["dev"] & speakers["train"]
+    assert not speakers["test"] & speakers["dev"]
+    lm_text = set((out / "text" / "lm_text.txt").read_text().splitlines())
+    assert len(lm_text) == 2000
+    for held_out in ("dev", "test"):
+        assert not texts[held_out] & texts["train"] and not texts[held_out] & lm_text
+    assert texts["train"] <= lm_text
+
+    voices = json.loads((out / "manifests" / "voices.json").read_text())
+    assert not {v["id"] for v in voices["test"]} & {v["id"] for v in voices["train"]}
+    for split, cs in cuts.items():
+        for c in cs:
+            info = sf.info(c.recording.sources[0].source)
+            assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+            assert info.frames == c.recording.num_samples and c.duration > 0.5
+            assert str(out / "wav" / split) in c.recording.sources[0].source
+
+    again = prepare_synth_en(out, num_text=2000, num_train=12, num_dev=4, num_test=4, num_jobs=1)
+    assert again["num_train_synthesised"] == again["num_test_synthesised"] == 0
+    with pytest.raises(SpeechlmError, match="other settings"):
+        prepare_synth_en(out, num_text=2000, num_train=12, num_dev=4, num_test=5, seed=1)

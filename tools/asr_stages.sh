@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Stages 1-5 shared by every ASR recipe; sourced by run.sh after stage 0 is defined.
+# Inputs (set by run.sh): corpus (manifest prefix), data (data dir), exp (exp dir), conf,
+# vocab_size, speed_perturb, nj, nproc, train_args (config overrides), methods,
+# lm_text (extra tokenizer text, may be empty), splits (e.g. "train dev test").
+# Reads  $data/manifests/${corpus}_cuts_<split>.jsonl.gz  (written by stage 0).
+
+_sl_cuts() { echo "$data/fbank/${corpus}_cuts_$1.jsonl.gz"; }
+_sl_has_dev() { case " $splits " in *" dev "*) return 0 ;; esac; return 1; }
+
+stage_features() {
+  for s in $splits; do
+    local sp=""
+    if [ "$s" = train ] && [ -n "$speed_perturb" ]; then sp="--speed-perturb $speed_perturb"; fi
+    # shellcheck disable=SC2086
+    speechlm compute-fbank --cuts "$data/manifests/${corpus}_cuts_$s.jsonl.gz" \
+      --out "$(_sl_cuts "$s")" --storage "$data/fbank/feats_$s" --num-jobs "$nj" $sp || return 1
+  done
+}
+
+stage_tokenizer() {
+  local text_args=()
+  if [ -n "${lm_text:-}" ]; then text_args=(--text "$lm_text"); fi
+  speechlm train-tokenizer --cuts "$data/manifests/${corpus}_cuts_train.jsonl.gz" "${text_args[@]}" \
+    --out-dir "$data/lang_bpe" --vocab-size "$vocab_size"
+}
+
+stage_train() {
+  local launcher=(speechlm)
+  if [ "$nproc" -gt 1 ]; then
+    launcher=(torchrun --standalone --nproc_per_node "$nproc" -m speechlm.cli)
+  fi
+  local dev_args=()
+  if _sl_has_dev; then dev_args=(--dev-cuts "$(_sl_cuts dev)"); fi
+  # shellcheck disable=SC2086
+  "${launcher[@]}" train --config "$conf" --exp-dir "$exp/asr" --train-cuts "$(_sl_cuts train)" \
+    "${dev_args[@]}" --tokenizer "$data/lang_bpe/bpe.model" ${resume:+--resume} \
+    --set $train_args
+}
+
+stage_decode() {
+  local cmd="cd egs/$(basename "$PWD") && ./run.sh ${recipe_args:-}"
+  speechlm decode --exp-dir "$exp/asr" --cuts "$(_sl_cuts test)" --set-name test \
+    --methods "$methods" ${lang_dir:+--lang-dir "$lang_dir"} --results-md RESULTS.md --command "$cmd"
+}
+
+asr_stages() {
+  run_stage 1 "fbank features" "$data/fbank/" stage_features
+  run_stage 2 "tokenizer" "$data/lang_bpe/bpe.model" stage_tokenizer
+  skip_stage 3 "LM pretraining" "not there yet: text-LM pretraining comes with the speech-language pretraining work"
+  run_stage 4 "ASR training" "$exp/asr/final.pt (log: $exp/asr/log/train.log)" stage_train
+  run_stage 5 "decoding + scoring" "$exp/asr/decode-test/, RESULTS.md" stage_decode
+  if [ "$stop_stage" -ge 5 ] && [ -f "$exp/asr/decode-test/wer-summary-test.txt" ]; then
+    echo "== test WER ($exp/asr/decode-test/wer-summary-test.txt):"
+    cat "$exp/asr/decode-test/wer-summary-test.txt"
+  fi
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Kaldi-style option parsing, sourced by a recipe's run.sh after its option defaults:
+#
+#   # begin options
+#   stage=0          # first stage to run
+#   stop_stage=5     # last stage to run
+#   # end options
+#   . ../../tools/parse_options.sh
+#
+# `--stop-stage 3` sets stop_stage=3 (dashes become underscores); `--name=value` works too.
+# Only variables declared between the markers are options: anything else is an error (exit 2).
+# `--help` lists every option with its default and comment, read from the block itself.
+
+_po_script="${BASH_SOURCE[1]:-$0}"
+
+_po_block() {
+  sed -n '/^# begin options/,/^# end options/p' "$_po_script" | grep -E '^[A-Za-z_][A-Za-z0-9_]*='
+}
+
+_po_help() {
+  echo "usage: $(basename "$_po_script") [options]"
+  [ -n "${help_message:-}" ] && echo "$help_message"
+  echo "options (default in brackets):"
+  _po_block | while IFS= read -r line; do
+    name=${line%%=*}
+    rest=${line#*=}
+    default=${rest%%#*}
+    default=$(echo "$default" | sed -e 's/[[:space:]]*$//' -e 's/^"\(.*\)"$/\1/' -e "s/^'\(.*\)'$/\1/")
+    comment=""
+    case "$rest" in *"#"*) comment=${rest#*#}; comment=${comment# } ;; esac
+    printf '  --%-22s %s [%s]\n' "${name//_/-}" "$comment" "$default"
+  done
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --help|-h) _po_help; exit 0 ;;
+    --*=*) _po_opt=${1%%=*}; _po_val=${1#*=}; shift ;;
+    --*)
+      _po_opt=$1
+      if [ $# -lt 2 ]; then echo "$(basename "$_po_script"): option $_po_opt needs a value" >&2; exit 2; fi
+      _po_val=$2; shift 2 ;;
+    *) break ;;
+  esac
+  _po_name=${_po_opt#--}
+  _po_name=${_po_name//-/_}
+  if ! _po_block | grep -q "^${_po_name}="; then
+    echo "$(basename "$_po_script"): unknown option $_po_opt (see --help for the list)" >&2
+    exit 2
+  fi
+  printf -v "$_po_name" '%s' "$_po_val"
+done
+if [ $# -gt 0 ]; then
+  echo "$(basename "$_po_script"): unexpected argument '$1' (options are --name value; see --help)" >&2
+  exit 2
+fi
+unset _po_opt _po_val _po_name
