@@ -10,7 +10,13 @@ import torch
 
 from speechlm.decode.wfst import HLGDecoder, build_hlg, build_token_graph, graph_info
 from speechlm.errors import SpeechlmError
-from speechlm.text.lang import map_oovs, prepare_lang_dir, read_table, words_to_ids
+from speechlm.text.lang import (
+    add_disambig_symbols,
+    map_oovs,
+    prepare_lang_dir,
+    read_table,
+    words_to_ids,
+)
 from speechlm.text.ngram import arpa_to_fst, train_arpa
 from speechlm.text.tokenizer import Tokenizer, train_sentencepiece
 
@@ -62,11 +68,16 @@ def test_decode_clean_posteriors_over_lexicon_graph(lang):
     lp, n = posteriors(spell(tok.encode("yes no yes")), tok.vocab_size)
     dec = HLGDecoder(hlg, d / "lang" / "words.txt", beam=10.0)
     assert dec.decode(lp, n) == [["yes", "no", "yes"]]
+    compact = build_hlg(d / "lang", arpa, d / "HLG_compact.fst", compact_topo=True)
+    assert HLGDecoder(compact, d / "lang" / "words.txt").decode(lp, n) == [["yes", "no", "yes"]]
     # batch of two with padding: the second utterance is shorter
     lp2, n2 = posteriors(spell(tok.encode("no")), tok.vocab_size)
     batch = torch.full((2, lp.size(1), lp.size(2)), -1e4)
     batch[0], batch[1, : lp2.size(1)] = lp[0], lp2[0]
     assert dec.decode(batch, torch.tensor([n.item(), n2.item()])) == [["yes", "no", "yes"], ["no"]]
+    assert dec.decode(batch, torch.tensor([n.item(), 0])) == [["yes", "no", "yes"], []]
+    with pytest.raises(SpeechlmError, match="built for"):  # a model with another vocabulary
+        dec.decode(lp[:, :, :-1], n)
     # token-level (lexicon-free) graph spells the pieces
     tg = build_token_graph(d / "lang", d / "T.fst")
     pieces = HLGDecoder(tg, d / "lang" / "tokens.txt").decode(lp, n)[0]
@@ -143,10 +154,13 @@ def test_lm_disambiguates_noisy_posteriors(lang):
     no_lm = build_token_graph(d / "lang", d / "T.fst")
     acoustic_only = HLGDecoder(no_lm, d / "lang" / "tokens.txt").decode(lp, n)[0]
     assert acoustic_only == tok.sp.encode("yes yes yes", out_type=str)
-    dec = HLGDecoder(hlg, d / "lang" / "words.txt")
+    uni = build_hlg(d / "lang", train_arpa(["yes no", "no yes"], 1, d / "u.arpa"), d / "HLG_u.fst")
+    flat = HLGDecoder(uni, d / "lang" / "words.txt")  # equal p(yes), p(no): acoustics decide
+    assert flat.decode(lp, n) == [["yes", "yes", "yes"]]
+    dec = HLGDecoder(hlg, d / "lang" / "words.txt", lattice_beam=20.0)
     assert dec.decode(lp, n) == [["yes", "no", "yes"]]
 
-    nbest = dec.decode_nbest(lp, n, n=3)[0]
+    nbest = dec.decode_nbest(lp, n, n=5)[0]
     assert nbest[0][0] == ["yes", "no", "yes"]
     assert len(nbest) >= 2 and nbest[0][1] >= nbest[1][1]
     assert ["yes", "yes", "yes"] in [h for h, _ in nbest]
@@ -160,3 +174,14 @@ def test_missing_inputs_are_clear_errors(tmp_path, lang):
         HLGDecoder(tmp_path / "missing.fst", d / "lang" / "words.txt")
     with pytest.raises(SpeechlmError, match="empty"):
         train_arpa(["", "  "], 2, tmp_path / "x.arpa")
+    # kaldilm would abort the process on this; we refuse it first, naming file and line
+    (tmp_path / "bad.arpa").write_text("\\data\\\nngram 1=x\n", encoding="utf-8")
+    with pytest.raises(SpeechlmError, match="bad.arpa:2"):
+        arpa_to_fst(tmp_path / "bad.arpa", d / "lang" / "words.txt")
+
+
+def test_disambig_symbols_for_homophones_and_prefixes():
+    lex = [("a", ["x"]), ("b", ["x"]), ("c", ["x", "y"]), ("d", ["z"])]
+    out, top = add_disambig_symbols(lex)
+    assert out == [("a", ["x", "#1"]), ("b", ["x", "#2"]), ("c", ["x", "y"]), ("d", ["z"])]
+    assert top == 2

@@ -15,6 +15,7 @@ Label conventions (why: token id 0 is both the CTC blank and OpenFst's epsilon):
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -162,8 +163,11 @@ def _up_to_date(out_path: Path, inputs: Iterable[Path]) -> bool:
     return all(p.stat().st_mtime <= t for p in inputs)
 
 
-def _write_fst(fst: kaldifst.StdVectorFst, out_path: Path) -> None:
+def _write_fst(fst: kaldifst.StdVectorFst, out_path: Path, num_tokens: int) -> Dict[str, int]:
+    """Write ``fst`` atomically, with ``<out_path>.json`` recording its token count and size."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    info = {"num_tokens": num_tokens, **graph_info(fst)}
+    Path(str(out_path) + ".json").write_text(json.dumps(info) + "\n", encoding="utf-8")
     fd, tmp = tempfile.mkstemp(dir=out_path.parent, suffix=".fst.tmp")
     os.close(fd)
     try:
@@ -172,6 +176,7 @@ def _write_fst(fst: kaldifst.StdVectorFst, out_path: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    return info
 
 
 def _load_G(arpa_or_G: Path, words_txt: Path, max_order: int) -> kaldifst.StdVectorFst:
@@ -218,8 +223,8 @@ def build_hlg(
     LG = build_lg(L, G, first_disambig=len(token_ids))
     H = build_ctc_topo(len(token_ids), compact=compact_topo)
     HLG = compose_h(H, LG)
-    _write_fst(HLG, out_path)
-    log.info("HLG %s: %s (%.1fs)", out_path, graph_info(HLG), time.time() - t0)
+    info = _write_fst(HLG, out_path, num_tokens=len(token_ids))
+    log.info("HLG %s: %s (%.1fs)", out_path, info, time.time() - t0)
     return out_path
 
 
@@ -262,8 +267,8 @@ def build_token_graph(
             table.write_text("\n".join(lines) + "\n", encoding="utf-8")
             G = arpa_to_fst(token_arpa, table)
         graph = compose_h(H, _relabel_disambig(G, first_disambig=V))
-    _write_fst(graph, out_path)
-    log.info("token graph %s: %s", out_path, graph_info(graph))
+    info = _write_fst(graph, out_path, num_tokens=V)
+    log.info("token graph %s: %s", out_path, info)
     return out_path
 
 
@@ -306,6 +311,9 @@ class HLGDecoder:
         self.graph = kaldifst.StdVectorFst.read(str(graph_path))
         if self.graph is None:
             raise SpeechlmError(f"{graph_path} is not a binary OpenFst graph: rebuild it")
+        self.graph_path = graph_path
+        meta = Path(str(graph_path) + ".json")
+        self.num_tokens = json.loads(meta.read_text())["num_tokens"] if meta.is_file() else None
         self.id2sym = {i: s for s, i in read_table(symbols_txt).items()}
         self.acoustic_scale = acoustic_scale
         self.beam, self.lattice_beam = beam, lattice_beam
@@ -321,9 +329,16 @@ class HLGDecoder:
                 f"expected log_probs [B,T,V] and lengths [B], got {tuple(log_probs.shape)} "
                 f"and {tuple(lengths.shape)}"
             )
+        if self.num_tokens is not None and log_probs.size(2) != self.num_tokens:
+            raise SpeechlmError(
+                f"log-probs have {log_probs.size(2)} token columns but {self.graph_path} was "
+                f"built for {self.num_tokens} tokens: rebuild it with this model's lang dir"
+            )
         lp = (log_probs.detach().float().cpu() * self.acoustic_scale).numpy()
         for b, n in enumerate(lengths.tolist()):
-            yield self._kd.DecodableCtc(np.ascontiguousarray(lp[b, : int(n)]))
+            if not 0 <= int(n) <= lp.shape[1]:
+                raise SpeechlmError(f"length {n} of utterance {b} is outside 0..{lp.shape[1]}")
+            yield self._kd.DecodableCtc(np.ascontiguousarray(lp[b, : int(n)])) if n else None
 
     def _words(self, labels: Iterable[int]) -> List[str]:
         return [self.id2sym.get(int(i), f"<id:{i}>") for i in labels if int(i) != 0]
@@ -332,6 +347,9 @@ class HLGDecoder:
         """Best path per utterance as a list of output symbols (words or token pieces)."""
         out = []
         for decodable in self._decodables(log_probs, lengths):
+            if decodable is None:
+                out.append([])
+                continue
             self._decoder.decode(decodable)
             ok, lat = self._decoder.get_best_path()
             if not ok:
@@ -350,6 +368,9 @@ class HLGDecoder:
         decoder = self._kd.LatticeSimpleDecoder(self.graph, cfg)
         out = []
         for decodable in self._decodables(log_probs, lengths):
+            if decodable is None:
+                out.append([])
+                continue
             decoder.decode(decodable)
             ok, lat = decoder.get_raw_lattice()
             if not ok or lat.num_states == 0:

@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -77,6 +78,7 @@ def arpa_to_fst(
             raise SpeechlmError(f"{p} not found: train the LM / prepare the lang dir first")
     if "#0" not in words_txt.read_text(encoding="utf-8").split():
         raise SpeechlmError(f"{words_txt} has no #0: rebuild it with prepare_lang_dir")
+    check_arpa(arpa)  # kaldilm aborts the whole process on a malformed file
     try:
         text = kaldilm.arpa2fst(
             input_arpa=str(arpa),
@@ -96,3 +98,61 @@ def arpa_to_fst(
         Path(str(out_fst) + ".txt").write_text(text, encoding="utf-8")
         G.write(str(out_fst))
     return G
+
+
+
+_COUNT = re.compile(r"ngram\s+(\d+)\s*=\s*(\d+)")
+_SECTION = re.compile(r"\\(\d+)-grams:")
+
+
+def check_arpa(arpa: str | Path) -> None:
+    """Raise SpeechlmError naming the line if ``arpa`` is not a well-formed ARPA file.
+
+    (kaldilm aborts the whole process on a malformed file, so check first.)
+    """
+    arpa = Path(arpa)
+    header, ended, order = False, False, 0
+    declared: dict = {}
+    found: dict = {}
+
+    def bad(n: int, why: str) -> SpeechlmError:
+        return SpeechlmError(f"{arpa}:{n}: malformed ARPA LM ({why}); retrain it with train_arpa")
+
+    with open(arpa, encoding="utf-8", errors="replace") as f:
+        for n, raw in enumerate(f, 1):
+            line = raw.strip()
+            if not line or ended:
+                continue
+            if not header:
+                header = line == "\\data\\"  # text before \data\ is allowed
+                continue
+            if order == 0 and line.startswith("ngram"):
+                m = _COUNT.fullmatch(line)
+                if not m:
+                    raise bad(n, f"cannot parse count line {line!r}")
+                declared[int(m.group(1))] = int(m.group(2))
+            elif line == "\\end\\":
+                ended = True
+            elif _SECTION.fullmatch(line):
+                order = int(_SECTION.fullmatch(line).group(1))
+                if order not in declared:
+                    raise bad(n, f"section {line!r} is not declared in \\data\\")
+                found[order] = 0
+            elif order > 0:
+                fields = line.split()
+                try:
+                    float(fields[0])
+                except ValueError:
+                    raise bad(n, f"log-probability {fields[0]!r} is not a number") from None
+                if len(fields) not in (order + 1, order + 2):
+                    raise bad(n, f"expected {order} words in a {order}-gram line")
+                found[order] += 1
+            else:
+                raise bad(n, f"unexpected line {line!r}")
+    if not header or not declared:
+        raise SpeechlmError(f"{arpa}: not an ARPA LM (no \\data\\ section with ngram counts)")
+    if not ended:
+        raise SpeechlmError(f"{arpa}: ARPA LM is truncated (no \\end\\); retrain it")
+    for k, v in declared.items():
+        if found.get(k, 0) != v:
+            raise SpeechlmError(f"{arpa}: ARPA declares {v} {k}-grams but has {found.get(k, 0)}")
