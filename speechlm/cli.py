@@ -77,6 +77,15 @@ def cmd_train_tokenizer(args) -> None:
                         model_type=args.model_type)
 
 
+def cmd_prepare_lang(args) -> None:
+    from speechlm.decode.graphs import prepare_lang_and_graphs
+
+    if not (args.text or args.cuts):
+        raise SpeechlmError("prepare-lang: give --text FILE and/or --cuts MANIFEST for the n-gram LM")
+    prepare_lang_and_graphs(args.out_dir, args.tokenizer, _read_texts(args),
+                            ngram_order=args.ngram_order, oov_policy=args.oov_policy)
+
+
 def cmd_train(args) -> None:
     from speechlm.config import load_config
     from speechlm.train.trainer import Trainer
@@ -140,6 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--vocab-size", type=int, default=256)
     s.add_argument("--model-type", default="unigram", choices=["unigram", "bpe", "char"])
     s.set_defaults(func=cmd_train_tokenizer)
+
+    s = sub.add_parser("prepare-lang", help="lang dir, n-gram LM and HLG graph for WFST decoding",
+                       formatter_class=fmt)
+    s.add_argument("--tokenizer", required=True, help="sentencepiece model (its pieces are the tokens)")
+    s.add_argument("--text", nargs="*", help="LM training text files, one sentence per line")
+    s.add_argument("--cuts", nargs="*", help="cut manifests whose transcripts are LM text")
+    s.add_argument("--out-dir", required=True, help="the lang dir (tokens.txt, words.txt, HLG.fst ...)")
+    s.add_argument("--ngram-order", type=int, default=3)
+    s.add_argument("--oov-policy", default="error", choices=["error", "unk"],
+                   help="words outside words.txt at scoring time: error, or map to <unk>")
+    s.set_defaults(func=cmd_prepare_lang)
 
     s = sub.add_parser("train", help="train a CTC ASR model (torchrun for DDP)", formatter_class=fmt)
     s.add_argument("--config", help="YAML config (defaults when omitted)")

@@ -23,6 +23,7 @@ class EncoderConfig:
 
     num_mel_bins: int = 80
     d_model: int = 144
+    subsampling_channels: int = 64  # conv2d subsampling width; the costliest layer at input rate
     num_layers: int = 6
     num_heads: int = 4
     ff_mult: int = 4
@@ -48,6 +49,7 @@ class OptimConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-3
     warmup_steps: int = 300
+    final_lr_ratio: float = 0.02  # cosine decay from lr to lr * ratio over the whole run
     grad_clip: float = 5.0
 
 

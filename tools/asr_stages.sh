@@ -25,6 +25,19 @@ stage_tokenizer() {
     --out-dir "$data/lang_bpe" --vocab-size "$vocab_size"
 }
 
+stage_lang() {
+  local text_args=()
+  if [ -n "${lm_text:-}" ]; then text_args=(--text "$lm_text"); fi
+  speechlm prepare-lang --tokenizer "$data/lang_bpe/bpe.model" \
+    --cuts "$data/manifests/${corpus}_cuts_train.jsonl.gz" "${text_args[@]}" \
+    --out-dir "$data/lang_bpe" --ngram-order "${ngram_order:-3}"
+}
+
+stage_tokenizer_and_lang() {
+  stage_tokenizer || return 1
+  case ",$methods," in *,hlg*) stage_lang ;; esac
+}
+
 stage_train() {
   local launcher=(speechlm)
   if [ "$nproc" -gt 1 ]; then
@@ -41,12 +54,13 @@ stage_train() {
 stage_decode() {
   local cmd="cd egs/$(basename "$PWD") && ./run.sh ${recipe_args:-}"
   speechlm decode --exp-dir "$exp/asr" --cuts "$(_sl_cuts test)" --set-name test \
-    --methods "$methods" ${lang_dir:+--lang-dir "$lang_dir"} --results-md RESULTS.md --command "$cmd"
+    --methods "$methods" --lang-dir "$data/lang_bpe" --results-md RESULTS.md --command "$cmd"
 }
 
 asr_stages() {
   run_stage 1 "fbank features" "$data/fbank/" stage_features
-  run_stage 2 "tokenizer" "$data/lang_bpe/bpe.model" stage_tokenizer
+  run_stage 2 "tokenizer + lang" "$data/lang_bpe/ (bpe.model; HLG.fst when decoding with hlg-*)" \
+    stage_tokenizer_and_lang
   skip_stage 3 "LM pretraining" "not there yet: text-LM pretraining comes with the speech-language pretraining work"
   run_stage 4 "ASR training" "$exp/asr/final.pt (log: $exp/asr/log/train.log)" stage_train
   run_stage 5 "decoding + scoring" "$exp/asr/decode-test/, RESULTS.md" stage_decode

@@ -136,7 +136,7 @@ class ConformerEncoder(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.cfg = cfg
-        self.subsampling = Conv2dSubsampling(cfg.num_mel_bins, cfg.d_model)
+        self.subsampling = Conv2dSubsampling(cfg.num_mel_bins, cfg.d_model, cfg.subsampling_channels)
         self.input_dropout = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.num_layers))
 

@@ -22,7 +22,7 @@ from lhotse import CutSet
 from tqdm import tqdm
 
 from speechlm.config import ExperimentConfig, save_config
-from speechlm.data.datamodule import make_loader
+from speechlm.data.datamodule import make_loader, make_sampler
 from speechlm.data.features import compute_cmvn, load_cuts
 from speechlm.errors import SpeechlmError
 from speechlm.models.asr import CTCModel, num_parameters
@@ -77,10 +77,18 @@ def check_transcripts(cuts: CutSet, tokenizer: Tokenizer, where: str) -> Dict[st
     return encoded
 
 
-def lr_factor(step: int, warmup: int) -> float:
-    """Linear warm-up then inverse-square-root decay (1.0 at the end of warm-up)."""
-    step = max(step, 1)
-    return min(step / warmup, math.sqrt(warmup / step)) if warmup > 0 else 1.0
+def lr_factor(step: int, warmup: int, total: int, final_ratio: float) -> float:
+    """Linear warm-up, then cosine decay to ``final_ratio`` at step ``total``."""
+    warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+    progress = min(1.0, step / max(total, 1))
+    return warm * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def count_steps_per_epoch(cuts: CutSet, cfg: ExperimentConfig, world_size: int, rank: int) -> int:
+    """Batches in one epoch, from a dry pass of a fresh sampler (reads no features)."""
+    sampler = make_sampler(cuts, cfg.data.max_duration, True, cfg.data, cfg.train.seed, world_size, rank)
+    sampler.set_epoch(1)
+    return max(1, sum(1 for _ in sampler))
 
 
 def setup_logging(log_file: Optional[Path], is_main: bool) -> None:
@@ -119,8 +127,12 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
         )
+        self.steps_per_epoch = count_steps_per_epoch(
+            self.train_cuts, cfg, self.dist.world_size, self.dist.rank)
+        total = self.steps_per_epoch * cfg.train.num_epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, cfg.optim.warmup_steps)
+            self.optimizer,
+            lambda s: lr_factor(s, cfg.optim.warmup_steps, total, cfg.optim.final_lr_ratio),
         )
         self.ddp_model = self.model
         if self.dist.world_size > 1:
