@@ -29,7 +29,8 @@ def cmd_prepare(args) -> None:
         info = prepare_synth_en(args.out_dir, num_text=args.num_text, num_train=args.num_train,
                                 num_dev=args.num_dev, num_test=args.num_test, seed=args.seed,
                                 num_jobs=args.num_jobs)
-        logging.info("synth_en: %s", {k: v for k, v in info.items() if "count" in k or k.startswith("num")})
+        counts = ", ".join(f"{k[4:]}={v}" for k, v in info.items() if k.startswith("num_"))
+        print(f"synth_en: {counts}; manifests in {Path(args.out_dir) / 'manifests'}")
         return
     corpus_dir = args.corpus_dir
     if args.corpus == "fsdd":

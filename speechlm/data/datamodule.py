@@ -7,6 +7,7 @@ resumed run sees exactly the masks an uninterrupted run would.
 
 from __future__ import annotations
 
+import warnings
 from typing import Dict, List, Optional
 
 import torch
@@ -65,16 +66,19 @@ def make_sampler(
     cuts: CutSet, max_duration: float, train: bool, cfg: DataConfig, seed: int = 0,
     world_size: Optional[int] = None, rank: Optional[int] = None,
 ) -> DynamicBucketingSampler:
-    return DynamicBucketingSampler(
-        cuts,
-        max_duration=max_duration,
-        shuffle=train and cfg.shuffle,
-        num_buckets=min(cfg.num_buckets, max(1, len(cuts) // 4)),
-        drop_last=False,
-        world_size=world_size,
-        rank=rank,
-        seed=seed,
-    )
+    with warnings.catch_warnings():
+        # Lhotse suggests lazy manifests for memory; ours fit in memory and are read eagerly.
+        warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
+        return DynamicBucketingSampler(
+            cuts,
+            max_duration=max_duration,
+            shuffle=train and cfg.shuffle,
+            num_buckets=min(cfg.num_buckets, max(1, len(cuts) // 4)),
+            drop_last=False,
+            world_size=world_size,
+            rank=rank,
+            seed=seed,
+        )
 
 
 def make_loader(cuts: CutSet, cfg: DataConfig, train: bool, max_duration: Optional[float] = None,

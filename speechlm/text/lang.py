@@ -71,7 +71,7 @@ def prepare_lang_dir(
     _write_lexicon(lang_dir / "lexicon.txt", lexicon)
     disambig, _ = add_disambig_symbols(lexicon)
     _write_lexicon(lang_dir / "lexicon_disambig.txt", disambig)
-    (lang_dir / "oov_policy").write_text(oov_policy + "\n", encoding="utf-8")
+    write_if_changed(lang_dir / "oov_policy", oov_policy + "\n")
     log.info("lang dir %s: %d tokens, %d words", lang_dir, len(pieces), len(vocab))
     return lang_dir
 
@@ -173,13 +173,27 @@ def map_oovs(words: Iterable[str], word_table: Dict[str, int], policy: str = "er
     return [inv[i] for i in ids]
 
 
-def _write_table(path: Path, symbols: Sequence[str]) -> None:
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` atomically unless it already holds exactly that text.
+
+    Why: graphs built from these files are rebuilt when an input is newer than the graph, so
+    re-running a stage with the same inputs must not touch them. Returns True if written.
+    """
+    path = Path(path)
+    try:
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass  # unreadable: overwrite it
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(f"{s} {i}\n" for i, s in enumerate(symbols)), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+    return True
+
+
+def _write_table(path: Path, symbols: Sequence[str]) -> None:
+    write_if_changed(path, "".join(f"{s} {i}\n" for i, s in enumerate(symbols)))
 
 
 def _write_lexicon(path: Path, lexicon: Sequence[Tuple[str, List[str]]]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(f"{w} {' '.join(p)}\n" for w, p in lexicon), encoding="utf-8")
-    tmp.replace(path)
+    write_if_changed(path, "".join(f"{w} {' '.join(p)}\n" for w, p in lexicon))

@@ -18,6 +18,7 @@ from typing import Iterable, Optional
 import kaldifst
 
 from speechlm.errors import SpeechlmError
+from speechlm.text.lang import write_if_changed
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ def train_arpa(text_lines: Iterable[str], order: int, out_path: str | Path) -> P
     """Train an interpolated-backoff Kneser-Ney ``order``-gram on whitespace-split lines.
 
     Lines are used as given (map OOVs first with :func:`speechlm.text.lang.map_oovs` if the
-    LM must match a lexicon). Writes ``out_path`` atomically and returns it.
+    LM must match a lexicon). Writes ``out_path`` atomically (left untouched when its content
+    would not change, so graphs built from it stay up to date) and returns it.
     """
     from kaldingram.train import NgramCounts
 
@@ -51,10 +53,9 @@ def train_arpa(text_lines: Iterable[str], order: int, out_path: str | Path) -> P
         buf = io.StringIO()
         counts.print_as_arpa(fout=buf)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(out_path.suffix + ".tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    tmp.replace(out_path)
-    log.info("trained %d-gram LM on %d lines -> %s", order, n_lines, out_path)
+    changed = write_if_changed(out_path, buf.getvalue())
+    log.info("trained %d-gram LM on %d lines -> %s%s", order, n_lines, out_path,
+             "" if changed else " (unchanged)")
     return out_path
 
 

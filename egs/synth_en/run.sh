@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# synth_en: the embedded default corpus. English spoken requests (numbers, dates, times, money,
+# phone numbers) synthesised locally by espeak-ng in >= 20 voices; no download at all.
+# Test and dev use held-out voices AND held-out sentences.
+#   ./run.sh                       # stages 0-5
+#   ./run.sh --stage 4 --stop-stage 5 --train-args "train.num_epochs=2"
+set -euo pipefail
+cd "$(dirname "$0")"
+recipe_args="$*"
+
+# begin options
+stage=0                 # first stage to run
+stop_stage=5            # last stage to run
+num_text=100000         # text-only sentences (LM pretraining text)
+num_train=2000          # paired training utterances
+num_dev=150             # dev utterances (held-out voices and sentences)
+num_test=300            # test utterances (other held-out voices and sentences)
+seed=0                  # corpus seed (sentences, voices, split)
+conf=conf/asr.yaml      # model + training config
+train_args=""           # config overrides, e.g. "train.num_epochs=2"
+vocab_size=256          # sentencepiece vocabulary size (incl. 5 special ids)
+speed_perturb=""        # e.g. 0.9,1.1 to add speed-perturbed training copies
+nj=2                    # parallel jobs for synthesis and features
+nproc=1                 # training processes (torchrun + DDP when > 1)
+methods=ctc-greedy      # decoding methods, comma-separated
+resume=""               # set to 1 to resume training from the last epoch checkpoint
+# end options
+. ../../tools/parse_options.sh
+. ../../tools/stage_lib.sh
+. ../../tools/asr_stages.sh
+
+corpus=synth_en
+splits="train dev test"
+data=data
+exp=exp
+lm_text=$data/text/lm_text.txt
+
+run_stage 0 "data prep (synthesis)" "$data/manifests/, $data/wav/, $lm_text" \
+  speechlm prepare synth_en --out-dir "$data" \
+    --num-text "$num_text" --num-train "$num_train" --num-dev "$num_dev" --num-test "$num_test" \
+    --seed "$seed" --num-jobs "$nj"
+asr_stages

@@ -1,0 +1,61 @@
+"""Shared fixtures: a tiny real-speech ASR set (FSDD subset) built once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+FSDD = DATA / "fsdd" / "recordings"
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+needs_fsdd = pytest.mark.skipif(not FSDD.is_dir(), reason=f"FSDD not found at {FSDD}")
+
+
+@pytest.fixture(scope="session")
+def tiny_asr(tmp_path_factory):
+    """40 train + 10 test FSDD cuts with fbank features and a tokenizer: a dict of paths."""
+    if not FSDD.is_dir():
+        pytest.skip(f"FSDD not found at {FSDD}")
+    from lhotse import CutSet, Recording, SupervisionSegment
+
+    from speechlm.data.features import compute_fbank
+    from speechlm.text.tokenizer import train_sentencepiece
+
+    root = tmp_path_factory.mktemp("tiny_asr")
+
+    def cuts_for(indexes, speakers):
+        cuts = []
+        for spk in speakers:
+            for d in range(10):
+                for i in indexes:
+                    rec = Recording.from_file(FSDD / f"{d}_{spk}_{i}.wav", recording_id=f"{spk}-{d}-{i}")
+                    sup = SupervisionSegment(id=rec.id, recording_id=rec.id, start=0,
+                                             duration=rec.duration, text=DIGITS[d], speaker=spk)
+                    cuts.append((rec, sup))
+        return CutSet.from_manifests(
+            recordings=__import__("lhotse").RecordingSet.from_recordings(r for r, _ in cuts),
+            supervisions=__import__("lhotse").SupervisionSet.from_segments(s for _, s in cuts),
+        )
+
+    paths = {"root": root}
+    for split, idx, spk in (("train", [5, 6], ["theo", "jackson"]), ("test", [0], ["theo"])):
+        raw = root / f"raw_{split}.jsonl.gz"
+        cuts_for(idx, spk).to_file(raw)
+        paths[split] = root / f"cuts_{split}.jsonl.gz"
+        compute_fbank(raw, paths[split], root / f"feats_{split}", num_jobs=1)
+    paths["tokenizer"] = train_sentencepiece(DIGITS * 5, root / "lang", vocab_size=30)
+    return paths
+
+
+def tiny_overrides(epochs: int = 2):
+    """Config overrides for a model that trains in seconds."""
+    return [
+        "encoder.d_model=32", "encoder.num_layers=1", "encoder.num_heads=2",
+        "encoder.subsampling_channels=8", "encoder.dropout=0.0",
+        f"train.num_epochs={epochs}", "train.average_last=2", "data.max_duration=8",
+        "optim.warmup_steps=5", "data.num_buckets=2",
+    ]
