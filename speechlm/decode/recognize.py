@@ -36,6 +36,9 @@ Method = Callable[[torch.Tensor, torch.Tensor], List[List[str]]]
 def load_asr_model(exp_dir: str | Path, device: torch.device, checkpoint: str = "final.pt"):
     """The trained model, its resolved config and its tokenizer, all from ``exp_dir``."""
     exp_dir = Path(exp_dir)
+    if not (exp_dir / "config.yaml").is_file():
+        raise SpeechlmError(f"{exp_dir} is not a trained experiment dir (no config.yaml): "
+                            "train first (recipe stage 4) or pass the right --exp-dir")
     cfg = load_config(exp_dir / "config.yaml")
     tokenizer = Tokenizer(exp_dir / "tokenizer.model")
     state = load_checkpoint(exp_dir / checkpoint, map_location="cpu")
