@@ -7,6 +7,7 @@ stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import shlex
 import sys
@@ -16,6 +17,10 @@ from typing import List, Optional
 from speechlm.errors import SpeechlmError
 
 CORPORA = ("synth_en", "fsdd", "yesno")
+
+# Modules that add verbs: each has ``register(subparsers, formatter_class)``, which adds its
+# parsers and sets ``func`` on them. Keeps this file small as capabilities are added.
+EXTRA_VERB_MODULES: List[str] = []
 
 
 def _floats(text: str) -> List[float]:
@@ -89,10 +94,10 @@ def cmd_prepare_lang(args) -> None:
 
 def cmd_train(args) -> None:
     from speechlm.config import load_config
-    from speechlm.train.trainer import Trainer
+    from speechlm.train.trainer import AsrTrainer
 
     cfg = load_config(args.config, args.set or [])
-    trainer = Trainer(cfg, args.exp_dir, args.train_cuts, args.dev_cuts, args.tokenizer)
+    trainer = AsrTrainer(cfg, args.exp_dir, args.train_cuts, args.dev_cuts, args.tokenizer)
     trainer.run(resume=args.resume)
 
 
@@ -185,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--results-md", help="append one row per method to this RESULTS.md")
     s.add_argument("--command", help="command recorded in RESULTS.md (default: this one)")
     s.set_defaults(func=cmd_decode)
+
+    for module in EXTRA_VERB_MODULES:
+        importlib.import_module(module).register(sub, fmt)
     return p
 
 

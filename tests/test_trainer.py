@@ -11,12 +11,12 @@ from conftest import REPO, tiny_overrides
 from speechlm.config import load_config
 from speechlm.decode.recognize import recognize
 from speechlm.train.checkpoint import epoch_checkpoints, load_checkpoint
-from speechlm.train.trainer import Trainer
+from speechlm.train.trainer import AsrTrainer
 
 
 def train(tiny_asr, exp_dir, epochs, resume=False, extra=()):
     cfg = load_config(None, tiny_overrides(epochs) + list(extra))
-    trainer = Trainer(cfg, exp_dir, tiny_asr["train"], tiny_asr["test"], tiny_asr["tokenizer"])
+    trainer = AsrTrainer(cfg, exp_dir, tiny_asr["train"], tiny_asr["test"], tiny_asr["tokenizer"])
     return trainer.run(resume=resume)
 
 

@@ -22,7 +22,7 @@ from lhotse import CutSet
 from tqdm import tqdm
 
 from speechlm.config import ExperimentConfig, save_config
-from speechlm.data.datamodule import make_loader, make_sampler
+from speechlm.data.datamodule import make_loader
 from speechlm.data.features import compute_cmvn, load_cuts
 from speechlm.errors import SpeechlmError
 from speechlm.models.asr import CTCModel, num_parameters
@@ -84,13 +84,6 @@ def lr_factor(step: int, warmup: int, total: int, final_ratio: float) -> float:
     return warm * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def count_steps_per_epoch(cuts: CutSet, cfg: ExperimentConfig, world_size: int, rank: int) -> int:
-    """Batches in one epoch, from a dry pass of a fresh sampler (reads no features)."""
-    sampler = make_sampler(cuts, cfg.data.max_duration, True, cfg.data, cfg.train.seed, world_size, rank)
-    sampler.set_epoch(1)
-    return max(1, sum(1 for _ in sampler))
-
-
 def setup_logging(log_file: Optional[Path], is_main: bool) -> None:
     handlers: List[logging.Handler] = [logging.StreamHandler(sys.stderr)] if is_main else []
     if log_file is not None and is_main:
@@ -103,8 +96,17 @@ def setup_logging(log_file: Optional[Path], is_main: bool) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, train_cuts: str | Path,
-                 dev_cuts: Optional[str | Path], tokenizer_model: str | Path):
+    """The generic loop. Subclasses say what a model, a batch and a loss are:
+
+    ``build_model()``, ``make_loader(train: bool) -> (loader, sampler or None)`` and
+    ``batch_loss(batch, model) -> (summed loss, number of items)``; ``has_dev`` tells whether a
+    dev set exists. Everything else (devices, DDP, seeding, schedule, checkpoints, resume,
+    averaging, logs, tensorboard, progress) is shared.
+    """
+
+    kind = "model"
+
+    def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, tokenizer_model: str | Path):
         self.cfg = cfg
         self.exp_dir = Path(exp_dir)
         self.device = resolve_device(cfg.train.device)
@@ -113,22 +115,17 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         setup_logging(self.exp_dir / "log" / "train.log", self.dist.is_main)
         self.tokenizer = Tokenizer(tokenizer_model)
-        self.train_cuts = load_cuts(train_cuts)
-        self.dev_cuts = load_cuts(dev_cuts) if dev_cuts else None
-        if len(self.train_cuts) == 0:
-            raise SpeechlmError(f"{train_cuts}: no training cuts")
-        self.targets = check_transcripts(self.train_cuts, self.tokenizer, str(train_cuts))
-        if self.dev_cuts is not None:
-            self.targets.update(check_transcripts(self.dev_cuts, self.tokenizer, str(dev_cuts)))
+        self.has_dev = False
+
+    def setup(self) -> None:
+        """Model, optimiser and schedule; call at the end of a subclass's ``__init__``."""
+        cfg = self.cfg
         torch.manual_seed(cfg.train.seed)
-        self.model = CTCModel(cfg.encoder, self.tokenizer.vocab_size)
-        self.model.set_cmvn(*compute_cmvn(self.train_cuts))
-        self.model.to(self.device)
+        self.model = self.build_model().to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
         )
-        self.steps_per_epoch = count_steps_per_epoch(
-            self.train_cuts, cfg, self.dist.world_size, self.dist.rank)
+        self.steps_per_epoch = self.count_steps_per_epoch()
         total = self.steps_per_epoch * cfg.train.num_epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -142,6 +139,25 @@ class Trainer:
         self.epoch = 0  # last completed epoch
         self.step = 0
         self.tb = None
+
+    # ---- what subclasses define ------------------------------------------------------------
+    def build_model(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def make_loader(self, train: bool):
+        raise NotImplementedError
+
+    def batch_loss(self, batch, model) -> tuple:
+        raise NotImplementedError
+
+    def describe_data(self) -> str:
+        return ""
+
+    def count_steps_per_epoch(self) -> int:
+        """Batches in one epoch, from a dry pass of a fresh sampler (reads no features)."""
+        _, sampler = self.make_loader(train=True)
+        sampler.set_epoch(1)
+        return max(1, sum(1 for _ in sampler))
 
     # ---- checkpoints -------------------------------------------------------------------
     def state(self) -> Dict:
@@ -183,18 +199,17 @@ class Trainer:
             self.tb = SummaryWriter(str(self.exp_dir / "tensorboard"))
         if resume:
             self.resume()
-        log.info("model: %s parameters; device %s; world size %d; %d training cuts (%.1f h)",
+        log.info("%s: %s parameters; device %s; world size %d; %s", self.kind,
                  f"{num_parameters(self.model):,}", self.device, self.dist.world_size,
-                 len(self.train_cuts), sum(c.duration for c in self.train_cuts) / 3600)
-        loader, sampler = make_loader(self.train_cuts, cfg.data, train=True, seed=cfg.train.seed,
-                                      world_size=self.dist.world_size, rank=self.dist.rank)
+                 self.describe_data())
+        loader, sampler = self.make_loader(train=True)
         start = time.time()
         while self.epoch < cfg.train.num_epochs:
             epoch = self.epoch + 1
             torch.manual_seed(cfg.train.seed + epoch)
             sampler.set_epoch(epoch)
             train_loss = self.train_epoch(loader, epoch)
-            dev_loss = self.validate() if self.dev_cuts is not None else float("nan")
+            dev_loss = self.validate() if self.has_dev else float("nan")
             self.epoch = epoch
             log.info("epoch %d/%d: train loss %.4f, dev loss %.4f, lr %.2e, %.0f s elapsed",
                      epoch, cfg.train.num_epochs, train_loss, dev_loss,
@@ -217,13 +232,6 @@ class Trainer:
         ckpt.save_atomic({"model": avg, "vocab_size": self.tokenizer.vocab_size,
                           "config": self.cfg.to_dict(), "averaged": [p.name for p in paths]}, final)
         log.info("final model: average of %s -> %s", [p.name for p in paths], final)
-
-    def batch_loss(self, batch: Dict, model) -> tuple:
-        feats = batch["feats"].to(self.device)
-        lens = batch["feat_lens"].to(self.device)
-        log_probs, out_lens = model(feats, lens)
-        targets = [self.targets[t] for t in batch["texts"]]
-        return self.model.ctc_loss(log_probs, out_lens, targets), len(targets)
 
     def train_epoch(self, loader, epoch: int) -> float:
         self.ddp_model.train()
@@ -252,11 +260,50 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> float:
         self.model.eval()
-        loader, _ = make_loader(self.dev_cuts, self.cfg.data, train=False,
-                                world_size=self.dist.world_size, rank=self.dist.rank)
+        loader, _ = self.make_loader(train=False)
         total, count = 0.0, 0
         for batch in loader:
             loss, n = self.batch_loss(batch, self.model)
             total, count = total + loss.item(), count + n
         total, count = self.dist.all_reduce_sum([total, float(count)])
         return total / max(count, 1)
+
+
+class AsrTrainer(Trainer):
+    """CTC speech recognition on precomputed fbank cuts."""
+
+    kind = "asr"
+
+    def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, train_cuts: str | Path,
+                 dev_cuts: Optional[str | Path], tokenizer_model: str | Path):
+        super().__init__(cfg, exp_dir, tokenizer_model)
+        self.train_cuts = load_cuts(train_cuts)
+        self.dev_cuts = load_cuts(dev_cuts) if dev_cuts else None
+        self.has_dev = self.dev_cuts is not None
+        if len(self.train_cuts) == 0:
+            raise SpeechlmError(f"{train_cuts}: no training cuts")
+        self.targets = check_transcripts(self.train_cuts, self.tokenizer, str(train_cuts))
+        if self.dev_cuts is not None:
+            self.targets.update(check_transcripts(self.dev_cuts, self.tokenizer, str(dev_cuts)))
+        self.setup()
+
+    def build_model(self) -> CTCModel:
+        model = CTCModel(self.cfg.encoder, self.tokenizer.vocab_size)
+        model.set_cmvn(*compute_cmvn(self.train_cuts))
+        return model
+
+    def describe_data(self) -> str:
+        hours = sum(c.duration for c in self.train_cuts) / 3600
+        return f"{len(self.train_cuts)} training cuts ({hours:.2f} h)"
+
+    def make_loader(self, train: bool):
+        cuts = self.train_cuts if train else self.dev_cuts
+        return make_loader(cuts, self.cfg.data, train=train, seed=self.cfg.train.seed,
+                           world_size=self.dist.world_size, rank=self.dist.rank)
+
+    def batch_loss(self, batch: Dict, model) -> tuple:
+        feats = batch["feats"].to(self.device)
+        lens = batch["feat_lens"].to(self.device)
+        log_probs, out_lens = model(feats, lens)
+        targets = [self.targets[t] for t in batch["texts"]]
+        return self.model.ctc_loss(log_probs, out_lens, targets), len(targets)
