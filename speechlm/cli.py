@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cuts", nargs="*", help="cut manifests whose transcripts are used")
     s.add_argument("--out-dir", required=True)
     s.add_argument("--vocab-size", type=int, default=256)
-    s.add_argument("--model-type", default="unigram", choices=["unigram", "bpe", "char"])
+    s.add_argument("--model-type", default="unigram", choices=["unigram", "bpe", "char", "word"])
     s.set_defaults(func=cmd_train_tokenizer)
 
     s = sub.add_parser("prepare-lang", help="lang dir, n-gram LM and HLG graph for WFST decoding",

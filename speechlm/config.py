@@ -67,6 +67,42 @@ class TrainConfig:
 class DecodeConfig:
     methods: List[str] = field(default_factory=lambda: ["ctc-greedy"])
     batch_max_duration: float = 300.0
+    beam_size: int = 4  # ctc-prefix-beam, attention-beam, attention-rescoring, lm-shallow-fusion
+    ctc_weight: float = 0.3  # attention-beam / attention-rescoring: (1 - w) * decoder + w * CTC
+    lm_weight: float = 0.3  # lm-shallow-fusion: CTC prefix score + w * text-LM score
+    length_bonus: float = 0.0  # per-token bonus in the label-synchronous searches
+    lm_checkpoint: str = ""  # text LM for lm-shallow-fusion (default: speechlm.lm_init)
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "ctc"  # ctc (Conformer-CTC) | speechlm (Conformer -> adapter -> text LM) | lm
+
+
+@dataclass
+class LMConfig:
+    """Decoder-only Transformer text LM (pre-norm, rotary positions, tied embeddings)."""
+
+    d_model: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    ff_mult: int = 4
+    dropout: float = 0.1
+    max_tokens: int = 6000  # tokens per LM training batch
+    sentences_per_epoch: int = 0  # LM "epoch" = this many random sentences (0: all)
+    valid_sentences: int = 1000  # held out from the LM text for validation perplexity
+
+
+@dataclass
+class SpeechLMConfig:
+    """Speech-LM ASR: encoder -> adapter -> prefix decoded by the (pretrained) text LM."""
+
+    adapter: str = "stack"  # stack (frame stacking + projection) | conv (strided conv + projection)
+    adapter_stride: int = 2  # encoder frames per prefix position
+    ctc_weight: float = 0.3  # loss = w * CTC + (1 - w) * decoder cross-entropy
+    lm_init: str = ""  # stage-3 LM checkpoint (e.g. exp/lm/final.pt); "" = random init
+    freeze_lm_steps: int = 0  # LM parameters not updated for this many steps
+    lm_lr_scale: float = 1.0  # learning rate of the LM part = optim.lr * this
 
 
 @dataclass
@@ -76,6 +112,9 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lm: LMConfig = field(default_factory=LMConfig)
+    speechlm: SpeechLMConfig = field(default_factory=SpeechLMConfig)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -104,6 +143,9 @@ _SECTIONS = {
     "optim": OptimConfig,
     "train": TrainConfig,
     "decode": DecodeConfig,
+    "model": ModelConfig,
+    "lm": LMConfig,
+    "speechlm": SpeechLMConfig,
 }
 
 

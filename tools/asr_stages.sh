@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stages 1-5 shared by every ASR recipe; sourced by run.sh after stage 0 is defined.
 # Inputs (set by run.sh): corpus (manifest prefix), data (data dir), exp (exp dir), conf,
-# vocab_size, speed_perturb, nj, nproc, train_args (config overrides), methods,
+# vocab_size, token_type (unigram|bpe|char|word), speed_perturb, nj, nproc, train_args (config overrides), methods,
 # lm_text (extra tokenizer text, may be empty), splits (e.g. "train dev test").
 # Reads  $data/manifests/${corpus}_cuts_<split>.jsonl.gz  (written by stage 0).
 
@@ -22,7 +22,7 @@ stage_tokenizer() {
   local text_args=()
   if [ -n "${lm_text:-}" ]; then text_args=(--text "$lm_text"); fi
   speechlm train-tokenizer --cuts "$data/manifests/${corpus}_cuts_train.jsonl.gz" "${text_args[@]}" \
-    --out-dir "$data/lang_bpe" --vocab-size "$vocab_size"
+    --out-dir "$data/lang_bpe" --vocab-size "$vocab_size" --model-type "${token_type:-unigram}"
 }
 
 stage_lang() {

@@ -15,7 +15,8 @@ split=official          # official | speaker
 heldout_speaker=        # test speaker for --split speaker (george jackson nicolas theo yweweler)
 conf=conf/asr.yaml      # model + training config
 train_args=""           # config overrides, e.g. "train.num_epochs=5 data.max_duration=60"
-vocab_size=40           # sentencepiece vocabulary size (incl. 5 special ids)
+vocab_size=60           # sentencepiece vocabulary size (incl. 5 special ids)
+token_type=bpe          # sentencepiece model type: bpe | unigram | char | word
 speed_perturb=""        # e.g. 0.9,1.1 to add speed-perturbed training copies
 nj=2                    # parallel jobs for data prep and features
 nproc=1                 # training processes (torchrun + DDP when > 1)
