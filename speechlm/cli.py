@@ -20,7 +20,7 @@ CORPORA = ("synth_en", "fsdd", "yesno")
 
 # Modules that add verbs: each has ``register(subparsers, formatter_class)``, which adds its
 # parsers and sets ``func`` on them. Keeps this file small as capabilities are added.
-EXTRA_VERB_MODULES: List[str] = []
+EXTRA_VERB_MODULES: List[str] = ["speechlm.cli_lm", "speechlm.cli_recipe"]
 
 
 def _floats(text: str) -> List[float]:
@@ -97,6 +97,11 @@ def cmd_train(args) -> None:
     from speechlm.train.trainer import AsrTrainer
 
     cfg = load_config(args.config, args.set or [])
+    if cfg.model.kind == "speechlm":  # Conformer -> adapter -> text LM (speechlm/train/tasks.py)
+        from speechlm.train.tasks import SpeechLMTrainer as AsrTrainer
+    elif cfg.model.kind != "ctc":
+        raise SpeechlmError(f"model.kind = {cfg.model.kind!r}: `train` takes ctc or speechlm "
+                            "(text LMs: speechlm train-lm)")
     trainer = AsrTrainer(cfg, args.exp_dir, args.train_cuts, args.dev_cuts, args.tokenizer)
     trainer.run(resume=args.resume)
 
@@ -110,7 +115,8 @@ def cmd_decode(args) -> None:
     command = args.command or " ".join(shlex.quote(a) for a in ["speechlm"] + sys.argv[1:])
     res = recognize(args.exp_dir, args.cuts, args.set_name, methods, out_dir=args.out_dir,
                     lang_dir=args.lang_dir, device=args.device, results_md=args.results_md,
-                    command=command, tag=args.tag)
+                    command=command, tag=args.tag, overrides=args.set or [],
+                    lm_checkpoint=args.lm_checkpoint)
     for m, r in res.items():
         print(f"{args.set_name}\t{m}\tWER {r['wer']:.2f}%\tRTF {r['rtf']:.4f}")
 
@@ -182,7 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--exp-dir", required=True, help="training output (config, tokenizer, final.pt)")
     s.add_argument("--cuts", required=True, help="test cut manifest with features")
     s.add_argument("--set-name", default="test", help="name used in report file names")
-    s.add_argument("--methods", default="ctc-greedy", help="comma-separated: ctc-greedy,hlg-1best")
+    s.add_argument("--methods", default="ctc-greedy",
+                   help="comma-separated: ctc-greedy,ctc-prefix-beam,attention-beam,"
+                        "attention-rescoring,lm-shallow-fusion,hlg-1best")
+    s.add_argument("--set", nargs="*", metavar="decode.KEY=VALUE",
+                   help="decoding overrides, e.g. decode.beam_size=8 decode.lm_weight=0.5")
+    s.add_argument("--lm-checkpoint", help="text LM for lm-shallow-fusion (e.g. exp/lm/final.pt)")
     s.add_argument("--lang-dir", help="lang dir with HLG.fst (for hlg-1best)")
     s.add_argument("--out-dir", help="report dir (default: EXP_DIR/decode-SET)")
     s.add_argument("--tag", default="", help="extra tag in report file names")

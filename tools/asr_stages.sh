@@ -38,6 +38,18 @@ stage_tokenizer_and_lang() {
   case ",$methods," in *,hlg*) stage_lang ;; esac
 }
 
+stage_lm() {
+  # Text-LM pretraining on $lm_text (conf: $lm_conf, overrides: $lm_args); writes perplexity.txt
+  # shellcheck disable=SC2086
+  speechlm train-lm --config "${lm_conf:-conf/lm.yaml}" --exp-dir "$exp/lm" --text "$lm_text" \
+    --tokenizer "$data/lang_bpe/bpe.model" ${resume:+--resume} --set ${lm_args:-} || return 1
+  local cmd="cd egs/$(basename "$PWD") && ./run.sh ${recipe_args:-}"
+  if [ -f RESULTS.md ] || [ -w . ]; then
+    printf '\n- %s text LM (%s, %s): %s  \n  command: `%s`\n' "$(date +%F)" "$exp/lm" \
+      "${lm_conf:-conf/lm.yaml}" "$(cat "$exp/lm/perplexity.txt")" "$cmd" >> RESULTS.md
+  fi
+}
+
 stage_train() {
   local launcher=(speechlm)
   if [ "$nproc" -gt 1 ]; then
@@ -53,15 +65,23 @@ stage_train() {
 
 stage_decode() {
   local cmd="cd egs/$(basename "$PWD") && ./run.sh ${recipe_args:-}"
+  local lm_args=()  # lm-shallow-fusion uses the stage-3 LM when there is one
+  if [ -f "$exp/lm/final.pt" ]; then lm_args=(--lm-checkpoint "$exp/lm/final.pt"); fi
   speechlm decode --exp-dir "$exp/asr" --cuts "$(_sl_cuts test)" --set-name test \
-    --methods "$methods" --lang-dir "$data/lang_bpe" --results-md RESULTS.md --command "$cmd"
+    --methods "$methods" --lang-dir "$data/lang_bpe" --results-md RESULTS.md --command "$cmd" \
+    "${lm_args[@]}"
 }
 
 asr_stages() {
   run_stage 1 "fbank features" "$data/fbank/" stage_features
   run_stage 2 "tokenizer + lang" "$data/lang_bpe/ (bpe.model; HLG.fst when decoding with hlg-*)" \
     stage_tokenizer_and_lang
-  skip_stage 3 "LM pretraining" "not there yet: text-LM pretraining comes with the speech-language pretraining work"
+  if [ -n "${lm_text:-}" ]; then
+    run_stage 3 "LM pretraining" "$exp/lm/final.pt, $exp/lm/perplexity.txt (log: $exp/lm/log/train.log)" \
+      stage_lm
+  else
+    skip_stage 3 "LM pretraining" "this recipe has no LM text (lm_text is not set)"
+  fi
   run_stage 4 "ASR training" "$exp/asr/final.pt (log: $exp/asr/log/train.log)" stage_train
   run_stage 5 "decoding + scoring" "$exp/asr/decode-test/, RESULTS.md" stage_decode
   if [ "$stop_stage" -ge 5 ] && [ -f "$exp/asr/decode-test/wer-summary-test.txt" ]; then

@@ -12,9 +12,16 @@
 # `--help` lists every option with its default and comment, read from the block itself.
 
 _po_script="${BASH_SOURCE[1]:-$0}"
+# run.sh cds to its own folder first, so a relative path it was started by may no longer resolve
+[ -f "$_po_script" ] || _po_script="./$(basename "$_po_script")"
 
+# A block of options shared by a family of recipes (tools/asr_options.sh) sets
+# po_shared_options to its own path; it is read first, so a recipe's own line for the same
+# option (its default and comment) wins.
 _po_block() {
-  sed -n '/^# begin options/,/^# end options/p' "$_po_script" | grep -E '^[A-Za-z_][A-Za-z0-9_]*='
+  sed -n '/^# begin options/,/^# end options/p' ${po_shared_options:+"$po_shared_options"} "$_po_script" |
+    grep -E '^[A-Za-z_][A-Za-z0-9_]*=' |
+    awk -F= '{ if (!($1 in line)) order[++n] = $1; line[$1] = $0 } END { for (i = 1; i <= n; i++) print line[order[i]] }'
 }
 
 _po_help() {

@@ -24,6 +24,8 @@ nj=2                    # parallel jobs for synthesis and features
 nproc=1                 # training processes (torchrun + DDP when > 1)
 methods=ctc-greedy      # decoding methods, comma-separated
 resume=""               # set to 1 to resume training from the last epoch checkpoint
+lm_conf=conf/lm.yaml    # stage 3: text-LM config (LM pretraining on data/text/lm_text.txt)
+lm_args=""              # stage 3: config overrides, e.g. "train.num_epochs=2"
 # end options
 . ../../tools/parse_options.sh
 . ../../tools/stage_lib.sh

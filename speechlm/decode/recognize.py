@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
@@ -29,17 +30,38 @@ from speechlm.train.trainer import resolve_device
 
 log = logging.getLogger("speechlm.decode")
 
-# A method maps (log_probs (B,T,V), lengths (B,)) to one word list per utterance.
-Method = Callable[[torch.Tensor, torch.Tensor], List[List[str]]]
+
+@dataclass
+class Encoded:
+    """What the acoustic model computes once per batch, shared by every method."""
+
+    log_probs: torch.Tensor  # CTC log-probs (B, T, V)
+    lengths: torch.Tensor  # (B,)
+    prefix: Optional[torch.Tensor] = None  # speech-LM models: LM prefix (B, P, D)
+    prefix_lens: Optional[torch.Tensor] = None
 
 
-def load_asr_model(exp_dir: str | Path, device: torch.device, checkpoint: str = "final.pt"):
-    """The trained model, its resolved config and its tokenizer, all from ``exp_dir``."""
+# A method maps one batch's Encoded to one word list per utterance.
+Method = Callable[[Encoded], List[List[str]]]
+
+CTC_METHODS = ("ctc-greedy", "ctc-prefix-beam", "lm-shallow-fusion", "hlg-1best")
+ATTENTION_METHODS = ("attention-beam", "attention-rescoring")
+
+
+def load_asr_model(exp_dir: str | Path, device: torch.device, checkpoint: str = "final.pt",
+                   overrides: Sequence[str] = ()):
+    """The trained model, its resolved config and its tokenizer, all from ``exp_dir``; the model
+    kind (``model.kind``: ctc or speechlm) comes from the config. ``overrides`` may change the
+    decode section only."""
     exp_dir = Path(exp_dir)
     if not (exp_dir / "config.yaml").is_file():
         raise SpeechlmError(f"{exp_dir} is not a trained experiment dir (no config.yaml): "
                             "train first (recipe stage 4) or pass the right --exp-dir")
-    cfg = load_config(exp_dir / "config.yaml")
+    bad = [o for o in overrides if not o.startswith("decode.")]
+    if bad:
+        raise SpeechlmError(f"decoding overrides {bad}: only decode.* keys can change at decoding "
+                            "time (the model is what training wrote)")
+    cfg = load_config(exp_dir / "config.yaml", overrides)
     tokenizer = Tokenizer(exp_dir / "tokenizer.model")
     state = load_checkpoint(exp_dir / checkpoint, map_location="cpu")
     if state.get("vocab_size") != tokenizer.vocab_size:
@@ -47,22 +69,37 @@ def load_asr_model(exp_dir: str | Path, device: torch.device, checkpoint: str = 
             f"{exp_dir / checkpoint} has vocabulary size {state.get('vocab_size')} but "
             f"{exp_dir / 'tokenizer.model'} has {tokenizer.vocab_size}; they are not from one run"
         )
-    model = CTCModel(cfg.encoder, tokenizer.vocab_size)
+    if cfg.model.kind == "speechlm":
+        from speechlm.models.speechlm_asr import SpeechLMAsr
+
+        model = SpeechLMAsr(cfg.encoder, cfg.lm, cfg.speechlm, tokenizer.vocab_size)
+    elif cfg.model.kind == "ctc":
+        model = CTCModel(cfg.encoder, tokenizer.vocab_size)
+    else:
+        raise SpeechlmError(f"{exp_dir / 'config.yaml'}: model.kind {cfg.model.kind!r} is not an "
+                            "ASR model (expected ctc or speechlm)")
     model.load_state_dict(state["model"])
     return model.to(device).eval(), cfg, tokenizer
 
 
 def build_methods(names: Sequence[str], tokenizer: Tokenizer, exp_dir: Path,
-                  lang_dir: Optional[Path]) -> Dict[str, Method]:
+                  lang_dir: Optional[Path], model=None, cfg: Optional[ExperimentConfig] = None,
+                  lm_checkpoint: Optional[str | Path] = None) -> Dict[str, Method]:
     methods: Dict[str, Method] = {}
     for name in names:
         if name == "ctc-greedy":
-            methods[name] = lambda lp, ln: [tokenizer.decode(ids).split() for ids in ctc_greedy(lp, ln)]
+            methods[name] = lambda e: [tokenizer.decode(ids).split()
+                                       for ids in ctc_greedy(e.log_probs, e.lengths)]
         elif name in ("hlg-1best",):
-            methods[name] = _hlg_method(tokenizer, lang_dir)
+            hlg = _hlg_method(tokenizer, lang_dir)
+            methods[name] = lambda e, hlg=hlg: hlg(e.log_probs, e.lengths)
+        elif name in ("ctc-prefix-beam", "lm-shallow-fusion") + ATTENTION_METHODS:
+            from speechlm.decode.search_methods import search_method
+
+            methods[name] = search_method(name, model, cfg, tokenizer, exp_dir, lm_checkpoint)
         else:
             raise SpeechlmError(
-                f"unknown decoding method {name!r}; available: ctc-greedy, hlg-1best"
+                f"unknown decoding method {name!r}; available: {', '.join(CTC_METHODS + ATTENTION_METHODS)}"
             )
     return methods
 
@@ -91,13 +128,19 @@ def recognize(
     results_md: Optional[str | Path] = None,
     command: Optional[str] = None,
     tag: str = "",
+    overrides: Sequence[str] = (),
+    lm_checkpoint: Optional[str | Path] = None,
 ) -> Dict[str, Dict[str, float]]:
-    """Decode ``cuts_path`` with every method; write icefall-style reports; return WER and RTF."""
+    """Decode ``cuts_path`` with every method; write icefall-style reports; return WER and RTF.
+
+    ``overrides`` (``decode.key=value``) change the decoding hyperparameters of the resolved
+    config; ``lm_checkpoint`` is the text LM for lm-shallow-fusion (default: the config's)."""
     exp_dir = Path(exp_dir)
     dev = resolve_device(device)
-    model, cfg, tokenizer = load_asr_model(exp_dir, dev)
+    model, cfg, tokenizer = load_asr_model(exp_dir, dev, overrides=overrides)
     out_dir = Path(out_dir) if out_dir else exp_dir / f"decode-{set_name}"
-    fns = build_methods(methods, tokenizer, exp_dir, Path(lang_dir) if lang_dir else None)
+    fns = build_methods(methods, tokenizer, exp_dir, Path(lang_dir) if lang_dir else None,
+                        model=model, cfg=cfg, lm_checkpoint=lm_checkpoint)
     cuts = load_cuts(cuts_path)
     loader, _ = make_loader(cuts, cfg.data, train=False, max_duration=cfg.decode.batch_max_duration)
     results: Dict[str, list] = {m: [] for m in fns}
@@ -106,12 +149,16 @@ def recognize(
     refs = {c.id: " ".join(s.text for s in c.supervisions).split() for c in cuts}
     for batch in tqdm(loader, desc=f"decode {set_name}", disable=not sys.stderr.isatty()):
         t0 = time.perf_counter()
-        log_probs, lens = model(batch["feats"].to(dev), batch["feat_lens"].to(dev))
+        feats, feat_lens = batch["feats"].to(dev), batch["feat_lens"].to(dev)
+        if hasattr(model, "encode_all"):  # speech-LM: the decoder's prefix is computed once too
+            enc = Encoded(*model.encode_all(feats, feat_lens))
+        else:
+            enc = Encoded(*model(feats, feat_lens))
         forward = time.perf_counter() - t0
         audio += float(batch["feat_lens"].sum()) * 0.01  # 10 ms frame shift
         for name, fn in fns.items():
             t0 = time.perf_counter()
-            hyps = fn(log_probs, lens)
+            hyps = fn(enc)
             seconds[name] += forward + time.perf_counter() - t0
             results[name].extend((i, refs[i], h) for i, h in zip(batch["ids"], hyps))
     rtf = {m: seconds[m] / max(audio, 1e-9) for m in fns}

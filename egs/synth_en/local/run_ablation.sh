@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Ablation for speech-language pretraining on synth_en: speech-LM ASR (conf/speechlm.yaml) with its
+# LM part (a) randomly initialised vs (b) initialised from the stage-3 text LM, trained on all
+# paired data and on a low-resource subset, each decoded with every method in one pass. Same data,
+# steps and seed within a condition; only the LM initialisation differs.
+#   ./run.sh --stop-stage 3        # data, features, tokenizer, text LM (exp/lm/final.pt)
+#   local/run_ablation.sh          # 4 trainings + decodes; table appended to RESULTS.md
+# Outputs: exp/ablation/<condition>-<init>/ (checkpoints, decode-test/ reports), exp/ablation/table.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# begin options
+conf=conf/speechlm.yaml      # speech-LM ASR config
+conditions="low full"        # low: low-resource subset; full: all paired training utterances
+inits="random pretrained"    # LM part: random init | stage-3 LM (exp/lm/final.pt)
+low_fraction=0.1             # share of the paired training utterances in the low-resource subset
+low_args="train.num_epochs=30 optim.warmup_steps=100"  # low-resource schedule (same for both inits)
+full_args=""                 # extra overrides for the full-data runs
+subset_seed=0                # seed of the random low-resource subset
+# end options
+. ../../tools/parse_options.sh
+. ../../tools/stage_lib.sh   # puts .venv/bin on PATH when needed
+
+lm=exp/lm/final.pt
+out=exp/ablation
+train_full=data/fbank/synth_en_cuts_train.jsonl.gz
+test_cuts=data/fbank/synth_en_cuts_test.jsonl.gz
+for f in "$lm" "$train_full" "$test_cuts" data/lang_bpe/bpe.model; do
+  [ -f "$f" ] || { echo "run_ablation.sh: $f missing: run ./run.sh --stop-stage 3 first" >&2; exit 1; }
+done
+mkdir -p "$out"
+train_low=$out/train_low.jsonl.gz
+if [ ! -f "$train_low" ]; then
+  speechlm subset-cuts --cuts "$train_full" --out "$train_low.tmp.jsonl.gz" --fraction "$low_fraction" \
+    --seed "$subset_seed"
+  mv "$train_low.tmp.jsonl.gz" "$train_low"
+fi
+methods=ctc-greedy,ctc-prefix-beam,attention-beam,attention-rescoring,lm-shallow-fusion
+cmd="cd egs/synth_en && local/run_ablation.sh${*:+ $*}"
+
+for cond in $conditions; do
+  for init in $inits; do
+    exp_dir=$out/$cond-$init
+    if [ "$cond" = low ]; then cuts=$train_low; extra=$low_args; else cuts=$train_full; extra=$full_args; fi
+    if [ "$init" = random ]; then lm_init="speechlm.lm_init=''"; else lm_init="speechlm.lm_init=$lm"; fi
+    if [ ! -f "$exp_dir/final.pt" ]; then
+      echo "== ablation: training $exp_dir ($(date '+%T'))"
+      t0=$SECONDS
+      # shellcheck disable=SC2086
+      speechlm train --config "$conf" --exp-dir "$exp_dir" --train-cuts "$cuts" \
+        --tokenizer data/lang_bpe/bpe.model --set "$lm_init" $extra
+      echo "== ablation: $exp_dir trained in $((SECONDS - t0)) s"
+    fi
+    if [ ! -f "$exp_dir/decode-test/.done" ]; then
+      speechlm decode --exp-dir "$exp_dir" --cuts "$test_cuts" --set-name test --methods "$methods" \
+        --lm-checkpoint "$lm"
+      touch "$exp_dir/decode-test/.done"
+    fi
+  done
+done
+
+# one table: condition x init x method (WER, RTF), from the wer-summary files
+python3 - "$out" "$cmd" "$(cat exp/lm/perplexity.txt)" <<'PY' | tee "$out/table.md"
+import glob, os, sys
+out, cmd, ppl = sys.argv[1:4]
+print(f"| condition | LM init | method | test WER % | RTF |\n|---|---|---|---|---|")
+best = {}
+for d in sorted(glob.glob(os.path.join(out, "*-*/"))):
+    cond, init = os.path.basename(d.rstrip("/")).split("-", 1)
+    for f in sorted(glob.glob(os.path.join(d, "decode-test", "wer-summary-test*.txt"))):
+        for line in open(f):
+            parts = line.split()
+            if len(parts) < 2 or parts[0].lower() in ("settings", "method"):
+                continue
+            method, wer = parts[0], float(parts[1])
+            rtf = parts[2] if len(parts) > 2 else ""
+            print(f"| {cond} | {init} | {method} | {wer:.2f} | {rtf} |")
+            best[(cond, init)] = min(best.get((cond, init), (1e9, "")), (wer, method))
+for cond in ("low", "full"):
+    if (cond, "random") in best and (cond, "pretrained") in best:
+        (r, rm), (p, pm) = best[(cond, "random")], best[(cond, "pretrained")]
+        rel = 100 * (r - p) / r if r else 0.0
+        print(f"\n{cond}: best random-init {r:.2f}% ({rm}) -> best LM-pretrained {p:.2f}% ({pm}): "
+              f"{rel:.1f}% relative WER reduction")
+print(f"\ntext LM: {ppl}\ncommand: `{cmd}`")
+PY

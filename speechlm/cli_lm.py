@@ -1,0 +1,58 @@
+"""Verbs of the speech-language pretraining work, registered through ``cli.EXTRA_VERB_MODULES``:
+
+- ``speechlm train-lm``: text-LM pretraining (recipe stage 3), validation perplexity to
+  ``EXP_DIR/perplexity.txt``.
+- ``speechlm subset-cuts``: the first (or a random) N or fraction of a cut manifest, e.g. a low-resource
+  training subset.
+
+Speech-LM ASR training is ``speechlm train`` with ``model.kind: speechlm`` in the config.
+"""
+
+from __future__ import annotations
+
+
+def cmd_train_lm(args) -> None:
+    from speechlm.config import load_config
+    from speechlm.train.tasks import LmTrainer
+
+    cfg = load_config(args.config, args.set or [])
+    LmTrainer(cfg, args.exp_dir, args.text, args.tokenizer).run(resume=args.resume)
+
+
+def cmd_subset_cuts(args) -> None:
+    from speechlm.data.features import load_cuts
+    from speechlm.errors import SpeechlmError
+
+    cuts = load_cuts(args.cuts)
+    n = args.first if args.first else int(round(len(cuts) * args.fraction))
+    if n <= 0 or n > len(cuts):
+        raise SpeechlmError(f"subset-cuts: asked for {n} of {len(cuts)} cuts in {args.cuts}")
+    if args.seed is not None:  # a random subset, reproducible from the seed
+        import random
+
+        cuts = cuts.shuffle(rng=random.Random(args.seed))
+    cuts.subset(first=n).to_file(args.out)
+    how = f"random (seed {args.seed})" if args.seed is not None else "first"
+    print(f"{args.out}: {how} {n} of {len(cuts)} cuts of {args.cuts}")
+
+
+def register(sub, fmt) -> None:
+    s = sub.add_parser("train-lm", help="pretrain the decoder-only text LM (stage 3)",
+                       formatter_class=fmt)
+    s.add_argument("--config", help="YAML config; its lm/optim/train sections are used")
+    s.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="config overrides")
+    s.add_argument("--exp-dir", required=True, help="checkpoints, resolved config, perplexity.txt")
+    s.add_argument("--text", required=True, help="LM text, one sentence a line")
+    s.add_argument("--tokenizer", required=True, help="sentencepiece model from train-tokenizer")
+    s.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint")
+    s.set_defaults(func=cmd_train_lm)
+
+    s = sub.add_parser("subset-cuts", help="first N (or a fraction) of a cut manifest",
+                       formatter_class=fmt)
+    s.add_argument("--cuts", required=True)
+    s.add_argument("--out", required=True)
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--first", type=int, help="number of cuts")
+    g.add_argument("--fraction", type=float, help="fraction of the cuts")
+    s.add_argument("--seed", type=int, help="take a random subset (shuffled with this seed)")
+    s.set_defaults(func=cmd_subset_cuts)

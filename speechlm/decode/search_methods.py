@@ -1,0 +1,92 @@
+"""The search-based decoding methods of :mod:`speechlm.decode.recognize`'s registry, built from
+a loaded model, its resolved config (``decode`` section) and, for shallow fusion, a text LM.
+
+==================== ====================================================================
+ctc-prefix-beam      frame-synchronous CTC prefix beam search (``decode.beam_size``)
+attention-beam       label-synchronous beam search, (1 - w) decoder + w CTC prefix score
+                     (``decode.ctc_weight`` = w), speech-LM models only
+attention-rescoring  CTC prefix-beam n-best re-ranked by (1 - w) decoder + w CTC
+lm-shallow-fusion    label-synchronous CTC prefix beam search + ``decode.lm_weight`` x text LM
+==================== ====================================================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from speechlm.config import ExperimentConfig
+from speechlm.decode import search
+from speechlm.errors import SpeechlmError
+from speechlm.text.tokenizer import Tokenizer
+
+
+def load_text_lm(path: str | Path, vocab_size: int, device: torch.device):
+    """A stage-3 text LM for shallow fusion; its vocabulary must be the ASR model's."""
+    from speechlm.config import LMConfig
+    from speechlm.models.lm import TransformerLM
+    from speechlm.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)
+    cfg = state.get("config", {})
+    if cfg.get("model", {}).get("kind") != "lm":
+        raise SpeechlmError(f"{path} is not a text-LM checkpoint (train one with speechlm train-lm)")
+    if state.get("vocab_size") != vocab_size:
+        raise SpeechlmError(f"text LM {path} has vocabulary size {state.get('vocab_size')} but the "
+                            f"ASR model has {vocab_size}: they must share the sentencepiece model")
+    lm_cfg = LMConfig(**{k: v for k, v in cfg["lm"].items() if k in LMConfig.__dataclass_fields__})
+    lm = TransformerLM(lm_cfg, vocab_size)
+    lm.load_state_dict(state["model"])
+    return lm.to(device).eval()
+
+
+def search_method(name: str, model, cfg: ExperimentConfig, tokenizer: Tokenizer, exp_dir: Path,
+                  lm_checkpoint: Optional[str | Path] = None):
+    d = cfg.decode
+    if d.beam_size < 1:
+        raise SpeechlmError(f"decode.beam_size = {d.beam_size}: must be >= 1")
+    words = lambda ids_list: [tokenizer.decode(ids).split() for ids in ids_list]  # noqa: E731
+    is_slm = hasattr(model, "decoder_start")
+    if name in ("attention-beam", "attention-rescoring") and not is_slm:
+        raise SpeechlmError(f"{name} needs a model with an attention decoder (model.kind: speechlm); "
+                            f"{exp_dir} has model.kind {cfg.model.kind!r}")
+
+    if name == "ctc-prefix-beam":
+        return lambda e: words(h[0][0] if h else [] for h in
+                               search.ctc_prefix_beam_search(e.log_probs, e.lengths, d.beam_size))
+
+    if name == "attention-rescoring":
+        def rescoring(e):
+            nbest = search.ctc_prefix_beam_search(e.log_probs, e.lengths, d.beam_size)
+
+            def score(utt, hyps):
+                utt = utt.to(e.prefix.device)
+                return model.score_hyps(e.prefix[utt], e.prefix_lens[utt], hyps)
+
+            return words(search.attention_rescoring(nbest, score, d.ctc_weight))
+        return rescoring
+
+    if name == "attention-beam":
+        def attention_beam(e):
+            dec = (lambda: model.decoder_start(e.prefix, e.prefix_lens), model.lm.step)
+            return words(search.beam_search(e.log_probs, e.lengths, d.beam_size, decoder=dec,
+                                            ctc_weight=d.ctc_weight, length_bonus=d.length_bonus))
+        return attention_beam
+
+    if name == "lm-shallow-fusion":
+        path = lm_checkpoint or d.lm_checkpoint or cfg.speechlm.lm_init
+        if not path:
+            raise SpeechlmError("lm-shallow-fusion needs a text LM: pass --lm-checkpoint "
+                                "(e.g. exp/lm/final.pt from stage 3) or set decode.lm_checkpoint")
+        device = next(model.parameters()).device
+        lm = load_text_lm(path, tokenizer.vocab_size, device)
+
+        def fusion(e):
+            n = e.log_probs.size(0)
+            text_lm = (lambda: lm.start(n, e.log_probs.device), lm.step)
+            return words(search.beam_search(e.log_probs, e.lengths, d.beam_size, lm=text_lm,
+                                            lm_weight=d.lm_weight, length_bonus=d.length_bonus))
+        return fusion
+    raise SpeechlmError(f"unknown search method {name!r}")

@@ -1,0 +1,173 @@
+"""Decoder-only Transformer text LM: pre-norm blocks, rotary self-attention (torch SDPA), tied
+input/output embeddings.
+
+Training runs whole sequences through :class:`RotarySelfAttention` (causal). Decoding runs the
+same parameters incrementally with a key/value cache (:meth:`TransformerLM.prefill` then
+:meth:`TransformerLM.step`); rotary positions are given per sequence, so a batch of sequences
+of different lengths decodes exactly as each would alone.
+
+A text sentence is ``<sos/eos> y1 .. yn <sos/eos>``; the loss is next-token cross-entropy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechlm.config import LMConfig
+from speechlm.models.encoder import (FeedForward, RotarySelfAttention, apply_rotary,
+                                     lengths_to_mask, rotary_tables)
+from speechlm.text.symbols import BLANK_ID, SOS_EOS_ID
+
+
+class LMBlock(nn.Module):
+    def __init__(self, cfg: LMConfig):
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(cfg.d_model)
+        self.attn = RotarySelfAttention(cfg.d_model, cfg.num_heads, cfg.dropout)
+        self.attn_dropout = nn.Dropout(cfg.dropout)
+        self.ff = FeedForward(cfg.d_model, cfg.ff_mult, cfg.dropout)  # pre-norm inside
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn_dropout(self.attn(self.attn_norm(x), mask, causal=True))
+        return x + self.ff(x)
+
+
+@dataclass
+class KVCache:
+    """Per-layer keys/values ``(N, H, S, Dh)``, which cached positions are real ``(N, S)``, and
+    the rotary position of each sequence's next token ``(N,)``."""
+
+    keys: List[torch.Tensor]
+    values: List[torch.Tensor]
+    valid: torch.Tensor
+    next_pos: torch.Tensor
+
+    def select(self, index: torch.Tensor) -> "KVCache":
+        """Reorder / repeat sequences (beam search): row ``i`` of the result is row ``index[i]``."""
+        return KVCache([k.index_select(0, index) for k in self.keys],
+                       [v.index_select(0, index) for v in self.values],
+                       self.valid.index_select(0, index), self.next_pos.index_select(0, index))
+
+
+def _cached_attention(attn: RotarySelfAttention, x: torch.Tensor, pos: torch.Tensor,
+                      past_k: Optional[torch.Tensor], past_v: Optional[torch.Tensor],
+                      key_valid: torch.Tensor):
+    """``attn``'s parameters over new positions ``x (N, T, D)`` at rotary positions ``pos (N, T)``,
+    attending causally to the cache plus themselves. ``key_valid (N, S + T)``."""
+    n, t, d = x.shape
+    h = attn.num_heads
+    q, k, v = attn.qkv(x).view(n, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
+    cos, sin = rotary_tables(int(pos.max()) + 1, d // h, x.device, x.dtype)
+    cos, sin = cos[pos][:, None], sin[pos][:, None]  # (N, 1, T, Dh/2)
+    q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+    if past_k is not None:
+        k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+    s = k.size(2)
+    causal = torch.ones(t, s, dtype=torch.bool, device=x.device).tril(diagonal=s - t)
+    mask = causal[None, None] & key_valid[:, None, None, :]
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return attn.out(y.transpose(1, 2).reshape(n, t, d)), k, v
+
+
+class TransformerLM(nn.Module):
+    def __init__(self, cfg: LMConfig, vocab_size: int):
+        super().__init__()
+        self.cfg = cfg
+        self.vocab_size = vocab_size
+        self.embed = nn.Embedding(vocab_size, cfg.d_model)
+        nn.init.normal_(self.embed.weight, std=cfg.d_model ** -0.5)
+        self.input_dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(LMBlock(cfg) for _ in range(cfg.num_layers))
+        self.final_norm = nn.LayerNorm(cfg.d_model)
+
+    @property
+    def d_model(self) -> int:
+        return self.cfg.d_model
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.final_norm(hidden), self.embed.weight)  # tied embeddings
+
+    def forward_embeddings(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Input embeddings ``(B, T, D)`` (right-padded) -> logits ``(B, T, V)``."""
+        mask = lengths_to_mask(lengths, x.size(1))
+        x = self.input_dropout(x)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.logits(x)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.forward_embeddings(self.embed(tokens), lengths)
+
+    def sentence_loss(self, sentences: Sequence[Sequence[int]], device) -> tuple:
+        return lm_loss(self, sentences, device)
+
+    # ---- incremental decoding --------------------------------------------------------------
+    def prefill(self, x: torch.Tensor, lengths: torch.Tensor):
+        """Run right-padded input embeddings ``(N, T, D)``; return the log-probs of the token
+        after each sequence's last real position ``(N, V)`` and the cache."""
+        n, t, _ = x.shape
+        valid = lengths_to_mask(lengths, t)
+        pos = torch.arange(t, device=x.device)[None].expand(n, t)
+        keys, values = [], []
+        for block in self.blocks:
+            y, k, v = _cached_attention(block.attn, block.attn_norm(x), pos, None, None, valid)
+            x = x + y
+            x = x + block.ff(x)
+            keys.append(k)
+            values.append(v)
+        last = x[torch.arange(n, device=x.device), lengths - 1]
+        cache = KVCache(keys, values, valid, lengths.clone())
+        return self.logits(last).log_softmax(-1), cache
+
+    def step(self, tokens: torch.Tensor, cache: KVCache):
+        """Feed one token per sequence ``(N,)``; return next-token log-probs ``(N, V)`` and the
+        extended cache."""
+        x = self.embed(tokens)[:, None]
+        pos = cache.next_pos[:, None]
+        valid = torch.cat([cache.valid, torch.ones_like(cache.valid[:, :1])], dim=1)
+        keys, values = [], []
+        for i, block in enumerate(self.blocks):
+            y, k, v = _cached_attention(block.attn, block.attn_norm(x), pos, cache.keys[i],
+                                        cache.values[i], valid)
+            x = x + y
+            x = x + block.ff(x)
+            keys.append(k)
+            values.append(v)
+        return self.logits(x[:, 0]).log_softmax(-1), KVCache(keys, values, valid, cache.next_pos + 1)
+
+    def start(self, batch_size: int, device):
+        """Cache after ``<sos/eos>`` for ``batch_size`` new sentences, with next-token log-probs."""
+        bos = torch.full((batch_size, 1), SOS_EOS_ID, dtype=torch.long, device=device)
+        ones = torch.ones(batch_size, dtype=torch.long, device=device)
+        return self.prefill(self.embed(bos), ones)
+
+
+def pad_sentences(sentences: Sequence[Sequence[int]], device) -> tuple:
+    """``<sos/eos> y <sos/eos>`` right-padded with blank: tokens ``(B, L)`` and lengths ``(B,)``."""
+    lengths = torch.tensor([len(s) + 2 for s in sentences], dtype=torch.long)
+    tokens = torch.full((len(sentences), int(lengths.max())), BLANK_ID, dtype=torch.long)
+    for i, s in enumerate(sentences):
+        tokens[i, : len(s) + 2] = torch.tensor([SOS_EOS_ID, *s, SOS_EOS_ID], dtype=torch.long)
+    return tokens.to(device), lengths.to(device)
+
+
+def lm_loss(model, sentences: Sequence[Sequence[int]], device) -> tuple:
+    """Summed next-token NLL of ``<sos/eos> y <sos/eos>`` over ``sentences`` and the number of
+    predicted tokens (``len(y) + 1`` each). ``model`` may be a DDP wrapper of the LM."""
+    tokens, lengths = pad_sentences(sentences, device)
+    logits = model(tokens[:, :-1], lengths - 1)
+    target = tokens[:, 1:].masked_fill(~lengths_to_mask(lengths - 1, tokens.size(1) - 1), -100)
+    loss = F.cross_entropy(logits.transpose(1, 2).float(), target, ignore_index=-100,
+                           reduction="sum")
+    return loss, int((lengths - 1).sum())
+
+
+def lm_state_compatible(saved_cfg: dict, cfg: LMConfig) -> List[str]:
+    """Architecture keys where a saved LM config differs from ``cfg`` (empty: compatible)."""
+    keys = ("d_model", "num_layers", "num_heads", "ff_mult")
+    return [k for k in keys if saved_cfg.get(k) != getattr(cfg, k)]

@@ -1,0 +1,166 @@
+"""Speech-LM ASR: Conformer encoder -> adapter -> speech prefix that a text LM decodes.
+
+One sequence per utterance, in the LM's token space::
+
+    [speech prefix p1 .. pP] <asr> y1 .. yn <sos/eos>
+
+The decoder loss is next-token cross-entropy on ``y1 .. yn <sos/eos>``; a CTC head on the
+encoder adds a joint CTC loss (``speechlm.ctc_weight``) and drives the CTC-based searches.
+Sequences are packed left-aligned and right-padded, so rotary positions (and so outputs) of an
+utterance do not depend on what it is batched with. The LM part can start from a stage-3
+checkpoint (:func:`load_lm_into`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import List, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechlm.config import EncoderConfig, LMConfig, SpeechLMConfig
+from speechlm.errors import SpeechlmError
+from speechlm.models.asr import CTCModel
+from speechlm.models.encoder import lengths_to_mask
+from speechlm.models.lm import KVCache, TransformerLM, lm_state_compatible
+from speechlm.text.symbols import ASR_ID, SOS_EOS_ID
+
+log = logging.getLogger(__name__)
+
+
+class Adapter(nn.Module):
+    """Encoder frames ``(B, T, De)`` -> prefix ``(B, ceil(T / stride), Dlm)``."""
+
+    def __init__(self, kind: str, d_in: int, d_out: int, stride: int):
+        super().__init__()
+        if kind not in ("stack", "conv"):
+            raise SpeechlmError(f"speechlm.adapter = {kind!r}: expected 'stack' or 'conv'")
+        if stride < 1:
+            raise SpeechlmError(f"speechlm.adapter_stride = {stride}: must be >= 1")
+        self.kind, self.stride = kind, stride
+        if kind == "conv":
+            self.conv = nn.Conv1d(d_in, d_in, kernel_size=stride, stride=stride)
+            d_in_proj = d_in
+        else:
+            d_in_proj = d_in * stride
+        self.proj = nn.Sequential(nn.Linear(d_in_proj, d_out), nn.GELU(), nn.Linear(d_out, d_out))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor):
+        b, t, d = x.shape
+        pad = (-t) % self.stride
+        # Padded frames are zeroed so they cannot leak into a real prefix position.
+        x = x.masked_fill(~lengths_to_mask(lengths, t)[..., None], 0.0)
+        x = F.pad(x, (0, 0, 0, pad))
+        if self.kind == "conv":
+            x = self.conv(x.transpose(1, 2)).transpose(1, 2)
+        else:
+            x = x.reshape(b, (t + pad) // self.stride, d * self.stride)
+        out_lens = (lengths + self.stride - 1) // self.stride
+        return self.proj(x), out_lens
+
+
+class SpeechLMAsr(CTCModel):
+    """A :class:`CTCModel` (CMVN, encoder, CTC head) plus adapter and LM decoder."""
+
+    def __init__(self, encoder_cfg: EncoderConfig, lm_cfg: LMConfig, cfg: SpeechLMConfig,
+                 vocab_size: int):
+        super().__init__(encoder_cfg, vocab_size)
+        self.adapter = Adapter(cfg.adapter, encoder_cfg.d_model, lm_cfg.d_model, cfg.adapter_stride)
+        self.lm = TransformerLM(lm_cfg, vocab_size)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor, targets=None):
+        """Without ``targets``: CTC log-probs and lengths (as :class:`CTCModel`). With them: the
+        summed CTC and decoder losses (one forward, so DDP synchronises every parameter)."""
+        if targets is None:
+            return super().forward(feats, lengths)
+        log_probs, enc_lens, prefix, prefix_lens = self.encode_all(feats, lengths)
+        return (self.ctc_loss(log_probs, enc_lens, targets),
+                self.decoder_loss(prefix, prefix_lens, targets))
+
+    def encode_all(self, feats: torch.Tensor, lengths: torch.Tensor):
+        """CTC log-probs, their lengths, the speech prefix and its lengths."""
+        enc, enc_lens = self.encode(feats, lengths)
+        prefix, prefix_lens = self.adapter(enc, enc_lens)
+        return self.ctc_head(enc).log_softmax(-1), enc_lens, prefix, prefix_lens
+
+    def _pack(self, prefix: torch.Tensor, prefix_lens: torch.Tensor,
+              texts: Sequence[Sequence[int]]):
+        """``[prefix] <asr> y`` per utterance, left-aligned: embeddings ``(B, L, D)``, lengths."""
+        b, p, d = prefix.shape
+        dev = prefix.device
+        text_lens = torch.tensor([len(t) + 1 for t in texts], dtype=torch.long, device=dev)
+        lengths = prefix_lens + text_lens
+        total = int(lengths.max())
+        tokens = torch.full((b, int(text_lens.max())), ASR_ID, dtype=torch.long)
+        for i, t in enumerate(texts):
+            tokens[i, 1: len(t) + 1] = torch.tensor(list(t), dtype=torch.long)
+        tok_emb = self.lm.embed(tokens.to(dev))
+        x = prefix.new_zeros(b, total, d)
+        x[:, :p] = prefix.masked_fill(~lengths_to_mask(prefix_lens, p)[..., None], 0.0)
+        # scatter the token embeddings right after each utterance's own prefix
+        j = torch.arange(tok_emb.size(1), device=dev)
+        idx = (prefix_lens[:, None] + j[None]).clamp_max(total - 1)
+        keep = j[None] < text_lens[:, None]
+        rows = torch.arange(b, device=dev)[:, None].expand_as(idx)
+        x[rows[keep], idx[keep]] = tok_emb[keep]
+        return x, lengths, text_lens
+
+    def decoder_loss(self, prefix, prefix_lens, texts: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Summed cross-entropy of ``y1 .. yn <sos/eos>`` given ``[prefix] <asr>``."""
+        x, lengths, text_lens = self._pack(prefix, prefix_lens, texts)
+        logits = self.lm.forward_embeddings(x, lengths)
+        b, total, _ = logits.shape
+        target = torch.full((b, total), -100, dtype=torch.long)
+        for i, t in enumerate(texts):
+            start = int(prefix_lens[i])  # position of <asr>: predicts y1
+            target[i, start: start + len(t) + 1] = torch.tensor([*t, SOS_EOS_ID], dtype=torch.long)
+        return F.cross_entropy(logits.transpose(1, 2).float(), target.to(logits.device),
+                               ignore_index=-100, reduction="sum")
+
+    def decoder_start(self, prefix: torch.Tensor, prefix_lens: torch.Tensor):
+        """Cache after ``[prefix] <asr>`` and log-probs of the first token (for beam search)."""
+        x, lengths, _ = self._pack(prefix, prefix_lens, [[] for _ in range(prefix.size(0))])
+        return self.lm.prefill(x, lengths)
+
+    @torch.no_grad()
+    def score_hyps(self, prefix, prefix_lens, hyps: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Decoder log-prob of each ``hyp <sos/eos>`` given its utterance's prefix ``(N,)``."""
+        x, lengths, _ = self._pack(prefix, prefix_lens, hyps)
+        logp = self.lm.forward_embeddings(x, lengths).float().log_softmax(-1)
+        out = torch.zeros(len(hyps), device=prefix.device)
+        for i, h in enumerate(hyps):
+            start = int(prefix_lens[i])
+            tgt = torch.tensor([*h, SOS_EOS_ID], dtype=torch.long, device=prefix.device)
+            pos = torch.arange(start, start + len(h) + 1, device=prefix.device)
+            out[i] = logp[i, pos, tgt].sum()
+        return out
+
+
+def load_lm_into(model: SpeechLMAsr, path: str | Path, lm_cfg: LMConfig) -> None:
+    """Initialise ``model.lm`` from a stage-3 LM checkpoint; refuse one that does not fit."""
+    from speechlm.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)
+    if state.get("config", {}).get("model", {}).get("kind") != "lm":
+        raise SpeechlmError(f"{path} is not a text-LM checkpoint (train one with speechlm train-lm)")
+    saved_vocab = state.get("vocab_size")
+    if saved_vocab != model.vocab_size:
+        raise SpeechlmError(
+            f"LM checkpoint {path} has vocabulary size {saved_vocab} but the ASR tokenizer has "
+            f"{model.vocab_size}: the LM must be trained on the same sentencepiece model "
+            "(re-run stage 3 after stage 2, or set speechlm.lm_init='' for random init)"
+        )
+    diff = lm_state_compatible(state.get("config", {}).get("lm", {}), lm_cfg)
+    if diff:
+        raise SpeechlmError(f"LM checkpoint {path} has a different LM architecture ({diff}); "
+                            "the ASR config's lm section must match the LM it starts from")
+    model.lm.load_state_dict(state["model"])
+    with torch.no_grad():  # <asr> plays the LM's sentence-start role: start it from <sos/eos>
+        model.lm.embed.weight[ASR_ID] = model.lm.embed.weight[SOS_EOS_ID]
+    log.info("LM part initialised from %s", path)
+
+
+__all__ = ["Adapter", "SpeechLMAsr", "load_lm_into", "KVCache"]

@@ -1,0 +1,159 @@
+"""Trainers for the speech-language pretraining tasks, on the shared :class:`Trainer` loop:
+
+- :class:`LmTrainer`: text-LM pretraining (stage 3); writes validation perplexity.
+- :class:`SpeechLMTrainer`: speech-LM ASR (stage 4), LM part from the stage-3 checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from speechlm.config import ExperimentConfig
+from speechlm.data.text_data import make_text_loader, read_lm_text
+from speechlm.errors import SpeechlmError
+from speechlm.models.lm import TransformerLM, lm_loss
+from speechlm.models.speechlm_asr import SpeechLMAsr, load_lm_into
+from speechlm.train import checkpoint as ckpt
+from speechlm.train.trainer import AsrTrainer, Trainer, lr_factor
+
+log = logging.getLogger("speechlm.train")
+
+LM_ARCH_KEYS = ("d_model", "num_layers", "num_heads", "ff_mult")
+
+
+def perplexity(total_nll: float, num_tokens: int) -> float:
+    """exp of the mean per-token negative log-likelihood (natural log)."""
+    if num_tokens <= 0:
+        raise SpeechlmError("perplexity: no tokens to evaluate")
+    return math.exp(total_nll / num_tokens)
+
+
+class LmTrainer(Trainer):
+    """Decoder-only Transformer LM on a text file; the loss is per-token NLL."""
+
+    kind = "lm"
+
+    def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, text: str | Path,
+                 tokenizer_model: str | Path):
+        cfg.model.kind = "lm"
+        super().__init__(cfg, exp_dir, tokenizer_model)
+        self.text_path = Path(text)
+        self.train_sents, self.valid_sents = read_lm_text(text, self.tokenizer, cfg.lm.valid_sentences)
+        self.has_dev = True
+        self.setup()
+
+    def build_model(self) -> TransformerLM:
+        return TransformerLM(self.cfg.lm, self.tokenizer.vocab_size)
+
+    def describe_data(self) -> str:
+        ntok = sum(len(s) + 1 for s in self.train_sents)
+        return (f"{len(self.train_sents)} training sentences ({ntok:,} tokens), "
+                f"{len(self.valid_sents)} held out for validation ({self.text_path})")
+
+    def make_loader(self, train: bool):
+        sents = self.train_sents if train else self.valid_sents
+        dist_args = dict(world_size=self.dist.world_size, rank=self.dist.rank) if train else {}
+        return make_text_loader(sents, self.cfg.lm.max_tokens, train, seed=self.cfg.train.seed,
+                                sentences_per_epoch=self.cfg.lm.sentences_per_epoch, **dist_args)
+
+    def batch_loss(self, batch: List[List[int]], model) -> tuple:
+        return lm_loss(model, batch, self.device)  # model may be the DDP wrapper
+
+    def validate(self) -> float:
+        nll = super().validate()
+        log.info("validation perplexity %.3f", math.exp(nll))
+        return nll
+
+    def run(self, resume: bool = False) -> Path:
+        final = super().run(resume)
+        if self.dist.is_main:
+            self.model.load_state_dict(ckpt.load_checkpoint(final, map_location=self.device)["model"])
+            nll_per_token = self.validate()
+            ppl = math.exp(nll_per_token)
+            (self.exp_dir / "perplexity.txt").write_text(
+                f"validation perplexity {ppl:.3f} ({len(self.valid_sents)} held-out sentences of "
+                f"{self.text_path}; final.pt; per-token NLL {nll_per_token:.4f} nats, "
+                f"<sos/eos> counted)\n")
+            log.info("LM validation perplexity %.3f (final.pt) -> %s", ppl,
+                     self.exp_dir / "perplexity.txt")
+        return final
+
+
+class SpeechLMTrainer(AsrTrainer):
+    """Speech-LM ASR: joint CTC + decoder loss; LM part from ``speechlm.lm_init`` when set."""
+
+    kind = "speechlm"
+
+    def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, train_cuts: str | Path,
+                 dev_cuts: Optional[str | Path], tokenizer_model: str | Path):
+        cfg.model.kind = "speechlm"
+        if not 0.0 <= cfg.speechlm.ctc_weight <= 1.0:
+            raise SpeechlmError(f"speechlm.ctc_weight = {cfg.speechlm.ctc_weight}: must be in [0, 1]")
+        if cfg.speechlm.lm_init:
+            adopt_lm_architecture(cfg, cfg.speechlm.lm_init)
+        super().__init__(cfg, exp_dir, train_cuts, dev_cuts, tokenizer_model)
+
+    def build_model(self) -> SpeechLMAsr:
+        from speechlm.data.features import compute_cmvn
+
+        model = SpeechLMAsr(self.cfg.encoder, self.cfg.lm, self.cfg.speechlm, self.tokenizer.vocab_size)
+        model.set_cmvn(*compute_cmvn(self.train_cuts))
+        if self.cfg.speechlm.lm_init:
+            load_lm_into(model, self.cfg.speechlm.lm_init, self.cfg.lm)
+        return model
+
+    def setup(self) -> None:
+        super().setup()
+        # Two parameter groups: the LM part has its own learning rate and may be frozen at first.
+        cfg = self.cfg
+        lm_params = list(self.model.lm.parameters())
+        lm_ids = {id(p) for p in lm_params}
+        other = [p for p in self.model.parameters() if id(p) not in lm_ids]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": other, "lr": cfg.optim.lr},
+             {"params": lm_params, "lr": cfg.optim.lr * cfg.speechlm.lm_lr_scale}],
+            lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        total = self.steps_per_epoch * cfg.train.num_epochs
+        freeze = cfg.speechlm.freeze_lm_steps
+
+        def base(s):
+            return lr_factor(s, cfg.optim.warmup_steps, total, cfg.optim.final_lr_ratio)
+
+        def lm_factor(s):
+            return 0.0 if s < freeze else lr_factor(s - freeze, cfg.optim.warmup_steps,
+                                                    max(total - freeze, 1), cfg.optim.final_lr_ratio)
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, [base, lm_factor])
+
+    def describe_data(self) -> str:
+        init = self.cfg.speechlm.lm_init or "random init"
+        return f"{super().describe_data()}; LM part: {init}"
+
+    def batch_loss(self, batch: Dict, model) -> tuple:
+        feats = batch["feats"].to(self.device)
+        lens = batch["feat_lens"].to(self.device)
+        targets = [self.targets[t] for t in batch["texts"]]
+        ctc, att = model(feats, lens, targets)  # through DDP's forward when distributed
+        w = self.cfg.speechlm.ctc_weight
+        return w * ctc + (1 - w) * att, len(targets)
+
+
+def adopt_lm_architecture(cfg: ExperimentConfig, lm_path: str | Path) -> None:
+    """The LM part's architecture is the stage-3 LM's: copy it into ``cfg.lm`` (so the resolved
+    config that decoding reads is right) instead of asking the user to repeat it."""
+    if not Path(lm_path).is_file():
+        raise SpeechlmError(f"speechlm.lm_init = {lm_path} not found: run the recipe's stage 3 "
+                            "(text-LM pretraining) first, or set speechlm.lm_init='' for random init")
+    state = ckpt.load_checkpoint(lm_path)
+    saved = state.get("config", {})
+    if saved.get("model", {}).get("kind") != "lm":
+        raise SpeechlmError(f"speechlm.lm_init = {lm_path} is not a text-LM checkpoint "
+                            "(train one with `speechlm train-lm`, recipe stage 3)")
+    for key in LM_ARCH_KEYS:
+        if key in saved.get("lm", {}):
+            setattr(cfg.lm, key, saved["lm"][key])

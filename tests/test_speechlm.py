@@ -1,0 +1,108 @@
+"""Speech-LM ASR: LM checkpoints load (or are refused clearly), training and every decoding method
+run end to end from the exp dir, batching does not change the loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from speechlm.config import EncoderConfig, LMConfig, SpeechLMConfig, load_config
+from speechlm.errors import SpeechlmError
+from speechlm.models.speechlm_asr import SpeechLMAsr, load_lm_into
+from speechlm.text.symbols import ASR_ID, SOS_EOS_ID
+from speechlm.train.checkpoint import load_checkpoint, save_atomic
+
+from conftest import tiny_overrides
+from test_lm import TINY_LM, _write_text
+
+ALL_METHODS = ["ctc-greedy", "ctc-prefix-beam", "attention-beam", "attention-rescoring",
+               "lm-shallow-fusion"]
+
+
+@pytest.fixture(scope="module")
+def lm_ckpt(tiny_asr, tmp_path_factory):
+    from speechlm.train.tasks import LmTrainer
+
+    root = tmp_path_factory.mktemp("lm")
+    text = _write_text(root / "lm.txt", 200)
+    cfg = load_config(None, TINY_LM + ["train.num_epochs=1", "train.average_last=1"])
+    return LmTrainer(cfg, root / "exp", text, tiny_asr["tokenizer"]).run()
+
+
+def _model(vocab):
+    enc = EncoderConfig(d_model=32, num_layers=1, num_heads=2, subsampling_channels=8, dropout=0.0)
+    return SpeechLMAsr(enc, LMConfig(d_model=32, num_layers=2, num_heads=2, dropout=0.0),
+                       SpeechLMConfig(), vocab)
+
+
+def test_lm_checkpoint_loads_into_asr_model(lm_ckpt):
+    state = load_checkpoint(lm_ckpt)
+    model = _model(state["vocab_size"])
+    load_lm_into(model, lm_ckpt, model.lm.cfg)
+    for key, value in state["model"].items():
+        got = model.lm.state_dict()[key]
+        if key == "embed.weight":  # <asr> starts as the LM's sentence start
+            assert torch.equal(got[ASR_ID], value[SOS_EOS_ID])
+            got, value = got[ASR_ID + 1:], value[ASR_ID + 1:]
+        assert torch.equal(got, value), key
+
+
+def test_mismatched_lm_checkpoint_is_refused(lm_ckpt, tmp_path):
+    state = load_checkpoint(lm_ckpt)
+    model = _model(state["vocab_size"] + 3)
+    with pytest.raises(SpeechlmError, match="vocabulary size .* same sentencepiece model"):
+        load_lm_into(model, lm_ckpt, model.lm.cfg)
+    wrong_arch = _model(state["vocab_size"])
+    cfg = LMConfig(d_model=32, num_layers=3, num_heads=2)
+    with pytest.raises(SpeechlmError, match="different LM architecture"):
+        load_lm_into(wrong_arch, lm_ckpt, cfg)
+    not_lm = tmp_path / "asr.pt"
+    save_atomic({**state, "config": {**state["config"], "model": {"kind": "ctc"}}}, not_lm)
+    with pytest.raises(SpeechlmError, match="not a text-LM checkpoint"):
+        load_lm_into(model, not_lm, model.lm.cfg)
+
+
+def test_decoder_loss_batched_equals_unbatched():
+    torch.manual_seed(0)
+    model = _model(20).eval()
+    feats, lens = torch.randn(3, 90, 80), torch.tensor([90, 50, 71])
+    texts = [[5, 6, 7], [8], [9, 10, 11, 12]]
+    with torch.no_grad():
+        _, _, prefix, plens = model.encode_all(feats, lens)
+        batched = model.decoder_loss(prefix, plens, texts)
+        single = sum(model.decoder_loss(*model.encode_all(feats[i:i + 1, :lens[i]], lens[i:i + 1])[2:],
+                                        [texts[i]]) for i in range(3))
+    assert torch.allclose(batched, single, atol=1e-4)
+
+
+def test_speechlm_train_and_decode_every_method(tiny_asr, lm_ckpt, tmp_path):
+    from speechlm.cli import main
+
+    exp = tmp_path / "asr"
+    sets = tiny_overrides(epochs=2) + [
+        "model.kind=speechlm", f"speechlm.lm_init={lm_ckpt}", "speechlm.freeze_lm_steps=2",
+        "speechlm.lm_lr_scale=0.5", "decode.beam_size=2"]
+    rc = main(["train", "--exp-dir", str(exp), "--train-cuts", str(tiny_asr["train"]),
+               "--tokenizer", str(tiny_asr["tokenizer"]), "--set", *sets])
+    assert rc == 0
+    cfg = load_config(exp / "config.yaml")
+    assert cfg.model.kind == "speechlm" and cfg.lm.num_layers == 2  # LM architecture adopted
+    rc = main(["decode", "--exp-dir", str(exp), "--cuts", str(tiny_asr["test"]),
+               "--methods", ",".join(ALL_METHODS), "--set", "decode.lm_weight=0.2"])
+    assert rc == 0
+    summary = (exp / "decode-test" / "wer-summary-test.txt").read_text()
+    for m in ALL_METHODS:
+        assert m in summary
+
+
+def test_attention_methods_on_ctc_model_are_refused(tiny_asr, tmp_path):
+    from speechlm.decode.recognize import recognize
+    from speechlm.train.trainer import AsrTrainer
+
+    exp = tmp_path / "ctc"
+    AsrTrainer(load_config(None, tiny_overrides(epochs=1) + ["train.average_last=1"]), exp,
+               tiny_asr["train"], None, tiny_asr["tokenizer"]).run()
+    with pytest.raises(SpeechlmError, match="attention decoder"):
+        recognize(exp, tiny_asr["test"], "test", ["attention-beam"])
+    with pytest.raises(SpeechlmError, match="only decode"):
+        recognize(exp, tiny_asr["test"], "test", ["ctc-greedy"], overrides=["encoder.d_model=8"])

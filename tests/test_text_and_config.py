@@ -1,0 +1,80 @@
+"""Tokenizer (fixed special ids, clear errors), configs (unknown keys, types, overrides), features."""
+
+import pytest
+import torch
+
+from speechlm.config import DataConfig, load_config, save_config
+from speechlm.data.datamodule import spec_augment
+from speechlm.errors import SpeechlmError
+from speechlm.text import symbols as sym
+from speechlm.text.tokenizer import Tokenizer, train_sentencepiece
+
+TEXT = ["set an alarm for seven", "what is twelve times nine", "call mom at five"] * 20
+
+
+def test_special_ids_are_fixed(tmp_path):
+    for model_type in ("unigram", "bpe", "char", "word"):
+        tok = Tokenizer(train_sentencepiece(TEXT, tmp_path / model_type, vocab_size=40, model_type=model_type))
+        assert tok.pieces()[: sym.NUM_SPECIALS] == list(sym.SPECIAL_SYMBOLS)
+        assert (sym.BLANK_ID, sym.UNK_ID, sym.SOS_EOS_ID, sym.ASR_ID, sym.TTS_ID) == (0, 1, 2, 3, 4)
+        ids = tok.encode("call mom at seven")
+        assert min(ids) >= sym.NUM_SPECIALS
+        assert tok.decode(ids) == "call mom at seven"
+
+
+def test_unencodable_text_names_the_item(tmp_path):
+    tok = Tokenizer(train_sentencepiece(TEXT, tmp_path, vocab_size=40))
+    with pytest.raises(SpeechlmError, match=r"utt-7.*\['é'\]"):
+        tok.encode("café", item="utt-7")
+
+
+def test_foreign_sentencepiece_model_is_refused(tmp_path):
+    import sentencepiece as spm
+
+    (tmp_path / "t.txt").write_text("\n".join(TEXT))
+    spm.SentencePieceTrainer.train(input=str(tmp_path / "t.txt"), model_prefix=str(tmp_path / "plain"),
+                                   vocab_size=20, minloglevel=2)
+    with pytest.raises(SpeechlmError, match="not trained by speechlm"):
+        Tokenizer(tmp_path / "plain.model")
+    with pytest.raises(SpeechlmError, match="not found"):
+        Tokenizer(tmp_path / "missing.model")
+
+
+def test_config_overrides_types_and_round_trip(tmp_path):
+    cfg = load_config(None, ["encoder.d_model=64", "optim.lr=1", "decode.methods=[ctc-greedy]"])
+    assert cfg.encoder.d_model == 64 and cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg
+    with pytest.raises(SpeechlmError, match="unknown config key"):
+        load_config(None, ["encoder.dmodel=3"])
+    with pytest.raises(SpeechlmError, match="section.key"):
+        load_config(None, ["bogus.x=3"])
+    with pytest.raises(SpeechlmError, match="wrong type"):
+        load_config(None, ["train.num_epochs=many"])
+    (tmp_path / "bad.yaml").write_text("train: [1, 2\n")
+    with pytest.raises(SpeechlmError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_spec_augment_masks_within_bounds():
+    torch.manual_seed(0)
+    cfg = DataConfig(num_freq_masks=1, freq_mask_width=10, num_time_masks=1, time_mask_ratio=0.1)
+    feats = torch.ones(4, 200, 80)
+    lens = torch.tensor([200, 150, 100, 50])
+    out = spec_augment(feats, lens, cfg)
+    assert out.shape == feats.shape and torch.equal(feats, torch.ones(4, 200, 80))  # input untouched
+    zero_bins = (out == 0).all(dim=1).sum(dim=1)  # frequency bins masked over all frames
+    assert (zero_bins <= 10).all()
+    zero_frames = (out == 0).all(dim=2).sum(dim=1)
+    assert (zero_frames <= (lens * 0.1).long() + 1).all()
+    assert (out == 0).any()
+
+
+def test_fbank_features(tiny_asr):
+    from speechlm.data.features import load_cuts
+
+    cut = next(iter(load_cuts(tiny_asr["test"])))
+    feats = cut.load_features()
+    assert feats.shape[1] == 80
+    assert abs(feats.shape[0] - round(cut.duration * 100)) <= 2  # 10 ms frames at 16 kHz
+    assert cut.sampling_rate == 16000

@@ -1,0 +1,72 @@
+"""End to end: egs/yesno/run.sh (data prep -> fbank -> tokenizer + HLG -> training -> decoding).
+
+The recipe runs in a temporary copy of its directory (run.sh, conf/, RESULTS.md) next to a
+symlink to the repository's tools/, so the relative paths it uses (``../../tools``) resolve and
+nothing is written into the checkout. Needs the local corpus copy beside the checkout.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "egs" / "yesno"
+CORPUS = REPO.parent / "shared" / "data" / "yesno"
+
+
+def _run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    # The symlinked tools/ cannot find the checkout's .venv, so put this interpreter's on PATH.
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return subprocess.run(
+        ["bash", str(recipe / "run.sh"), "--corpus-dir", str(CORPUS), *args],
+        cwd=recipe, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    if not (CORPUS / "waves_yesno").is_dir():
+        pytest.skip(f"yesno corpus not found at {CORPUS} (see shared/data/yesno/SOURCE.md)")
+    root = tmp_path_factory.mktemp("yesno_recipe")
+    (root / "egs").mkdir()
+    os.symlink(REPO / "tools", root / "tools")
+    dst = root / "egs" / "yesno"
+    dst.mkdir()
+    shutil.copy2(RECIPE / "run.sh", dst / "run.sh")
+    shutil.copytree(RECIPE / "conf", dst / "conf")
+    shutil.copy2(RECIPE / "RESULTS.md", dst / "RESULTS.md")
+    return dst
+
+
+def _wer(summary: str, method: str) -> float:
+    m = re.search(rf"^{re.escape(method)}\t([0-9.]+)", summary, re.M)
+    assert m, f"{method} missing from wer-summary:\n{summary}"
+    return float(m.group(1))
+
+
+def test_yesno_recipe_end_to_end_and_rerun(recipe):
+    results_before = (recipe / "RESULTS.md").read_text().count("\n| ")
+    first = _run(recipe)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+
+    summary = (recipe / "exp/asr/decode-test/wer-summary-test.txt").read_text()
+    greedy, hlg = _wer(summary, "ctc-greedy"), _wer(summary, "hlg-1best")
+    assert hlg <= 5.0, f"hlg-1best WER {hlg}% (greedy {greedy}%) is far above the 0.42% anchor"
+    for name in ("HLG.fst", "words.txt", "tokens.txt", "lm_3gram.arpa", "token_graph.fst"):
+        assert (recipe / "data/lang_bpe" / name).is_file(), name
+    results = (recipe / "RESULTS.md").read_text()
+    assert results.count("\n| ") >= results_before + 2 + 2  # table header + rule + 2 rows
+    assert "| hlg-1best |" in results and "| ctc-greedy |" in results
+
+    again = _run(recipe)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "started" not in again.stdout, again.stdout
+    for n in (0, 1, 2, 4, 5):
+        assert f"== stage {n} " in again.stdout and "already done" in again.stdout
+    assert again.stdout.count("already done") == 5, again.stdout

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Options every ASR recipe has, declared once. run.sh sources this file before its own
+# "# begin options" block, where it adds corpus options and may change any default here;
+# parse_options.sh reads both blocks (the recipe's last), so --help shows the recipe's values.
+# Also sets the recipe-wide variables asr_stages.sh reads (a recipe may change them after
+# parse_options.sh): data, exp, splits, recipe_args (this run's arguments, for RESULTS.md).
+po_shared_options="${BASH_SOURCE[0]}"
+recipe_args=$(if [ $# -gt 0 ]; then printf '%q ' "$@"; fi)   # quoted, so the RESULTS.md command re-runs as is
+data=data
+exp=exp
+splits="train dev test"
+
+# begin options
+stage=0                 # first stage to run
+stop_stage=5            # last stage to run
+conf=conf/asr.yaml      # model + training config
+train_args=""           # config overrides, e.g. "train.num_epochs=5 data.max_duration=60"
+vocab_size=256          # sentencepiece vocabulary size (incl. 5 special ids)
+token_type=unigram      # sentencepiece model type: bpe | unigram | char | word
+speed_perturb=""        # e.g. 0.9,1.1 to add speed-perturbed training copies
+nj=2                    # parallel jobs for data prep and features
+nproc=1                 # training processes (torchrun + DDP when > 1)
+methods=ctc-greedy      # decoding methods, comma-separated
+resume=""               # set to 1 to resume training from the last epoch checkpoint
+# end options
