@@ -9,7 +9,9 @@ compute / seconds of audio. Defaults: the trained yesno recipe (``egs/yesno``: r
 
 import argparse
 import logging
+import os
 import time
+from pathlib import Path
 
 import torch
 
@@ -38,14 +40,18 @@ def main() -> None:
     p.add_argument("--exp-dir", default=str(YESNO / "exp/asr"))
     p.add_argument("--lang-dir", default=str(YESNO / "data/lang_bpe"))
     p.add_argument("--cuts", default=str(YESNO / "data/fbank/yesno_cuts_test.jsonl.gz"))
+    p.add_argument("--recipe-dir", default=str(YESNO),
+                   help="where the recipe ran: feature paths in the cuts are relative to it")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
     logging.disable(logging.INFO)
+    exp_dir, lang_dir, cuts_path = (Path(x).resolve() for x in (args.exp_dir, args.lang_dir, args.cuts))
+    os.chdir(args.recipe_dir)
 
     device = torch.device("cpu")
-    model, cfg, tokenizer = load_asr_model(args.exp_dir, device)
-    hlg = HLGDecoder(f"{args.lang_dir}/HLG.fst", f"{args.lang_dir}/words.txt")
-    cuts = load_cuts(args.cuts)
+    model, cfg, tokenizer = load_asr_model(exp_dir, device)
+    hlg = HLGDecoder(lang_dir / "HLG.fst", lang_dir / "words.txt")
+    cuts = load_cuts(cuts_path)
     loader, _ = make_loader(cuts, cfg.data, train=False, max_duration=cfg.decode.batch_max_duration)
     batches = list(loader)
     model(batches[0]["feats"], batches[0]["feat_lens"])  # warm-up

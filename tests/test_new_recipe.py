@@ -61,7 +61,7 @@ def test_new_recipe_from_folder_prepares_three_splits(tmp_path):
     recipe = tmp_path / "egs" / "digits"
     assert sorted(p.name for p in recipe.iterdir()) == ["RESULTS.md", "conf", "local", "run.sh"]
     run_sh = (recipe / "run.sh").read_text()
-    assert "@" not in run_sh.replace("$@", "")
+    assert not re.search(r"@[A-Z_]+@", run_sh)  # every template placeholder filled
     assert f". {REPO / 'tools'}/parse_options.sh" in run_sh  # outside the checkout: absolute tools
     assert 'splits="train dev test"' in run_sh and "'tiny' config" in run_sh
     assert "# begin options" in run_sh and "# end options" in run_sh
@@ -131,3 +131,25 @@ def test_template_configs_load():
 
     for size in ("tiny", "small", "large"):
         load_config(TEMPLATE_DIR / "conf" / f"{size}.yaml")
+
+
+def test_shared_asr_options_recipe_defaults_win(tmp_path):
+    script = tmp_path / "run.sh"
+    script.write_text(f"""#!/usr/bin/env bash
+set -euo pipefail
+. "{REPO / 'tools'}/asr_options.sh"
+# begin options
+vocab_size=7            # recipe's own default
+corpus_dir=/x           # recipe-only option
+# end options
+. "{REPO / 'tools'}/parse_options.sh"
+echo "vocab=$vocab_size nproc=$nproc corpus=$corpus_dir args=$recipe_args"
+""")
+    script.chmod(0o755)
+    help_text = subprocess.run([str(script), "--help"], capture_output=True, text=True).stdout
+    assert help_text.count("--vocab-size") == 1 and "recipe's own default [7]" in help_text
+    assert "--nproc" in help_text and "--corpus-dir" in help_text
+    out = subprocess.run([str(script), "--nproc", "3", "--corpus-dir", "a b"], capture_output=True, text=True).stdout
+    assert out.strip() == r"vocab=7 nproc=3 corpus=a b args=--nproc 3 --corpus-dir a\ b"
+    bad = subprocess.run([str(script), "--no-such-option", "1"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown option" in bad.stderr

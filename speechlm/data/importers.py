@@ -142,9 +142,9 @@ def _kaldi_table(path: Path) -> List[Tuple[int, str, str]]:
     """``(line number, key, rest)`` for each non-empty line of a Kaldi ``key value...`` file."""
     rows = []
     for n, line in enumerate(read_text_file(path).splitlines(), 1):
-        if line.strip():
-            key, _, rest = line.strip().partition(" ")
-            rows.append((n, key, rest.strip()))
+        fields = line.strip().split(maxsplit=1)  # Kaldi allows tabs as well as spaces
+        if fields:
+            rows.append((n, fields[0], fields[1].strip() if len(fields) > 1 else ""))
     return rows
 
 
