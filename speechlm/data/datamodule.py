@@ -8,11 +8,11 @@ resumed run sees exactly the masks an uninterrupted run would.
 from __future__ import annotations
 
 import warnings
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import torch
 from lhotse import CutSet
-from lhotse.dataset import DynamicBucketingSampler
+from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 from lhotse.dataset.collation import collate_features
 
 from speechlm.config import DataConfig
@@ -65,7 +65,12 @@ class AsrDataset(torch.utils.data.Dataset):
 def make_sampler(
     cuts: CutSet, max_duration: float, train: bool, cfg: DataConfig, seed: int = 0,
     world_size: Optional[int] = None, rank: Optional[int] = None,
-) -> DynamicBucketingSampler:
+) -> Union[DynamicBucketingSampler, SimpleCutSampler]:
+    """Duration-bucketed batches; a set too small to bucket gets plain duration-capped batches."""
+    num_buckets = min(cfg.num_buckets, len(cuts) // 4)
+    if num_buckets < 2:
+        return SimpleCutSampler(cuts, max_duration=max_duration, shuffle=train and cfg.shuffle,
+                                world_size=world_size, rank=rank, seed=seed)
     with warnings.catch_warnings():
         # Lhotse suggests lazy manifests for memory; ours fit in memory and are read eagerly.
         warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
@@ -73,7 +78,7 @@ def make_sampler(
             cuts,
             max_duration=max_duration,
             shuffle=train and cfg.shuffle,
-            num_buckets=min(cfg.num_buckets, max(1, len(cuts) // 4)),
+            num_buckets=num_buckets,
             drop_last=False,
             world_size=world_size,
             rank=rank,
