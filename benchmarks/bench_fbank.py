@@ -4,7 +4,6 @@ import logging
 import shutil
 import time
 
-import torch
 
 from common import emit, fsdd_cuts, workdir
 from speechlm.data.features import compute_fbank, load_cuts

@@ -188,9 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--exp-dir", required=True, help="training output (config, tokenizer, final.pt)")
     s.add_argument("--cuts", required=True, help="test cut manifest with features")
     s.add_argument("--set-name", default="test", help="name used in report file names")
-    s.add_argument("--methods", default="ctc-greedy",
+    s.add_argument("--methods", default="",
                    help="comma-separated: ctc-greedy,ctc-prefix-beam,attention-beam,"
-                        "attention-rescoring,lm-shallow-fusion,hlg-1best")
+                        "attention-rescoring,lm-shallow-fusion,hlg-1best "
+                        "(default: decode.methods of the exp dir's config)")
     s.add_argument("--set", nargs="*", metavar="decode.KEY=VALUE",
                    help="decoding overrides, e.g. decode.beam_size=8 decode.lm_weight=0.5")
     s.add_argument("--lm-checkpoint", help="text LM for lm-shallow-fusion (e.g. exp/lm/final.pt)")

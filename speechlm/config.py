@@ -131,7 +131,6 @@ def _build(cls, values: Dict[str, Any], where: str):
         )
     kwargs = {}
     for name, value in values.items():
-        ftype = known[name].type
         sub = _SECTIONS.get(name) if cls is ExperimentConfig else None
         kwargs[name] = _build(sub, value, f"{where}.{name}") if sub else value
     return cls(**kwargs)

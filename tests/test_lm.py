@@ -92,3 +92,24 @@ def test_lm_text_with_unknown_characters_is_refused(tiny_asr, tmp_path):
     text.write_text("one two\nthree qqq\n" * 5)
     with pytest.raises(SpeechlmError, match="cannot encode"):
         LmTrainer(load_config(None, TINY_LM), tmp_path / "lm", text, tiny_asr["tokenizer"])
+
+
+def test_token_batch_sampler_budget_determinism_and_shards():
+    from speechlm.data.text_data import TokenBatchSampler
+
+    lengths = [random.Random(i).randint(1, 30) for i in range(500)]
+    s = TokenBatchSampler(lengths, max_tokens=200, shuffle=True, seed=3)
+    s.set_epoch(2)
+    batches = list(s)
+    assert sorted(i for b in batches for i in b) == list(range(500))  # each sentence once
+    assert all(max(lengths[i] + 2 for i in b) * len(b) <= 200 for b in batches)
+    assert list(s) == batches  # same (seed, epoch) -> same batches (exact resume)
+    s.set_epoch(3)
+    assert list(s) != batches
+    shards = [TokenBatchSampler(lengths, 200, True, seed=3, world_size=2, rank=r) for r in (0, 1)]
+    for sh in shards:
+        sh.set_epoch(2)
+    assert len(list(shards[0])) == len(list(shards[1]))
+    assert not set(map(tuple, shards[0])) & set(map(tuple, shards[1]))
+    part = TokenBatchSampler(lengths, 200, True, seed=3, sentences_per_epoch=100)
+    assert sum(len(b) for b in part) == 100

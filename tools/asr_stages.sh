@@ -44,10 +44,8 @@ stage_lm() {
   speechlm train-lm --config "${lm_conf:-conf/lm.yaml}" --exp-dir "$exp/lm" --text "$lm_text" \
     --tokenizer "$data/lang_bpe/bpe.model" ${resume:+--resume} --set ${lm_args:-} || return 1
   local cmd="cd egs/$(basename "$PWD") && ./run.sh ${recipe_args:-}"
-  if [ -f RESULTS.md ] || [ -w . ]; then
-    printf '\n- %s text LM (%s, %s): %s  \n  command: `%s`\n' "$(date +%F)" "$exp/lm" \
-      "${lm_conf:-conf/lm.yaml}" "$(cat "$exp/lm/perplexity.txt")" "$cmd" >> RESULTS.md
-  fi
+  printf '\n- %s text LM (%s, %s): %s  \n  command: `%s`\n' "$(date +%F)" "$exp/lm" \
+    "${lm_conf:-conf/lm.yaml}" "$(cat "$exp/lm/perplexity.txt")" "$cmd" >> RESULTS.md
 }
 
 stage_train() {

@@ -13,6 +13,8 @@ split=official          # official | speaker
 heldout_speaker=        # test speaker for --split speaker (george jackson nicolas theo yweweler)
 vocab_size=60           # sentencepiece vocabulary size (incl. 5 special ids)
 token_type=bpe          # sentencepiece model type: bpe | unigram | char | word
+speed_perturb=0.9,1.1   # speed-perturbed copies of the training set (triples it)
+methods=ctc-greedy,hlg-1best   # decoding methods, comma-separated
 # end options
 . ../../tools/parse_options.sh
 . ../../tools/stage_lib.sh

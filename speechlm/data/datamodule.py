@@ -8,7 +8,7 @@ resumed run sees exactly the masks an uninterrupted run would.
 from __future__ import annotations
 
 import warnings
-from typing import Dict, List, Optional, Union
+from typing import Dict, Optional, Union
 
 import torch
 from lhotse import CutSet

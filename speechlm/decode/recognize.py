@@ -138,6 +138,7 @@ def recognize(
     exp_dir = Path(exp_dir)
     dev = resolve_device(device)
     model, cfg, tokenizer = load_asr_model(exp_dir, dev, overrides=overrides)
+    methods = list(methods) or list(cfg.decode.methods)
     out_dir = Path(out_dir) if out_dir else exp_dir / f"decode-{set_name}"
     fns = build_methods(methods, tokenizer, exp_dir, Path(lang_dir) if lang_dir else None,
                         model=model, cfg=cfg, lm_checkpoint=lm_checkpoint)
