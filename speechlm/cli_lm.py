@@ -24,7 +24,7 @@ def cmd_subset_cuts(args) -> None:
     from speechlm.errors import SpeechlmError
 
     cuts = load_cuts(args.cuts)
-    n = args.first if args.first else int(round(len(cuts) * args.fraction))
+    n = args.first if args.first else round(len(cuts) * args.fraction)
     if n <= 0 or n > len(cuts):
         raise SpeechlmError(f"subset-cuts: asked for {n} of {len(cuts)} cuts in {args.cuts}")
     if args.seed is not None:  # a random subset, reproducible from the seed

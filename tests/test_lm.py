@@ -7,13 +7,12 @@ import random
 
 import pytest
 import torch
+from conftest import DIGITS
 
 from speechlm.config import LMConfig, load_config
 from speechlm.errors import SpeechlmError
 from speechlm.models.lm import TransformerLM, lm_loss
 from speechlm.train.tasks import perplexity
-
-from conftest import DIGITS
 
 TINY_LM = ["lm.d_model=32", "lm.num_layers=2", "lm.num_heads=2", "lm.dropout=0.0",
            "lm.max_tokens=200", "lm.valid_sentences=20", "optim.warmup_steps=5",
@@ -58,8 +57,8 @@ def _write_text(path, n, seed=0):
 
 
 def test_lm_training_loss_falls_and_perplexity_file(tiny_asr, tmp_path):
-    from speechlm.train.tasks import LmTrainer
     from speechlm.train.checkpoint import load_checkpoint
+    from speechlm.train.tasks import LmTrainer
 
     text = _write_text(tmp_path / "lm.txt", 300)
     cfg = load_config(None, TINY_LM + ["train.num_epochs=3"])

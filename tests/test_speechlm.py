@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_overrides
+from test_lm import TINY_LM, _write_text
 
 from speechlm.config import EncoderConfig, LMConfig, SpeechLMConfig, load_config
 from speechlm.errors import SpeechlmError
 from speechlm.models.speechlm_asr import SpeechLMAsr, load_lm_into
 from speechlm.text.symbols import ASR_ID, SOS_EOS_ID
 from speechlm.train.checkpoint import load_checkpoint, save_atomic
-
-from conftest import tiny_overrides
-from test_lm import TINY_LM, _write_text
 
 ALL_METHODS = ["ctc-greedy", "ctc-prefix-beam", "attention-beam", "attention-rescoring",
                "lm-shallow-fusion"]
@@ -106,3 +105,17 @@ def test_attention_methods_on_ctc_model_are_refused(tiny_asr, tmp_path):
         recognize(exp, tiny_asr["test"], "test", ["attention-beam"])
     with pytest.raises(SpeechlmError, match="only decode"):
         recognize(exp, tiny_asr["test"], "test", ["ctc-greedy"], overrides=["encoder.d_model=8"])
+
+
+def test_frozen_lm_steps_leave_the_lm_untouched(tiny_asr, lm_ckpt, tmp_path):
+    from speechlm.train.tasks import SpeechLMTrainer
+
+    cfg = load_config(None, tiny_overrides(epochs=1) + [
+        "train.average_last=1", f"speechlm.lm_init={lm_ckpt}", "speechlm.freeze_lm_steps=1000"])
+    trainer = SpeechLMTrainer(cfg, tmp_path / "asr", tiny_asr["train"], None, tiny_asr["tokenizer"])
+    lm_before = {k: v.clone() for k, v in trainer.model.lm.state_dict().items()}
+    enc_before = trainer.model.encoder.blocks[0].attn.qkv.weight.clone()
+    trainer.run()
+    for k, v in trainer.model.lm.state_dict().items():
+        assert torch.equal(v, lm_before[k]), k
+    assert not torch.equal(trainer.model.encoder.blocks[0].attn.qkv.weight, enc_before)

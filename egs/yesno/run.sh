@@ -17,6 +17,10 @@ methods=ctc-greedy,hlg-1best   # decoding methods, comma-separated
 . ../../tools/stage_lib.sh
 . ../../tools/asr_stages.sh
 
+# One intra-op thread: this model is too small to gain from two, and on a shared or busy CPU
+# two spinning OpenMP threads made an epoch ~20x slower (0.5 s -> 10-40 s) in our runs.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
 corpus=yesno
 splits="train test"   # the conventional split has no dev (see speechlm/data/yesno.py)
 [ -d "$corpus_dir" ] || { echo "run.sh: $corpus_dir not found; yesno will be downloaded"; corpus_dir=; }

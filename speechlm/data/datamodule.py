@@ -20,24 +20,28 @@ from speechlm.errors import SpeechlmError
 
 
 def spec_augment(feats: torch.Tensor, lens: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
-    """Frequency and time masking, each utterance its own random masks (no Python loop over frames)."""
+    """Frequency and time masking, each utterance its own random masks (no loop over frames).
+
+    Masked cells take the utterance's own mean of that mel bin, not a constant: the model
+    normalises features with global statistics, and a constant would be an outlier of hundreds
+    of standard deviations in bins that barely vary (e.g. above 4 kHz in upsampled 8 kHz audio).
+    """
     b, t, f = feats.shape
-    feats = feats.clone()
-    fill = 0.0  # features are CMVN-normalised inside the model, so this masks to the raw zero
+    valid = (torch.arange(t)[None, :] < lens[:, None]).unsqueeze(-1)  # (B, T, 1)
+    fill = (feats * valid).sum(1) / lens.clamp_min(1)[:, None].to(feats.dtype)  # (B, F)
+    masked = torch.zeros(b, t, f, dtype=torch.bool)
     bins = torch.arange(f)[None, :]
     for _ in range(cfg.num_freq_masks):
         width = torch.randint(0, cfg.freq_mask_width + 1, (b, 1))
         start = (torch.rand(b, 1) * (f - width)).long()
-        m = (bins >= start) & (bins < start + width)
-        feats.masked_fill_(m[:, None, :], fill)
+        masked |= ((bins >= start) & (bins < start + width))[:, None, :]
     frames = torch.arange(t)[None, :]
     for _ in range(cfg.num_time_masks):
         max_w = (lens.float() * cfg.time_mask_ratio).long().clamp_min(1)[:, None]
         width = (torch.rand(b, 1) * (max_w + 1)).long()
         start = (torch.rand(b, 1) * (lens[:, None] - width).clamp_min(1)).long()
-        m = (frames >= start) & (frames < start + width)
-        feats.masked_fill_(m[:, :, None], fill)
-    return feats
+        masked |= ((frames >= start) & (frames < start + width))[:, :, None]
+    return torch.where(masked, fill[:, None, :].expand(b, t, f), feats)
 
 
 class AsrDataset(torch.utils.data.Dataset):

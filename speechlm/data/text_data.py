@@ -4,8 +4,8 @@ batch sampler that is deterministic per (seed, epoch) and shards batches across 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -15,7 +15,7 @@ from speechlm.text.tokenizer import Tokenizer
 
 
 def read_lm_text(path: str | Path, tokenizer: Tokenizer,
-                 valid_sentences: int) -> Tuple[List[List[int]], List[List[int]]]:
+                 valid_sentences: int) -> tuple[list[list[int]], list[list[int]]]:
     """Tokenise ``path`` (one sentence a line); the last ``valid_sentences`` are held out."""
     path = Path(path)
     if not path.is_file():
@@ -40,8 +40,8 @@ class TokenBatchSampler:
     """
 
     def __init__(self, lengths: Sequence[int], max_tokens: int, shuffle: bool, seed: int = 0,
-                 sentences_per_epoch: int = 0, world_size: Optional[int] = None,
-                 rank: Optional[int] = None):
+                 sentences_per_epoch: int = 0, world_size: int | None = None,
+                 rank: int | None = None):
         self.lengths = list(lengths)
         self.max_tokens = max_tokens
         self.shuffle = shuffle
@@ -54,7 +54,7 @@ class TokenBatchSampler:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _batches(self) -> List[List[int]]:
+    def _batches(self) -> list[list[int]]:
         rng = random.Random(self.seed * 100003 + self.epoch)
         order = list(range(len(self.lengths)))
         if self.shuffle:
@@ -62,10 +62,10 @@ class TokenBatchSampler:
         if self.sentences_per_epoch > 0:
             order = order[: self.sentences_per_epoch]
         chunk = 64 * max(1, self.max_tokens // 20)
-        batches: List[List[int]] = []
+        batches: list[list[int]] = []
         for start in range(0, len(order), chunk):
             group = sorted(order[start: start + chunk], key=lambda i: self.lengths[i])
-            cur: List[int] = []
+            cur: list[int] = []
             longest = 0
             for i in group:
                 longest_new = max(longest, self.lengths[i] + 2)
@@ -83,7 +83,7 @@ class TokenBatchSampler:
             batches = batches[self.rank: usable: self.world_size]
         return batches
 
-    def __iter__(self) -> Iterator[List[int]]:
+    def __iter__(self) -> Iterator[list[int]]:
         return iter(self._batches())
 
     def __len__(self) -> int:
@@ -91,16 +91,16 @@ class TokenBatchSampler:
 
 
 class SentenceDataset(torch.utils.data.Dataset):
-    def __init__(self, sentences: Sequence[List[int]]):
+    def __init__(self, sentences: Sequence[list[int]]):
         self.sentences = sentences
 
-    def __getitem__(self, indexes: List[int]) -> List[List[int]]:
+    def __getitem__(self, indexes: list[int]) -> list[list[int]]:
         return [self.sentences[i] for i in indexes]
 
 
-def make_text_loader(sentences: Sequence[List[int]], max_tokens: int, train: bool, seed: int = 0,
-                     sentences_per_epoch: int = 0, world_size: Optional[int] = None,
-                     rank: Optional[int] = None):
+def make_text_loader(sentences: Sequence[list[int]], max_tokens: int, train: bool, seed: int = 0,
+                     sentences_per_epoch: int = 0, world_size: int | None = None,
+                     rank: int | None = None):
     sampler = TokenBatchSampler([len(s) for s in sentences], max_tokens, shuffle=train, seed=seed,
                                 sentences_per_epoch=sentences_per_epoch if train else 0,
                                 world_size=world_size, rank=rank)

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -21,7 +21,7 @@ from speechlm.text.symbols import BLANK_ID, NUM_SPECIALS, SOS_EOS_ID
 NEG = -1e10  # "impossible" in log space; finite so that differences never give NaN
 _HASH_MULT = 1_000_003
 
-Hyp = Tuple[List[int], float]
+Hyp = tuple[list[int], float]
 
 
 def _lse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -30,7 +30,7 @@ def _lse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 # ---- frame-synchronous CTC prefix beam search -------------------------------------------------
 def ctc_prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
-                           beam: int) -> List[List[Hyp]]:
+                           beam: int) -> list[list[Hyp]]:
     """``log_probs (B, T, V)`` -> per utterance the n-best ``(token ids, log-prob)``, best first.
 
     Per frame every hypothesis either stays (blank, or a repeat of its last token) or is extended
@@ -110,8 +110,7 @@ class CTCPrefixScorer:
         lp = log_probs.float().repeat_interleave(repeat, dim=0)  # (N, T, V)
         self.x = lp.transpose(0, 1).contiguous()  # (T, N, V)
         self.lengths = lengths.to(lp.device).repeat_interleave(repeat)
-        t, n, v = self.x.shape
-        self.t_idx = torch.arange(t, device=lp.device)
+        self.t_idx = torch.arange(self.x.size(0), device=lp.device)
         self.frame_ok = self.t_idx[:, None] < self.lengths[None, :]  # (T, N)
 
     def initial_state(self):
@@ -173,11 +172,11 @@ class CacheScorer:
 
 
 def beam_search(
-    log_probs: Optional[torch.Tensor], lengths: torch.Tensor, beam: int,
-    decoder: Optional[Tuple[Callable, Callable]] = None, ctc_weight: float = 0.0,
-    lm: Optional[Tuple[Callable, Callable]] = None, lm_weight: float = 0.0,
-    length_bonus: float = 0.0, max_lens: Optional[torch.Tensor] = None,
-) -> List[List[int]]:
+    log_probs: torch.Tensor | None, lengths: torch.Tensor, beam: int,
+    decoder: tuple[Callable, Callable] | None = None, ctc_weight: float = 0.0,
+    lm: tuple[Callable, Callable] | None = None, lm_weight: float = 0.0,
+    length_bonus: float = 0.0, max_lens: torch.Tensor | None = None,
+) -> list[list[int]]:
     """Best hypothesis per utterance under
     ``(1 - ctc_weight) * decoder + ctc_weight * CTC + lm_weight * LM + length_bonus * len``.
 
@@ -204,7 +203,7 @@ def beam_search(
     scores[:, 0] = 0.0
     hyps = torch.zeros(n, int(max_lens.max()) + 1, dtype=torch.long, device=dev)
     best_done = torch.full((b,), 2 * NEG, device=dev)
-    best_hyp: List[List[int]] = [[] for _ in range(b)]
+    best_hyp: list[list[int]] = [[] for _ in range(b)]
     for i in range(int(max_lens.max()) + 1):
         joint = torch.zeros(n, v, device=dev)
         if dec is not None:
@@ -251,7 +250,7 @@ def beam_search(
     return best_hyp
 
 
-def attention_greedy(start: Callable, step: Callable, max_lens: torch.Tensor) -> List[List[int]]:
+def attention_greedy(start: Callable, step: Callable, max_lens: torch.Tensor) -> list[list[int]]:
     """Greedy decoding from an incremental decoder (argmax each step until ``<sos/eos>``);
     the reference that beam search with beam 1 and no CTC must reproduce."""
     lp, cache = start()
@@ -260,7 +259,7 @@ def attention_greedy(start: Callable, step: Callable, max_lens: torch.Tensor) ->
     allowed = torch.zeros(v, dtype=torch.bool, device=dev)
     allowed[NUM_SPECIALS:] = True
     allowed[SOS_EOS_ID] = True
-    out: List[List[int]] = [[] for _ in range(b)]
+    out: list[list[int]] = [[] for _ in range(b)]
     done = torch.zeros(b, dtype=torch.bool)
     for i in range(int(max_lens.max()) + 1):
         lp = lp.masked_fill(~allowed, 2 * NEG)
@@ -280,7 +279,7 @@ def attention_greedy(start: Callable, step: Callable, max_lens: torch.Tensor) ->
 
 
 def attention_rescoring(nbest: Sequence[Sequence[Hyp]], score_fn: Callable,
-                        ctc_weight: float) -> List[List[int]]:
+                        ctc_weight: float) -> list[list[int]]:
     """Pick per utterance the n-best entry maximising
     ``(1 - ctc_weight) * decoder + ctc_weight * CTC``. ``score_fn(utt_index (N,), hyps)`` gives
     the decoder log-probs ``(N,)`` of ``hyp <sos/eos>`` for all entries at once."""
@@ -291,7 +290,7 @@ def attention_rescoring(nbest: Sequence[Sequence[Hyp]], score_fn: Callable,
     att = score_fn(utt, [h for _, h, _ in flat]).float().cpu()
     ctc = torch.tensor([s for _, _, s in flat])
     total = (1 - ctc_weight) * att + ctc_weight * ctc
-    best: List[Tuple[float, List[int]]] = [(-float("inf"), []) for _ in nbest]
+    best: list[tuple[float, list[int]]] = [(-float("inf"), []) for _ in nbest]
     for (u, h, _), s in zip(flat, total.tolist()):
         if s > best[u][0]:
             best[u] = (s, list(h))

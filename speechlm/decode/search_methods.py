@@ -13,7 +13,6 @@ lm-shallow-fusion    label-synchronous CTC prefix beam search + ``decode.lm_weig
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -43,11 +42,11 @@ def load_text_lm(path: str | Path, vocab_size: int, device: torch.device):
 
 
 def search_method(name: str, model, cfg: ExperimentConfig, tokenizer: Tokenizer, exp_dir: Path,
-                  lm_checkpoint: Optional[str | Path] = None):
+                  lm_checkpoint: str | Path | None = None):
     d = cfg.decode
     if d.beam_size < 1:
         raise SpeechlmError(f"decode.beam_size = {d.beam_size}: must be >= 1")
-    words = lambda ids_list: [tokenizer.decode(ids).split() for ids in ids_list]  # noqa: E731
+    words = lambda ids_list: [tokenizer.decode(ids).split() for ids in ids_list]
     is_slm = hasattr(model, "decoder_start")
     if name in ("attention-beam", "attention-rescoring") and not is_slm:
         raise SpeechlmError(f"{name} needs a model with an attention decoder (model.kind: speechlm); "

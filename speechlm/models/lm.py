@@ -11,16 +11,21 @@ A text sentence is ``<sos/eos> y1 .. yn <sos/eos>``; the loss is next-token cros
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from speechlm.config import LMConfig
-from speechlm.models.encoder import (FeedForward, RotarySelfAttention, apply_rotary,
-                                     lengths_to_mask, rotary_tables)
+from speechlm.models.encoder import (
+    FeedForward,
+    RotarySelfAttention,
+    apply_rotary,
+    lengths_to_mask,
+    rotary_tables,
+)
 from speechlm.text.symbols import BLANK_ID, SOS_EOS_ID
 
 
@@ -42,12 +47,12 @@ class KVCache:
     """Per-layer keys/values ``(N, H, S, Dh)``, which cached positions are real ``(N, S)``, and
     the rotary position of each sequence's next token ``(N,)``."""
 
-    keys: List[torch.Tensor]
-    values: List[torch.Tensor]
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
     valid: torch.Tensor
     next_pos: torch.Tensor
 
-    def select(self, index: torch.Tensor) -> "KVCache":
+    def select(self, index: torch.Tensor) -> KVCache:
         """Reorder / repeat sequences (beam search): row ``i`` of the result is row ``index[i]``."""
         return KVCache([k.index_select(0, index) for k in self.keys],
                        [v.index_select(0, index) for v in self.values],
@@ -55,7 +60,7 @@ class KVCache:
 
 
 def _cached_attention(attn: RotarySelfAttention, x: torch.Tensor, pos: torch.Tensor,
-                      past_k: Optional[torch.Tensor], past_v: Optional[torch.Tensor],
+                      past_k: torch.Tensor | None, past_v: torch.Tensor | None,
                       key_valid: torch.Tensor):
     """``attn``'s parameters over new positions ``x (N, T, D)`` at rotary positions ``pos (N, T)``,
     attending causally to the cache plus themselves. ``key_valid (N, S + T)``."""
@@ -167,7 +172,7 @@ def lm_loss(model, sentences: Sequence[Sequence[int]], device) -> tuple:
     return loss, int((lengths - 1).sum())
 
 
-def lm_state_compatible(saved_cfg: dict, cfg: LMConfig) -> List[str]:
+def lm_state_compatible(saved_cfg: dict, cfg: LMConfig) -> list[str]:
     """Architecture keys where a saved LM config differs from ``cfg`` (empty: compatible)."""
     keys = ("d_model", "num_layers", "num_heads", "ff_mult")
     return [k for k in keys if saved_cfg.get(k) != getattr(cfg, k)]

@@ -14,8 +14,8 @@ checkpoint (:func:`load_lm_into`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -110,7 +110,7 @@ class SpeechLMAsr(CTCModel):
 
     def decoder_loss(self, prefix, prefix_lens, texts: Sequence[Sequence[int]]) -> torch.Tensor:
         """Summed cross-entropy of ``y1 .. yn <sos/eos>`` given ``[prefix] <asr>``."""
-        x, lengths, text_lens = self._pack(prefix, prefix_lens, texts)
+        x, lengths, _ = self._pack(prefix, prefix_lens, texts)
         logits = self.lm.forward_embeddings(x, lengths)
         b, total, _ = logits.shape
         target = torch.full((b, total), -100, dtype=torch.long)
@@ -163,4 +163,4 @@ def load_lm_into(model: SpeechLMAsr, path: str | Path, lm_cfg: LMConfig) -> None
     log.info("LM part initialised from %s", path)
 
 
-__all__ = ["Adapter", "SpeechLMAsr", "load_lm_into", "KVCache"]
+__all__ = ["Adapter", "KVCache", "SpeechLMAsr", "load_lm_into"]

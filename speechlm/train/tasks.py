@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import torch
 
@@ -57,11 +56,11 @@ class LmTrainer(Trainer):
 
     def make_loader(self, train: bool):
         sents = self.train_sents if train else self.valid_sents
-        dist_args = dict(world_size=self.dist.world_size, rank=self.dist.rank) if train else {}
+        dist_args = {"world_size": self.dist.world_size, "rank": self.dist.rank} if train else {}
         return make_text_loader(sents, self.cfg.lm.max_tokens, train, seed=self.cfg.train.seed,
                                 sentences_per_epoch=self.cfg.lm.sentences_per_epoch, **dist_args)
 
-    def batch_loss(self, batch: List[List[int]], model) -> tuple:
+    def batch_loss(self, batch: list[list[int]], model) -> tuple:
         return lm_loss(model, batch, self.device)  # model may be the DDP wrapper
 
     def validate(self) -> float:
@@ -90,7 +89,7 @@ class SpeechLMTrainer(AsrTrainer):
     kind = "speechlm"
 
     def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, train_cuts: str | Path,
-                 dev_cuts: Optional[str | Path], tokenizer_model: str | Path):
+                 dev_cuts: str | Path | None, tokenizer_model: str | Path):
         cfg.model.kind = "speechlm"
         if not 0.0 <= cfg.speechlm.ctc_weight <= 1.0:
             raise SpeechlmError(f"speechlm.ctc_weight = {cfg.speechlm.ctc_weight}: must be in [0, 1]")
@@ -134,7 +133,7 @@ class SpeechLMTrainer(AsrTrainer):
         init = self.cfg.speechlm.lm_init or "random init"
         return f"{super().describe_data()}; LM part: {init}"
 
-    def batch_loss(self, batch: Dict, model) -> tuple:
+    def batch_loss(self, batch: dict, model) -> tuple:
         feats = batch["feats"].to(self.device)
         lens = batch["feat_lens"].to(self.device)
         targets = [self.targets[t] for t in batch["texts"]]
