@@ -94,3 +94,8 @@ def test_small_sets_get_batches(tiny_asr):
     loader, _ = make_loader(cuts, DataConfig(), train=False)
     ids = [i for batch in loader for i in batch["ids"]]
     assert sorted(ids) == sorted(c.id for c in cuts)
+
+
+def test_vocab_too_large_is_a_clear_error(tmp_path):
+    with pytest.raises(SpeechlmError, match="vocab-size"):
+        train_sentencepiece(["abc cab"] * 5, tmp_path, vocab_size=6)

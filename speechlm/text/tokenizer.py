@@ -82,6 +82,21 @@ def train_sentencepiece(
     text_file = out_dir / "train_text.txt"
     text_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     prefix = out_dir / "bpe"
+    try:
+        _train(text_file, prefix, vocab_size, model_type, character_coverage)
+    except RuntimeError as e:  # sentencepiece reports e.g. a vocabulary too large for the text
+        raise SpeechlmError(
+            f"tokenizer training on {text_file} failed: {str(e).split('] ')[-1]} "
+            "(change --vocab-size)"
+        ) from None
+    model = prefix.with_suffix(".model")
+    Tokenizer(model)  # verifies the fixed ids
+    log.info("tokenizer: %s (%d pieces)", model, Tokenizer(model).vocab_size)
+    return model
+
+
+def _train(text_file: Path, prefix: Path, vocab_size: int, model_type: str,
+           character_coverage: float) -> None:
     spm.SentencePieceTrainer.train(
         input=str(text_file),
         model_prefix=str(prefix),
@@ -101,7 +116,3 @@ def train_sentencepiece(
         shuffle_input_sentence=True,
         minloglevel=2,
     )
-    model = prefix.with_suffix(".model")
-    Tokenizer(model)  # verifies the fixed ids
-    log.info("tokenizer: %s (%d pieces)", model, Tokenizer(model).vocab_size)
-    return model

@@ -211,11 +211,13 @@ class Trainer:
             train_loss = self.train_epoch(loader, epoch)
             dev_loss = self.validate() if self.has_dev else float("nan")
             self.epoch = epoch
-            log.info("epoch %d/%d: train loss %.4f, dev loss %.4f, lr %.2e, %.0f s elapsed",
-                     epoch, cfg.train.num_epochs, train_loss, dev_loss,
+            log.info("epoch %d/%d: train loss %.4f, dev loss %s, lr %.2e, %.0f s elapsed",
+                     epoch, cfg.train.num_epochs, train_loss,
+                     f"{dev_loss:.4f}" if self.has_dev else "- (no dev set)",
                      self.scheduler.get_last_lr()[0], time.time() - start)
             if self.dist.is_main:
-                self.tb.add_scalar("dev/loss", dev_loss, self.step)
+                if self.has_dev:
+                    self.tb.add_scalar("dev/loss", dev_loss, self.step)
                 ckpt.save_atomic(self.state(), self.exp_dir / f"epoch-{epoch}.pt")
                 ckpt.prune_checkpoints(self.exp_dir, max(cfg.train.keep_last, cfg.train.average_last))
             self.dist.barrier()
