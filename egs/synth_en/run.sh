@@ -18,7 +18,7 @@ num_test=300            # test utterances (other held-out voices and sentences)
 seed=0                  # corpus seed (sentences, voices, split)
 conf=conf/asr.yaml      # model + training config
 train_args=""           # config overrides, e.g. "train.num_epochs=2"
-vocab_size=256          # sentencepiece vocabulary size (incl. 5 special ids)
+vocab_size=64           # sentencepiece vocabulary size (incl. 5 special ids); small units learn faster from 2000 utterances
 speed_perturb=""        # e.g. 0.9,1.1 to add speed-perturbed training copies
 nj=2                    # parallel jobs for synthesis and features
 nproc=1                 # training processes (torchrun + DDP when > 1)

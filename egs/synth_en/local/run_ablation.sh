@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 # begin options
 conf=conf/speechlm.yaml      # speech-LM ASR config
 conditions="low full"        # low: low-resource subset; full: all paired training utterances
-inits="random pretrained"    # LM part: random init | stage-3 LM (exp/lm/final.pt)
+inits="random pretrained"    # LM part: random | pretrained (stage-3 LM, exp/lm/final.pt) | pretrained-frozen (kept frozen)
 low_fraction=0.1             # share of the paired training utterances in the low-resource subset
 low_args="train.num_epochs=60 optim.warmup_steps=100"  # low-resource schedule (same for both inits)
 full_args=""                 # extra overrides for the full-data runs
@@ -42,13 +42,18 @@ for cond in $conditions; do
   for init in $inits; do
     exp_dir=$out/$cond-$init
     if [ "$cond" = low ]; then cuts=$train_low; extra=$low_args; else cuts=$train_full; extra=$full_args; fi
-    if [ "$init" = random ]; then lm_init="speechlm.lm_init=''"; else lm_init="speechlm.lm_init=$lm"; fi
+    case $init in
+      random) lm_init="speechlm.lm_init=''" ;;
+      pretrained) lm_init="speechlm.lm_init=$lm" ;;
+      pretrained-frozen) lm_init="speechlm.lm_init=$lm speechlm.freeze_lm_steps=1000000" ;;
+      *) echo "run_ablation.sh: unknown init $init" >&2; exit 2 ;;
+    esac
     if [ ! -f "$exp_dir/final.pt" ]; then
       echo "== ablation: training $exp_dir ($(date '+%T'))"
       t0=$SECONDS
       # shellcheck disable=SC2086
       speechlm train --config "$conf" --exp-dir "$exp_dir" --train-cuts "$cuts" \
-        --tokenizer data/lang_bpe/bpe.model --set "$lm_init" $extra
+        --tokenizer data/lang_bpe/bpe.model --set $lm_init $extra
       echo "== ablation: $exp_dir trained in $((SECONDS - t0)) s"
     fi
     if [ ! -f "$exp_dir/decode-test/.done" ]; then
@@ -77,11 +82,12 @@ for d in sorted(glob.glob(os.path.join(out, "*-*/"))):
             print(f"| {cond} | {init} | {method} | {wer:.2f} | {rtf} |")
             best[(cond, init)] = min(best.get((cond, init), (1e9, "")), (wer, method))
 for cond in ("low", "full"):
-    if (cond, "random") in best and (cond, "pretrained") in best:
-        (r, rm), (p, pm) = best[(cond, "random")], best[(cond, "pretrained")]
-        rel = 100 * (r - p) / r if r else 0.0
-        print(f"\n{cond}: best random-init {r:.2f}% ({rm}) -> best LM-pretrained {p:.2f}% ({pm}): "
-              f"{rel:.1f}% relative WER reduction")
+    for init in ("pretrained", "pretrained-frozen"):
+        if (cond, "random") in best and (cond, init) in best:
+            (r, rm), (p, pm) = best[(cond, "random")], best[(cond, init)]
+            rel = 100 * (r - p) / r if r else 0.0
+            print(f"\n{cond}: best random-init {r:.2f}% ({rm}) -> best {init} {p:.2f}% ({pm}): "
+                  f"{rel:.1f}% relative WER reduction")
 print(f"\ntext LM: {ppl}\ncommand: `{cmd}`")
 PY
 {
