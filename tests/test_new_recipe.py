@@ -53,8 +53,8 @@ def results_rows(recipe):
 
 
 @needs_fsdd
-def test_new_recipe_from_folder_prepares_three_splits(tmp_path):
-    """Stage 0 only: the end-to-end run below costs ~30 s, once is enough for the test budget."""
+def test_new_recipe_from_folder_runs_end_to_end(tmp_path):
+    """A folder corpus with no split of its own: split by speaker, then stages 0-5."""
     corpus = fsdd_folder(tmp_path / "digits")
     r = cli("new-recipe", "digits", "--from", "folder", corpus, "--egs-dir", tmp_path / "egs")
     assert r.returncode == 0, r.stderr
@@ -65,10 +65,12 @@ def test_new_recipe_from_folder_prepares_three_splits(tmp_path):
     assert f". {REPO / 'tools'}/parse_options.sh" in run_sh  # outside the checkout: absolute tools
     assert 'splits="train dev test"' in run_sh and "'tiny' config" in run_sh
     assert "# begin options" in run_sh and "# end options" in run_sh
-    run_recipe(recipe, "--stop-stage", "0")  # from another working directory
+    run_recipe(recipe)  # stages 0-5 with a tiny model, from another working directory
     assert sorted(p.name for p in (recipe / "data" / "manifests").glob("digits_cuts_*")) == \
         ["digits_cuts_dev.jsonl.gz", "digits_cuts_test.jsonl.gz", "digits_cuts_train.jsonl.gz"]
-    assert (recipe / ".done" / "stage-0.done").is_file()
+    assert all((recipe / ".done" / f"stage-{n}.done").is_file() for n in (0, 1, 2, 4, 5))
+    rows = results_rows(recipe)
+    assert len(rows) == 1 and "ctc-greedy" in rows[0] and "cd egs/digits && ./run.sh --nj 1" in rows[0]
 
 
 @needs_fsdd

@@ -95,7 +95,7 @@ PY
   echo "## Speech-language pretraining ablation ($(date +%F))"
   echo
   echo "Speech-LM ASR ($conf): LM part random-init vs from the stage-3 text LM; low = $low_fraction of the"
-  echo "paired training utterances (random, seed $subset_seed; $low_args), full = all ($full_args)."
+  echo "paired training utterances (random, seed $subset_seed; $low_args), full = all of them (${full_args:-the schedule of $conf})."
   echo "Every method decodes the test set in one pass; RTF on a shared 2-core CPU."
   echo
   cat "$out/table.md"
