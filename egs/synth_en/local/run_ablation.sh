@@ -17,15 +17,16 @@ low_fraction=0.1             # share of the paired training utterances in the lo
 low_args="train.num_epochs=60 optim.warmup_steps=100"  # low-resource schedule (same for both inits)
 full_args=""                 # extra overrides for the full-data runs
 subset_seed=0                # seed of the random low-resource subset
+tokenizer=data/lang_bpe/bpe.model  # sentencepiece model (stage 2)
+lm=exp/lm/final.pt           # stage-3 text LM (trained on $tokenizer)
+out=exp/ablation             # where the runs and table.md go
 # end options
 . ../../tools/parse_options.sh
 . ../../tools/stage_lib.sh   # puts .venv/bin on PATH when needed
 
-lm=exp/lm/final.pt
-out=exp/ablation
 train_full=data/fbank/synth_en_cuts_train.jsonl.gz
 test_cuts=data/fbank/synth_en_cuts_test.jsonl.gz
-for f in "$lm" "$train_full" "$test_cuts" data/lang_bpe/bpe.model; do
+for f in "$lm" "$train_full" "$test_cuts" "$tokenizer"; do
   [ -f "$f" ] || { echo "run_ablation.sh: $f missing: run ./run.sh --stop-stage 3 first" >&2; exit 1; }
 done
 mkdir -p "$out"
@@ -53,7 +54,7 @@ for cond in $conditions; do
       t0=$SECONDS
       # shellcheck disable=SC2086
       speechlm train --config "$conf" --exp-dir "$exp_dir" --train-cuts "$cuts" \
-        --tokenizer data/lang_bpe/bpe.model --set $lm_init $extra
+        --tokenizer "$tokenizer" --set $lm_init $extra
       echo "== ablation: $exp_dir trained in $((SECONDS - t0)) s"
     fi
     if [ ! -f "$exp_dir/decode-test/.done" ]; then
@@ -65,7 +66,7 @@ for cond in $conditions; do
 done
 
 # one table: condition x init x method (WER, RTF), from the wer-summary files
-python3 - "$out" "$cmd" "$(cat exp/lm/perplexity.txt)" <<'PY' | tee "$out/table.md"
+python3 - "$out" "$cmd" "$(cat "$(dirname "$lm")/perplexity.txt")" <<'PY' | tee "$out/table.md"
 import glob, os, sys
 out, cmd, ppl = sys.argv[1:4]
 print(f"| condition | LM init | method | test WER % | RTF |\n|---|---|---|---|---|")
