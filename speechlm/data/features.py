@@ -56,14 +56,18 @@ def compute_fbank(
         shutil.rmtree(storage_dir)  # a previous interrupted run; features are recomputed whole
     storage_dir.parent.mkdir(parents=True, exist_ok=True)
     extractor = Fbank(FbankConfig(sampling_rate=SAMPLING_RATE, num_mel_bins=NUM_MEL_BINS))
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # each worker process computes on its own core
-    with_feats = cuts.compute_and_store_features(
-        extractor=extractor,
-        storage_path=storage_dir,
-        num_jobs=num_jobs,
-        storage_type=LilcomChunkyWriter,
-        progress_bar=True,
-    )
+    try:
+        with_feats = cuts.compute_and_store_features(
+            extractor=extractor,
+            storage_path=storage_dir,
+            num_jobs=num_jobs,
+            storage_type=LilcomChunkyWriter,
+            progress_bar=True,
+        )
+    finally:
+        torch.set_num_threads(threads)
     out_cuts_path = Path(out_cuts_path)
     tmp = out_cuts_path.with_name(out_cuts_path.name + ".tmp.jsonl.gz")
     with_feats.to_file(tmp)
