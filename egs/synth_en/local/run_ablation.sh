@@ -21,6 +21,7 @@ tokenizer=data/lang_bpe/bpe.model  # sentencepiece model (stage 2)
 lm=exp/lm/final.pt           # stage-3 text LM (trained on $tokenizer)
 out=exp/ablation             # where the runs and table.md go
 # end options
+cmd="cd egs/synth_en && local/run_ablation.sh${*:+ $*}"  # before option parsing consumes "$@"
 . ../../tools/parse_options.sh
 . ../../tools/stage_lib.sh   # puts .venv/bin on PATH when needed
 
@@ -37,7 +38,6 @@ if [ ! -f "$train_low" ]; then
   mv "$train_low.tmp.jsonl.gz" "$train_low"
 fi
 methods=ctc-greedy,ctc-prefix-beam,attention-beam,attention-rescoring,lm-shallow-fusion
-cmd="cd egs/synth_en && local/run_ablation.sh${*:+ $*}"
 
 for cond in $conditions; do
   for init in $inits; do
