@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,19 @@ def tiny_overrides(epochs: int = 2):
         f"train.num_epochs={epochs}", "train.average_last=2", "data.max_duration=8",
         "optim.warmup_steps=5", "data.num_buckets=2",
     ]
+
+
+def copy_recipe(root: Path, name: str) -> Path:
+    """A runnable copy of ``egs/<name>`` (run.sh, conf/, RESULTS.md) under ``root``, beside a
+    symlink to the repository's tools/, so its ``../../tools`` paths resolve and nothing is
+    written into the checkout."""
+    import shutil
+
+    (root / "egs").mkdir()
+    os.symlink(REPO / "tools", root / "tools")
+    src, dst = REPO / "egs" / name, root / "egs" / name
+    dst.mkdir()
+    shutil.copy2(src / "run.sh", dst / "run.sh")
+    shutil.copytree(src / "conf", dst / "conf")
+    shutil.copy2(src / "RESULTS.md", dst / "RESULTS.md")
+    return dst

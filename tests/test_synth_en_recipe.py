@@ -7,12 +7,13 @@ logs, re-run skips) and the report files; the tiny model's WER is only checked t
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import copy_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "egs" / "synth_en"
@@ -34,15 +35,7 @@ def run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth_en_recipe")
-    (root / "egs").mkdir()
-    os.symlink(REPO / "tools", root / "tools")
-    dst = root / "egs" / "synth_en"
-    dst.mkdir()
-    shutil.copy2(RECIPE / "run.sh", dst / "run.sh")
-    shutil.copytree(RECIPE / "conf", dst / "conf")
-    shutil.copy2(RECIPE / "RESULTS.md", dst / "RESULTS.md")
-    return dst
+    return copy_recipe(tmp_path_factory.mktemp("synth_en_recipe"), "synth_en")
 
 
 def test_default_recipe_end_to_end(recipe):

@@ -7,12 +7,13 @@ nothing is written into the checkout. Needs the local corpus copy beside the che
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import copy_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "egs" / "yesno"
@@ -33,15 +34,7 @@ def _run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
 def recipe(tmp_path_factory):
     if not (CORPUS / "waves_yesno").is_dir():
         pytest.skip(f"yesno corpus not found at {CORPUS} (see shared/data/yesno/SOURCE.md)")
-    root = tmp_path_factory.mktemp("yesno_recipe")
-    (root / "egs").mkdir()
-    os.symlink(REPO / "tools", root / "tools")
-    dst = root / "egs" / "yesno"
-    dst.mkdir()
-    shutil.copy2(RECIPE / "run.sh", dst / "run.sh")
-    shutil.copytree(RECIPE / "conf", dst / "conf")
-    shutil.copy2(RECIPE / "RESULTS.md", dst / "RESULTS.md")
-    return dst
+    return copy_recipe(tmp_path_factory.mktemp("yesno_recipe"), "yesno")
 
 
 def _wer(summary: str, method: str) -> float:
