@@ -20,7 +20,7 @@ def tiny_asr(tmp_path_factory):
     """40 train + 10 test FSDD cuts with fbank features and a tokenizer: a dict of paths."""
     if not FSDD.is_dir():
         pytest.skip(f"FSDD not found at {FSDD}")
-    from lhotse import CutSet, Recording, SupervisionSegment
+    from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
     from speechlm.data.features import compute_fbank
     from speechlm.text.tokenizer import train_sentencepiece
@@ -37,8 +37,8 @@ def tiny_asr(tmp_path_factory):
                                              duration=rec.duration, text=DIGITS[d], speaker=spk)
                     cuts.append((rec, sup))
         return CutSet.from_manifests(
-            recordings=__import__("lhotse").RecordingSet.from_recordings(r for r, _ in cuts),
-            supervisions=__import__("lhotse").SupervisionSet.from_segments(s for _, s in cuts),
+            recordings=RecordingSet.from_recordings(r for r, _ in cuts),
+            supervisions=SupervisionSet.from_segments(s for _, s in cuts),
         )
 
     paths = {"root": root}
