@@ -190,12 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set-name", default="test", help="name used in report file names")
     s.add_argument("--methods", default="",
                    help="comma-separated: ctc-greedy,ctc-prefix-beam,attention-beam,"
-                        "attention-rescoring,lm-shallow-fusion,hlg-1best "
+                        "attention-rescoring,lm-shallow-fusion,hlg-1best,hlg-nbest-lm "
                         "(default: decode.methods of the exp dir's config)")
     s.add_argument("--set", nargs="*", metavar="decode.KEY=VALUE",
                    help="decoding overrides, e.g. decode.beam_size=8 decode.lm_weight=0.5")
     s.add_argument("--lm-checkpoint", help="text LM for lm-shallow-fusion (e.g. exp/lm/final.pt)")
-    s.add_argument("--lang-dir", help="lang dir with HLG.fst (for hlg-1best)")
+    s.add_argument("--lang-dir", help="lang dir with HLG.fst (for hlg-1best, hlg-nbest-lm)")
     s.add_argument("--out-dir", help="report dir (default: EXP_DIR/decode-SET)")
     s.add_argument("--tag", default="", help="extra tag in report file names")
     s.add_argument("--device", default="auto")

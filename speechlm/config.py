@@ -69,7 +69,9 @@ class DecodeConfig:
     batch_max_duration: float = 300.0
     beam_size: int = 4  # ctc-prefix-beam, attention-beam, attention-rescoring, lm-shallow-fusion
     ctc_weight: float = 0.3  # attention-beam / attention-rescoring: (1 - w) * decoder + w * CTC
-    lm_weight: float = 0.3  # lm-shallow-fusion: CTC prefix score + w * text-LM score
+    lm_weight: float = 0.3  # lm-shallow-fusion / hlg-nbest-lm: + w * text-LM log-prob
+    nbest: int = 10  # hlg-nbest-lm: paths taken from each utterance's HLG lattice
+    lattice_beam: float = 8.0  # hlg-nbest-lm: lattice pruning beam (larger: more alternatives)
     length_bonus: float = 0.0  # per-token bonus in the label-synchronous searches
     lm_checkpoint: str = ""  # text LM for lm-shallow-fusion (default: speechlm.lm_init)
 

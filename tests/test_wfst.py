@@ -51,6 +51,27 @@ def spell(ids):
     return frames + [{0: 0.99}]
 
 
+def ambiguous_posteriors(tok):
+    """"yes <?> yes" where the middle word is acoustically a near tie that leans to "yes"."""
+    yes, no = tok.encode("yes"), tok.encode("no")
+    # middle word: each frame puts 0.5 on the "yes" spelling and 0.4 on the "no" spelling,
+    # both stretched to a common length by repeating their last piece (CTC collapses repeats)
+    width = max(len(yes), len(no))
+
+    def stretched(ids):
+        assert all(a != b for a, b in zip(ids, ids[1:]))  # no repeats that would collapse
+        return ids + [ids[-1]] * (width - len(ids))
+
+    middle = []
+    for y, m in zip(stretched(yes), stretched(no)):
+        f = {0: 0.1}
+        f[y] = f.get(y, 0.0) + 0.5
+        f[m] = f.get(m, 0.0) + 0.4
+        middle.append(f)
+    frames = spell(yes) + middle + spell(yes)
+    return posteriors(frames, tok.vocab_size)
+
+
 def test_lang_dir_files(lang):
     d, tok = lang
     tokens = read_table(d / "lang" / "tokens.txt")
@@ -133,23 +154,7 @@ def test_lm_disambiguates_noisy_posteriors(lang):
     assert build_hlg(d / "lang", arpa, d / "HLG_bi.fst") == hlg
     assert os.path.getmtime(hlg) == mtime
 
-    yes, no = tok.encode("yes"), tok.encode("no")
-    # middle word: each frame puts 0.5 on the "yes" spelling and 0.4 on the "no" spelling,
-    # both stretched to a common length by repeating their last piece (CTC collapses repeats)
-    width = max(len(yes), len(no))
-
-    def stretched(ids):
-        assert all(a != b for a, b in zip(ids, ids[1:]))  # no repeats that would collapse
-        return ids + [ids[-1]] * (width - len(ids))
-
-    middle = []
-    for y, m in zip(stretched(yes), stretched(no)):
-        f = {0: 0.1}
-        f[y] = f.get(y, 0.0) + 0.5
-        f[m] = f.get(m, 0.0) + 0.4
-        middle.append(f)
-    frames = spell(yes) + middle + spell(yes)
-    lp, n = posteriors(frames, tok.vocab_size)
+    lp, n = ambiguous_posteriors(tok)
 
     no_lm = build_token_graph(d / "lang", d / "T.fst")
     acoustic_only = HLGDecoder(no_lm, d / "lang" / "tokens.txt").decode(lp, n)[0]
@@ -185,3 +190,41 @@ def test_disambig_symbols_for_homophones_and_prefixes():
     out, top = add_disambig_symbols(lex)
     assert out == [("a", ["x", "#1"]), ("b", ["x", "#2"]), ("c", ["x", "y"]), ("d", ["z"])]
     assert top == 2
+
+
+def test_hlg_nbest_rescoring_with_neural_lm(lang, tmp_path):
+    """hlg-nbest-lm re-ranks the HLG lattice's n-best with a real (tiny, trained) text LM."""
+    from speechlm.config import ExperimentConfig, LMConfig
+    from speechlm.decode.recognize import Encoded, build_methods
+    from speechlm.models.lm import TransformerLM, lm_loss
+
+    d, tok = lang
+    build_hlg(d / "lang", train_arpa(LM_TEXT, 2, d / "bi.arpa"), d / "lang" / "HLG.fst")
+    torch.manual_seed(0)
+    lm_cfg = LMConfig(d_model=32, num_layers=1, num_heads=2, ff_mult=2, dropout=0.0)
+    lm = TransformerLM(lm_cfg, tok.vocab_size)
+    opt = torch.optim.Adam(lm.parameters(), lr=1e-2)
+    for _ in range(40):  # an LM that has only ever seen "yes yes yes"
+        loss, _ = lm_loss(lm, [tok.encode("yes yes yes")], "cpu")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.save({"model": lm.state_dict(), "vocab_size": tok.vocab_size,
+                "config": {"model": {"kind": "lm"}, "lm": vars(lm_cfg)}}, tmp_path / "lm.pt")
+    lp, n = ambiguous_posteriors(tok)
+    enc = Encoded(lp, n)
+
+    def decode(lm_weight):
+        cfg = ExperimentConfig()
+        cfg.decode.lm_weight, cfg.decode.nbest, cfg.decode.lattice_beam = lm_weight, 5, 20.0
+        m = build_methods(["hlg-1best", "hlg-nbest-lm"], tok, tmp_path, d / "lang", model=lm, cfg=cfg,
+                          lm_checkpoint=tmp_path / "lm.pt")
+        return {name: fn(enc)[0] for name, fn in m.items()}
+
+    # weight 0: the lattice's own best path (the bigram prefers yes no yes), as hlg-1best
+    assert decode(0.0) == {"hlg-1best": ["yes", "no", "yes"], "hlg-nbest-lm": ["yes", "no", "yes"]}
+    # a heavy neural-LM weight flips it to the LM's sentence, which is in the 5-best
+    assert decode(5.0)["hlg-nbest-lm"] == ["yes", "yes", "yes"]
+    with pytest.raises(SpeechlmError, match="needs a text LM"):
+        build_methods(["hlg-nbest-lm"], tok, tmp_path, d / "lang", model=lm,
+                      cfg=ExperimentConfig())

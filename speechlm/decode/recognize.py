@@ -44,7 +44,7 @@ class Encoded:
 # A method maps one batch's Encoded to one word list per utterance.
 Method = Callable[[Encoded], List[List[str]]]
 
-CTC_METHODS = ("ctc-greedy", "ctc-prefix-beam", "lm-shallow-fusion", "hlg-1best")
+CTC_METHODS = ("ctc-greedy", "ctc-prefix-beam", "lm-shallow-fusion", "hlg-1best", "hlg-nbest-lm")
 ATTENTION_METHODS = ("attention-beam", "attention-rescoring")
 
 
@@ -90,9 +90,11 @@ def build_methods(names: Sequence[str], tokenizer: Tokenizer, exp_dir: Path,
         if name == "ctc-greedy":
             methods[name] = lambda e: [tokenizer.decode(ids).split()
                                        for ids in ctc_greedy(e.log_probs, e.lengths)]
-        elif name in ("hlg-1best",):
-            hlg = _hlg_method(tokenizer, lang_dir)
-            methods[name] = lambda e, hlg=hlg: hlg(e.log_probs, e.lengths)
+        elif name == "hlg-1best":
+            hlg = _hlg_decoder(name, lang_dir)
+            methods[name] = lambda e, hlg=hlg: hlg.decode(e.log_probs, e.lengths)
+        elif name == "hlg-nbest-lm":
+            methods[name] = _hlg_nbest_lm_method(tokenizer, lang_dir, model, cfg, lm_checkpoint)
         elif name in ("ctc-prefix-beam", "lm-shallow-fusion") + ATTENTION_METHODS:
             from speechlm.decode.search_methods import search_method
 
@@ -104,16 +106,56 @@ def build_methods(names: Sequence[str], tokenizer: Tokenizer, exp_dir: Path,
     return methods
 
 
-def _hlg_method(tokenizer: Tokenizer, lang_dir: Optional[Path]) -> Method:
+def _hlg_decoder(name: str, lang_dir: Optional[Path], **opts):
     if lang_dir is None or not (Path(lang_dir) / "HLG.fst").is_file():
         raise SpeechlmError(
-            f"hlg-1best needs {lang_dir}/HLG.fst: build the lang dir first (recipe stage 2) "
+            f"{name} needs {lang_dir}/HLG.fst: build the lang dir first (recipe stage 2) "
             "and pass --lang-dir"
         )
     from speechlm.decode.wfst import HLGDecoder
 
-    decoder = HLGDecoder(Path(lang_dir) / "HLG.fst", Path(lang_dir) / "words.txt")
-    return decoder.decode
+    return HLGDecoder(Path(lang_dir) / "HLG.fst", Path(lang_dir) / "words.txt", **opts)
+
+
+def _hlg_nbest_lm_method(tokenizer: Tokenizer, lang_dir: Optional[Path], model,
+                         cfg: Optional[ExperimentConfig],
+                         lm_checkpoint: Optional[str | Path]) -> Method:
+    """HLG lattice n-best (``decode.nbest`` paths, scored by CTC log-prob + n-gram graph score)
+    re-ranked with ``decode.lm_weight`` x the neural text LM's sentence log-prob."""
+    from speechlm.decode.search_methods import load_text_lm
+    from speechlm.models.lm import lm_loss
+
+    d = cfg.decode
+    hlg = _hlg_decoder("hlg-nbest-lm", lang_dir, lattice_beam=d.lattice_beam)
+    path = lm_checkpoint or d.lm_checkpoint
+    if not path:
+        raise SpeechlmError("hlg-nbest-lm needs a text LM: pass --lm-checkpoint "
+                            "(e.g. exp/lm/final.pt from stage 3) or set decode.lm_checkpoint")
+    if d.nbest < 1:
+        raise SpeechlmError(f"decode.nbest = {d.nbest}: must be >= 1")
+    device = next(model.parameters()).device
+    lm = load_text_lm(path, tokenizer.vocab_size, device)
+
+    def lm_logprob(hyps: List[List[str]]) -> List[float]:
+        out = []
+        for words in hyps:  # one at a time: lm_loss sums over the batch
+            ids = tokenizer.encode(" ".join(words)) if words else []
+            nll, _ = lm_loss(lm, [ids], device)
+            out.append(-float(nll))
+        return out
+
+    def rescore(e: Encoded) -> List[List[str]]:
+        best = []
+        for nbest in hlg.decode_nbest(e.log_probs, e.lengths, n=d.nbest):
+            if not nbest:
+                best.append([])
+                continue
+            lm_scores = lm_logprob([words for words, _ in nbest])
+            totals = [score + d.lm_weight * s for (_, score), s in zip(nbest, lm_scores)]
+            best.append(nbest[max(range(len(nbest)), key=totals.__getitem__)][0])
+        return best
+
+    return rescore
 
 
 @torch.no_grad()
