@@ -20,7 +20,7 @@ CORPORA = ("synth_en", "fsdd", "yesno")
 
 # Modules that add verbs: each has ``register(subparsers, formatter_class)``, which adds its
 # parsers and sets ``func`` on them. Keeps this file small as capabilities are added.
-EXTRA_VERB_MODULES: List[str] = ["speechlm.cli_lm", "speechlm.cli_recipe"]
+EXTRA_VERB_MODULES: List[str] = ["speechlm.cli_lm", "speechlm.cli_recipe", "speechlm.cli_tts"]
 
 
 def _floats(text: str) -> List[float]:

@@ -78,7 +78,7 @@ class DecodeConfig:
 
 @dataclass
 class ModelConfig:
-    kind: str = "ctc"  # ctc (Conformer-CTC) | speechlm (Conformer -> adapter -> text LM) | lm
+    kind: str = "ctc"  # ctc (Conformer-CTC) | speechlm (Conformer -> adapter -> text LM) | lm | tts
 
 
 @dataclass
@@ -108,6 +108,22 @@ class SpeechLMConfig:
 
 
 @dataclass
+class TTSConfig:
+    """Non-autoregressive TTS: text LM backbone (bidirectional) -> durations -> mel decoder."""
+
+    lm_init: str = ""  # stage-3 LM checkpoint (e.g. exp/lm/final.pt); "" = random init
+    decoder_layers: int = 2  # Transformer blocks over the upsampled (mel-rate) sequence
+    decoder_kernel: int = 5  # conv width of their feed-forward (FastSpeech FFT blocks)
+    duration_kernel: int = 3  # conv width of the duration predictor
+    duration_weight: float = 1.0  # loss = mel L1 + w * log-duration MSE
+    max_frames: int = 6000  # mel frames per training batch (padded)
+    hop_length: int = 256  # mel analysis hop in samples at 16 kHz (16 ms)
+    n_fft: int = 1024
+    griffin_lim_iters: int = 32
+    valid_utterances: int = 50  # held out from the training utterances for the dev loss
+
+
+@dataclass
 class ExperimentConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -117,6 +133,7 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     lm: LMConfig = field(default_factory=LMConfig)
     speechlm: SpeechLMConfig = field(default_factory=SpeechLMConfig)
+    tts: TTSConfig = field(default_factory=TTSConfig)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -147,6 +164,7 @@ _SECTIONS = {
     "model": ModelConfig,
     "lm": LMConfig,
     "speechlm": SpeechLMConfig,
+    "tts": TTSConfig,
 }
 
 

@@ -103,7 +103,8 @@ def _synthesize_one(job: Tuple[str, str, Voice]) -> Tuple[str, int, bool]:
     return path_str, int(len(audio)), True
 
 
-def _run_jobs(jobs: List[Tuple[str, str, Voice]], num_jobs: int) -> Dict[str, Tuple[int, bool]]:
+def run_synthesis_jobs(jobs: List[Tuple[str, str, Voice]], num_jobs: int) -> Dict[str, Tuple[int, bool]]:
+    """Synthesise (path, text, voice) jobs in ``num_jobs`` processes; {path: (num_samples, new)}."""
     results = {}
     progress = tqdm(total=len(jobs), desc="synth_en: synthesising", unit="utt", mininterval=2.0)
     if num_jobs <= 1:
@@ -220,7 +221,7 @@ def prepare_synth_en(
             path = str(wav_root / split / f"{utt_id}.wav")
             utts[split].append((utt_id, path, text, voice))
             jobs.append((path, text, voice))
-    results = _run_jobs(jobs, num_jobs)
+    results = run_synthesis_jobs(jobs, num_jobs)
 
     summary: Dict[str, object] = {"lm_text": str(lm_path), "num_lm_text": len(lm_text),
                                   "voices": str(voices_path), "manifests": {}}

@@ -37,8 +37,9 @@ class LMBlock(nn.Module):
         self.attn_dropout = nn.Dropout(cfg.dropout)
         self.ff = FeedForward(cfg.d_model, cfg.ff_mult, cfg.dropout)  # pre-norm inside
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn_dropout(self.attn(self.attn_norm(x), mask, causal=True))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, causal: bool = True) -> torch.Tensor:
+        # causal=False: the same block as a bidirectional encoder (the TTS text encoder)
+        x = x + self.attn_dropout(self.attn(self.attn_norm(x), mask, causal=causal))
         return x + self.ff(x)
 
 

@@ -142,16 +142,18 @@ class SpeechLMTrainer(AsrTrainer):
         return w * ctc + (1 - w) * att, len(targets)
 
 
-def adopt_lm_architecture(cfg: ExperimentConfig, lm_path: str | Path) -> None:
+def adopt_lm_architecture(cfg: ExperimentConfig, lm_path: str | Path,
+                          key: str = "speechlm.lm_init") -> None:
     """The LM part's architecture is the stage-3 LM's: copy it into ``cfg.lm`` (so the resolved
-    config that decoding reads is right) instead of asking the user to repeat it."""
+    config that decoding reads is right) instead of asking the user to repeat it. ``key`` is
+    the config option that named ``lm_path`` (for messages)."""
     if not Path(lm_path).is_file():
-        raise SpeechlmError(f"speechlm.lm_init = {lm_path} not found: run the recipe's stage 3 "
-                            "(text-LM pretraining) first, or set speechlm.lm_init='' for random init")
+        raise SpeechlmError(f"{key} = {lm_path} not found: run the recipe's stage 3 "
+                            f"(text-LM pretraining) first, or set {key}='' for random init")
     state = ckpt.load_checkpoint(lm_path)
     saved = state.get("config", {})
     if saved.get("model", {}).get("kind") != "lm":
-        raise SpeechlmError(f"speechlm.lm_init = {lm_path} is not a text-LM checkpoint "
+        raise SpeechlmError(f"{key} = {lm_path} is not a text-LM checkpoint "
                             "(train one with `speechlm train-lm`, recipe stage 3)")
     for key in LM_ARCH_KEYS:
         if key in saved.get("lm", {}):

@@ -1,0 +1,210 @@
+"""Single-voice TTS data: an espeak-ng voice reading LM-text sentences (train) and the recipe's
+test sentences (references), then TTS features: log-mel frames plus per-token durations from a
+CTC forced alignment by the recipe's ASR model.
+
+Layout under ``out_dir``::
+
+    wav/{train,test}/<utt_id>.wav                 16 kHz mono, one voice
+    manifests/tts_{recordings,supervisions,cuts}_{train,test}.jsonl.gz
+
+:func:`compute_tts_features` writes one ``.pt`` file per split: for each utterance its text,
+token ids (the ASR tokenizer's, which must be the TTS model's), durations of
+``<tts> y1 .. yn <sos/eos>`` in mel frames and the log-mel frames (float16).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import torch
+
+from speechlm.errors import SpeechlmError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "tts"
+ALIGN_FRAME_TIME = 0.04  # ASR output frame: 10 ms fbank x 4 (conv subsampling)
+ALIGN_FRAME_OFFSET = 0.04  # centre of output frame 0: input frames 0..6 (+ half a window)
+
+
+def parse_voice(spec: str) -> Dict[str, object]:
+    """``"en-us+m8:175:43"`` (espeak voice[:rate wpm[:pitch 0-100]]) -> a synth_en voice dict."""
+    parts = spec.split(":")
+    try:
+        rate = int(parts[1]) if len(parts) > 1 else 175
+        pitch = int(parts[2]) if len(parts) > 2 else 50
+    except ValueError:
+        raise SpeechlmError(f"--voice {spec!r}: expected VOICE[:RATE[:PITCH]], e.g. en-us+m8:175:43") from None
+    if len(parts) > 3 or not parts[0]:
+        raise SpeechlmError(f"--voice {spec!r}: expected VOICE[:RATE[:PITCH]], e.g. en-us+m8:175:43")
+    return {"id": spec.replace(":", "_").replace("+", "_"), "espeak_voice": parts[0],
+            "rate": rate, "pitch": pitch}
+
+
+def _sentences(path: str | Path, what: str) -> List[str]:
+    from speechlm.data.corpus import normalize_text
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechlmError(f"{what} {path} not found: run the recipe's data-prep stage first")
+    if path.name.endswith(".jsonl.gz"):
+        from speechlm.data.features import load_cuts
+
+        return [normalize_text(" ".join(s.text for s in c.supervisions)) for c in load_cuts(path)]
+    lines = [normalize_text(x) for x in path.read_text(encoding="utf-8").splitlines()]
+    return [x for x in lines if x]
+
+
+def prepare_tts_voice(out_dir: str | Path, train_text: str | Path, test_text: str | Path,
+                      voice: str = "en-us+m8:175:43", num_train: int = 1200, num_test: int = 100,
+                      seed: int = 0, num_jobs: int = 2) -> Dict[str, int]:
+    """Synthesise a one-voice TTS corpus and write its Lhotse manifests.
+
+    :param train_text: sentences for training (text file, one a line, e.g. the LM text, or a
+        cut manifest); ``num_train`` of them are drawn with ``seed``.
+    :param test_text: the evaluation sentences (e.g. the recipe's test cuts); the first
+        ``num_test`` are read by the same voice as references.
+    :param voice: ``VOICE[:RATE[:PITCH]]`` for espeak-ng.
+    """
+    from lhotse import Recording
+
+    from speechlm.data.corpus import whole_recording_supervision, write_manifests
+    from speechlm.data.synth_en import run_synthesis_jobs
+
+    if num_train < 1 or num_test < 1:
+        raise SpeechlmError(f"prepare-tts-data: --num-train ({num_train}) and --num-test "
+                            f"({num_test}) must be positive")
+    v = parse_voice(voice)
+    test = _sentences(test_text, "test sentences")[:num_test]
+    held_out = set(test)
+    pool = [s for s in dict.fromkeys(_sentences(train_text, "training text")) if s not in held_out]
+    if len(pool) < num_train:
+        raise SpeechlmError(f"{train_text}: {len(pool)} distinct sentences (not in the test set), "
+                            f"fewer than --num-train {num_train}")
+    train = random.Random(seed).sample(pool, num_train)
+    out = Path(out_dir).resolve()
+    jobs, utts = [], {}
+    for split, texts in (("train", train), ("test", test)):
+        (out / "wav" / split).mkdir(parents=True, exist_ok=True)
+        utts[split] = []
+        for i, text in enumerate(texts):
+            utt_id = f"{PREFIX}-{split}-{i:06d}"
+            path = out / "wav" / split / f"{utt_id}.wav"
+            utts[split].append((utt_id, path, text))
+            jobs.append((str(path), text, v))
+    run_synthesis_jobs(jobs, num_jobs)  # reuses valid WAVs from an earlier run
+    counts = {}
+    for split, items in utts.items():
+        recs = [Recording.from_file(p, recording_id=u) for u, p, _ in items]
+        sups = [whole_recording_supervision(r, t, speaker=str(v["id"]), language="English")
+                for r, (_, _, t) in zip(recs, items)]
+        write_manifests(recs, sups, out / "manifests", PREFIX, split)
+        counts[f"num_{split}"] = len(recs)
+    return counts
+
+
+def _batched_alignment_inputs(cuts, batch_size: int):
+    """Yield lists of (cut, waveform) in batches of similar duration."""
+    ordered = sorted(cuts, key=lambda c: c.duration)
+    for start in range(0, len(ordered), batch_size):
+        group = ordered[start: start + batch_size]
+        yield [(c, torch.from_numpy(c.load_audio()[0]).float()) for c in group]
+
+
+@torch.no_grad()
+def compute_tts_features(cuts_path: str | Path, asr_dir: str | Path, out_path: str | Path,
+                         hop_length: int = 256, n_fft: int = 1024, device: str = "cpu",
+                         batch_size: int = 8) -> int:
+    """Log-mel frames and CTC-aligned token durations for every cut; written to ``out_path``."""
+    from lhotse import Fbank, FbankConfig
+
+    from speechlm.data.features import NUM_MEL_BINS, SAMPLING_RATE, load_cuts
+    from speechlm.decode.align import ctc_forced_align, speech_bounds, token_durations
+    from speechlm.decode.recognize import load_asr_model
+    from speechlm.models.vocoder import MelFrontend, MelSpec
+    from speechlm.train.checkpoint import save_atomic
+
+    cuts = load_cuts(cuts_path)
+    if len(cuts) == 0:
+        raise SpeechlmError(f"{cuts_path}: no cuts")
+    asr, _, tokenizer = load_asr_model(asr_dir, torch.device(device))
+    spec = MelSpec(n_fft=n_fft, hop_length=hop_length)
+    frontend = MelFrontend(spec).to(device)
+    fbank = Fbank(FbankConfig(sampling_rate=SAMPLING_RATE, num_mel_bins=NUM_MEL_BINS))
+    utts = []
+    for group in _batched_alignment_inputs(cuts, batch_size):
+        for cut, _ in group:
+            if cut.sampling_rate != spec.sample_rate:
+                raise SpeechlmError(f"{cuts_path}: cut {cut.id} is {cut.sampling_rate} Hz; TTS "
+                                    f"data must be {spec.sample_rate} Hz")
+        feats = [torch.from_numpy(fbank.extract(w.numpy(), SAMPLING_RATE)) for _, w in group]
+        lens = torch.tensor([f.size(0) for f in feats])
+        padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+        log_probs, out_lens = asr(padded.to(device), lens.to(device))
+        for i, (cut, wave) in enumerate(group):
+            text = " ".join(s.text for s in cut.supervisions)
+            ids = tokenizer.encode(text, item=f"{cuts_path}, cut {cut.id}")
+            mel = frontend(wave.to(device)).cpu()
+            path = ctc_forced_align(log_probs[i, : int(out_lens[i])].cpu(), ids)
+            start, end = speech_bounds(mel)
+            durs = token_durations(path, len(ids), ALIGN_FRAME_TIME, ALIGN_FRAME_OFFSET,
+                                   spec.frame_shift, mel.size(0), start, end)
+            utts.append({"id": cut.id, "text": text, "tokens": ids, "durations": durs,
+                         "mel": mel.half()})
+    utts.sort(key=lambda u: u["id"])
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_atomic({"utts": utts, "hop_length": hop_length, "n_fft": n_fft,
+                 "asr_dir": str(asr_dir)}, out_path)
+    frames = sum(u["mel"].size(0) for u in utts)
+    log.info("TTS features: %d utterances, %d mel frames -> %s", len(utts), frames, out_path)
+    return len(utts)
+
+
+def load_tts_features(path: str | Path, hop_length: int, n_fft: int) -> List[dict]:
+    from speechlm.train.checkpoint import load_checkpoint
+
+    if not Path(path).is_file():
+        raise SpeechlmError(f"TTS features {path} not found: run `speechlm tts-features` "
+                            "(recipe TTS data stage) first")
+    data = load_checkpoint(path)
+    if (data.get("hop_length"), data.get("n_fft")) != (hop_length, n_fft):
+        raise SpeechlmError(
+            f"{path} has mel frames with hop {data.get('hop_length')} / n_fft {data.get('n_fft')} "
+            f"but the config asks for tts.hop_length={hop_length} tts.n_fft={n_fft}: recompute "
+            "the features with the same settings")
+    return data["utts"]
+
+
+class TtsBatches(torch.utils.data.Dataset):
+    """Padded batches of TTS utterances: tokens ``<tts> y <sos/eos>``, durations, mel."""
+
+    def __init__(self, utts: Sequence[dict]):
+        self.utts = utts
+
+    def __getitem__(self, indexes: List[int]) -> Dict[str, torch.Tensor]:
+        from speechlm.models.tts import pad_inputs, tts_input
+
+        items = [self.utts[i] for i in indexes]
+        tokens, token_lens = pad_inputs([tts_input(u["tokens"]) for u in items], "cpu")
+        durations = torch.zeros_like(tokens)
+        for row, u in enumerate(items):
+            durations[row, : len(u["durations"])] = torch.tensor(u["durations"])
+        mels = torch.nn.utils.rnn.pad_sequence([u["mel"].float() for u in items], batch_first=True)
+        mel_lens = torch.tensor([u["mel"].size(0) for u in items])
+        return {"tokens": tokens, "token_lens": token_lens, "durations": durations,
+                "mels": mels, "mel_lens": mel_lens, "ids": [u["id"] for u in items]}
+
+
+def make_tts_loader(utts: Sequence[dict], max_frames: int, train: bool, seed: int = 0,
+                    world_size: int | None = None, rank: int | None = None):
+    from speechlm.data.text_data import TokenBatchSampler
+
+    sampler = TokenBatchSampler([u["mel"].size(0) for u in utts], max_frames, shuffle=train,
+                                seed=seed, world_size=world_size, rank=rank)
+    loader = torch.utils.data.DataLoader(TtsBatches(utts), sampler=sampler, batch_size=None,
+                                         num_workers=0)
+    return loader, sampler

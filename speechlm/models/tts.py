@@ -1,0 +1,311 @@
+"""Text-to-speech from the pretrained text LM: ``<tts> y1 .. yn <sos/eos>`` -> 80-dim log-mel.
+
+Design note — why non-autoregressive (FastSpeech-like) and not autoregressive:
+
+- The budget is a few CPU minutes of training on ~1000 utterances of one voice. An
+  autoregressive mel decoder must first learn attention (text <-> frames) before it says
+  anything intelligible, and it fails by skipping/repeating words or never stopping; that takes
+  far longer than minutes to train reliably. With durations given, the model is a plain
+  regression from an upsampled text sequence to frames: it trains in a few hundred steps, never
+  babbles, and synthesises a whole utterance in one parallel forward pass.
+- Durations come from the recipe's own CTC ASR model (:mod:`speechlm.decode.align`, Viterbi
+  forced alignment): no external aligner, and the same tokens as the LM.
+- The LM backbone is reused as the text encoder: its embedding, blocks and final norm start from
+  the stage-3 checkpoint (``tts.lm_init``) and are run *bidirectionally* (same parameters,
+  no causal mask): each token's sound depends on the following tokens too, and the pretrained
+  weights adapt to the wider context during fine-tuning. ``<tts>`` starts from the
+  ``<sos/eos>`` embedding, as ``<asr>`` does for ASR.
+
+Model: LM embedding + blocks (bidirectional) -> duration predictor (conv, log durations) and
+length regulator (each token's vector repeated for its frames, plus its position within the
+token) -> ``tts.decoder_layers`` Transformer blocks (rotary, bidirectional) -> linear to 80
+normalised log-mel bins. Loss: L1 on normalised mel + ``tts.duration_weight`` * MSE on
+log(1 + duration). ``<tts>`` / ``<sos/eos>`` carry the leading / trailing silence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechlm.config import ExperimentConfig, LMConfig, TTSConfig, load_config
+from speechlm.errors import SpeechlmError
+from speechlm.models.encoder import lengths_to_mask
+from speechlm.models.lm import TransformerLM
+from speechlm.models.vocoder import NUM_MELS, MelSpec
+from speechlm.text.symbols import BLANK_ID, SOS_EOS_ID, TTS_ID
+from speechlm.text.tokenizer import Tokenizer
+
+
+def tts_input(ids: Sequence[int]) -> List[int]:
+    """The model's input for one sentence: ``<tts> y1 .. yn <sos/eos>``."""
+    return [TTS_ID, *ids, SOS_EOS_ID]
+
+
+def encode_text(text: str, tokenizer: Tokenizer, item: str = "") -> List[int]:
+    """Normalised (lower case, single spaces) text -> token ids; empty text or characters the
+    tokenizer cannot encode are a SpeechlmError naming ``item``."""
+    from speechlm.data.corpus import normalize_text
+
+    norm = normalize_text(text)
+    where = f" ({item})" if item else ""
+    if not norm:
+        raise SpeechlmError(f"empty text{where}: give at least one word to synthesise")
+    return tokenizer.encode(norm, item=item or "the text to synthesise")
+
+
+def mel_spec(cfg: TTSConfig) -> MelSpec:
+    return MelSpec(n_fft=cfg.n_fft, hop_length=cfg.hop_length)
+
+
+class DurationPredictor(nn.Module):
+    """Two conv layers over the encoded tokens -> log(1 + frames) per token."""
+
+    def __init__(self, d_model: int, kernel: int, dropout: float):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv1d(d_model, d_model, kernel, padding=kernel // 2)
+                                   for _ in range(2))
+        self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(2))
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(d_model, 1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x * mask[..., None]
+        for conv, norm in zip(self.convs, self.norms):
+            x = self.dropout(norm(F.relu(conv(x.transpose(1, 2)).transpose(1, 2)))) * mask[..., None]
+        return self.out(x).squeeze(-1)
+
+
+def length_regulate(h: torch.Tensor, durations: torch.Tensor, token_lens: torch.Tensor):
+    """Repeat token vectors ``h (B, N, D)`` by ``durations (B, N)`` (zero past ``token_lens``).
+
+    :return: frames ``(B, T, D)``, frame lengths ``(B,)`` and per-frame position features
+        ``(B, T, 2)``: where in its token the frame is (0..1) and the token's length (/ 50).
+    """
+    durations = durations * lengths_to_mask(token_lens, durations.size(1))
+    frame_lens = durations.sum(1)
+    t_max = max(int(frame_lens.max()), 1)
+    b = h.size(0)
+    out = h.new_zeros(b, t_max, h.size(2))
+    pos = h.new_zeros(b, t_max, 2)
+    for i in range(b):  # batch is small; each row is one vectorised repeat_interleave
+        d = durations[i]
+        idx = torch.repeat_interleave(torch.arange(d.numel(), device=h.device), d)
+        n = idx.numel()
+        start = torch.cumsum(d, 0) - d
+        within = torch.arange(n, device=h.device) - start[idx]
+        out[i, :n] = h[i, idx]
+        pos[i, :n, 0] = (within.float() + 0.5) / d[idx].float()
+        pos[i, :n, 1] = d[idx].float() / 50.0
+    return out, frame_lens, pos
+
+
+class ConvFeedForward(nn.Module):
+    """Pre-norm feed-forward with a conv over time (FastSpeech's FFT block): neighbouring frames
+    shape each other, which a per-frame linear layer cannot do."""
+
+    def __init__(self, d_model: int, kernel: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.conv = nn.Conv1d(d_model, 2 * d_model, kernel, padding=kernel // 2)
+        self.proj = nn.Linear(2 * d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        y = self.conv((self.norm(x) * mask[..., None]).transpose(1, 2)).transpose(1, 2)
+        return x + self.dropout(self.proj(self.dropout(F.silu(y))))
+
+
+class DecoderBlock(nn.Module):
+    """Bidirectional rotary self-attention + conv feed-forward, over mel-rate frames."""
+
+    def __init__(self, d_model: int, num_heads: int, kernel: int, dropout: float):
+        super().__init__()
+        from speechlm.models.encoder import RotarySelfAttention
+
+        self.attn_norm = nn.LayerNorm(d_model)
+        self.attn = RotarySelfAttention(d_model, num_heads, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.ff = ConvFeedForward(d_model, kernel, dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.attn_norm(x), mask))
+        return self.ff(x, mask)
+
+
+class TtsModel(nn.Module):
+    def __init__(self, lm_cfg: LMConfig, cfg: TTSConfig, vocab_size: int):
+        super().__init__()
+        self.cfg = cfg
+        self.lm = TransformerLM(lm_cfg, vocab_size)  # the text encoder: embedding + blocks + norm
+        d = lm_cfg.d_model
+        self.duration = DurationPredictor(d, cfg.duration_kernel, lm_cfg.dropout)
+        self.frame_pos = nn.Linear(2, d)
+        self.decoder = nn.ModuleList(DecoderBlock(d, lm_cfg.num_heads, cfg.decoder_kernel,
+                                                  lm_cfg.dropout) for _ in range(cfg.decoder_layers))
+        self.out_norm = nn.LayerNorm(d)
+        self.mel_out = nn.Linear(d, NUM_MELS)
+        # mel statistics of the training set: the model predicts normalised frames
+        self.register_buffer("mel_mean", torch.zeros(NUM_MELS))
+        self.register_buffer("mel_std", torch.ones(NUM_MELS))
+
+    def set_mel_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mel_mean.copy_(mean)
+        self.mel_std.copy_(std.clamp_min(1e-3))
+
+    def encode(self, tokens: torch.Tensor, token_lens: torch.Tensor) -> torch.Tensor:
+        mask = lengths_to_mask(token_lens, tokens.size(1))
+        x = self.lm.input_dropout(self.lm.embed(tokens))
+        for block in self.lm.blocks:
+            x = block(x, mask, causal=False)
+        return self.lm.final_norm(x)
+
+    def decode(self, h: torch.Tensor, durations: torch.Tensor, token_lens: torch.Tensor):
+        frames, frame_lens, pos = length_regulate(h, durations, token_lens)
+        x = frames + self.frame_pos(pos)
+        mask = lengths_to_mask(frame_lens, x.size(1))
+        for block in self.decoder:
+            x = block(x, mask)
+        return self.mel_out(self.out_norm(x)), frame_lens
+
+    def forward(self, tokens, token_lens, durations, mels=None, mel_lens=None):
+        """With ``mels``: :meth:`loss` (so DDP's wrapper sees the forward); else :meth:`predict`."""
+        if mels is not None:
+            return self.loss(tokens, token_lens, durations, mels, mel_lens)
+        return self.predict(tokens, token_lens, durations)
+
+    def predict(self, tokens, token_lens, durations):
+        """Teacher-forced durations -> normalised mel ``(B, T, 80)``, frame lengths, and the
+        predicted log(1 + duration) ``(B, N)``."""
+        h = self.encode(tokens, token_lens)
+        log_dur = self.duration(h, lengths_to_mask(token_lens, tokens.size(1)))
+        mel, frame_lens = self.decode(h, durations, token_lens)
+        return mel, frame_lens, log_dur
+
+    def loss(self, tokens, token_lens, durations, mels, mel_lens) -> Tuple[torch.Tensor, dict]:
+        """Summed per-utterance loss (mean L1 per frame and bin + w * mean duration MSE)."""
+        pred, frame_lens, log_dur = self.predict(tokens, token_lens, durations)
+        if not torch.equal(frame_lens.cpu(), mel_lens.cpu()):
+            raise SpeechlmError("TTS batch: durations do not sum to the mel lengths")
+        target = (mels[:, : pred.size(1)] - self.mel_mean) / self.mel_std
+        fmask = lengths_to_mask(frame_lens, pred.size(1))[..., None].float()
+        l1 = ((pred - target).abs() * fmask).sum((1, 2)) / (frame_lens.float() * NUM_MELS)
+        tmask = lengths_to_mask(token_lens, tokens.size(1)).float()
+        dur_target = torch.log1p(durations.float())
+        mse = (((log_dur - dur_target) ** 2) * tmask).sum(1) / token_lens.float()
+        total = (l1 + self.cfg.duration_weight * mse).sum()
+        return total, {"mel_l1": float(l1.detach().sum()), "dur_mse": float(mse.detach().sum())}
+
+    @torch.no_grad()
+    def infer(self, sentences: Sequence[Sequence[int]], speed: float = 1.0) -> List[torch.Tensor]:
+        """Token id lists (without ``<tts>`` / ``<sos/eos>``) -> log-mel ``(T_i, 80)`` each."""
+        tokens, token_lens = pad_inputs([tts_input(s) for s in sentences], self.mel_mean.device)
+        h = self.encode(tokens, token_lens)
+        log_dur = self.duration(h, lengths_to_mask(token_lens, tokens.size(1)))
+        durations = torch.clamp(torch.round(torch.expm1(log_dur) / speed), min=0).long()
+        inner = lengths_to_mask(token_lens - 1, tokens.size(1)) & (torch.arange(
+            tokens.size(1), device=tokens.device) > 0)[None]
+        durations = torch.where(inner, durations.clamp_min(1), durations)  # every token is heard
+        mel, frame_lens = self.decode(h, durations, token_lens)
+        mel = mel * self.mel_std + self.mel_mean
+        return [mel[i, : int(frame_lens[i])] for i in range(len(sentences))]
+
+
+def pad_inputs(inputs: Sequence[Sequence[int]], device) -> Tuple[torch.Tensor, torch.Tensor]:
+    lens = torch.tensor([len(s) for s in inputs], dtype=torch.long)
+    tokens = torch.full((len(inputs), int(lens.max())), BLANK_ID, dtype=torch.long)
+    for i, s in enumerate(inputs):
+        tokens[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+    return tokens.to(device), lens.to(device)
+
+
+def load_lm_into_tts(model: TtsModel, path: str | Path) -> None:
+    """Initialise the text encoder from a stage-3 LM checkpoint; refuse one that does not fit."""
+    from speechlm.models.lm import lm_state_compatible
+    from speechlm.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)
+    if state.get("config", {}).get("model", {}).get("kind") != "lm":
+        raise SpeechlmError(f"tts.lm_init = {path} is not a text-LM checkpoint "
+                            "(train one with speechlm train-lm, recipe stage 3)")
+    if state.get("vocab_size") != model.lm.vocab_size:
+        raise SpeechlmError(
+            f"tts.lm_init = {path} has vocabulary size {state.get('vocab_size')} but the TTS "
+            f"tokenizer has {model.lm.vocab_size}: train the LM on the same sentencepiece model "
+            "(--tokenizer), or set tts.lm_init='' for random init")
+    diff = lm_state_compatible(state.get("config", {}).get("lm", {}), model.lm.cfg)
+    if diff:
+        raise SpeechlmError(f"tts.lm_init = {path} has a different LM architecture ({diff})")
+    model.lm.load_state_dict(state["model"])
+    with torch.no_grad():  # <tts> plays the LM's sentence-start role
+        model.lm.embed.weight[TTS_ID] = model.lm.embed.weight[SOS_EOS_ID]
+
+
+def load_tts_model(model_dir: str | Path, device="cpu", checkpoint: str = "final.pt"):
+    """Model, resolved config and tokenizer, all from a dir written by ``speechlm train-tts``."""
+    from speechlm.train.checkpoint import load_checkpoint
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise SpeechlmError(f"--model-dir {model_dir} does not exist: train a TTS model first "
+                            "(speechlm train-tts, recipe stage 4) or give its exp dir")
+    if not (model_dir / "config.yaml").is_file() or not (model_dir / checkpoint).is_file():
+        raise SpeechlmError(f"--model-dir {model_dir} has no config.yaml and {checkpoint}: it is "
+                            "not a finished TTS training dir (run speechlm train-tts to the end)")
+    cfg: ExperimentConfig = load_config(model_dir / "config.yaml")
+    if cfg.model.kind != "tts":
+        raise SpeechlmError(f"{model_dir / 'config.yaml'}: model.kind is {cfg.model.kind!r}, "
+                            "not a TTS model (expected tts)")
+    tokenizer = Tokenizer(model_dir / "tokenizer.model")
+    state = load_checkpoint(model_dir / checkpoint, map_location="cpu")
+    if state.get("vocab_size") != tokenizer.vocab_size:
+        raise SpeechlmError(f"{model_dir / checkpoint} and {model_dir / 'tokenizer.model'} are "
+                            "not from one training run (vocabulary sizes differ)")
+    model = TtsModel(cfg.lm, cfg.tts, tokenizer.vocab_size)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), cfg, tokenizer
+
+
+class Synthesizer:
+    """Text -> waveform: a trained TTS model dir plus its Griffin-Lim vocoder settings."""
+
+    def __init__(self, model_dir: str | Path, device="cpu"):
+        from speechlm.models.vocoder import GriffinLim
+
+        self.model, self.cfg, self.tokenizer = load_tts_model(model_dir, device)
+        self.spec = mel_spec(self.cfg.tts)
+        self.vocoder = GriffinLim(self.spec, iters=self.cfg.tts.griffin_lim_iters).to(device)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.spec.sample_rate
+
+    def mels(self, texts: Sequence[str], items: Sequence[str] = ()) -> List[torch.Tensor]:
+        ids = [encode_text(t, self.tokenizer, items[i] if items else "")
+               for i, t in enumerate(texts)]
+        return self.model.infer(ids)
+
+    def vocode(self, mels: Sequence[torch.Tensor], batch_size: int = 16) -> List[torch.Tensor]:
+        """Griffin-Lim in batches of similar length (padded with silence, trimmed after)."""
+        from speechlm.models.vocoder import LOG_FLOOR
+
+        order = sorted(range(len(mels)), key=lambda i: mels[i].size(0))
+        waves: List[torch.Tensor] = [torch.empty(0)] * len(mels)
+        silence = float(torch.log(torch.tensor(LOG_FLOOR)))
+        for start in range(0, len(order), batch_size):
+            group = order[start: start + batch_size]
+            t_max = max(mels[i].size(0) for i in group)
+            batch = torch.full((len(group), t_max, NUM_MELS), silence, device=mels[group[0]].device)
+            for row, i in enumerate(group):
+                batch[row, : mels[i].size(0)] = mels[i]
+            out = self.vocoder(batch).cpu()
+            for row, i in enumerate(group):
+                waves[i] = out[row, : (mels[i].size(0) - 1) * self.spec.hop_length]
+        return waves
+
+    def __call__(self, texts: Sequence[str], items: Sequence[str] = ()) -> List[torch.Tensor]:
+        return self.vocode(self.mels(texts, items))

@@ -1,0 +1,228 @@
+"""TTS: mel analysis + Griffin-Lim, CTC forced alignment, MCD, the model, and the CLI verbs.
+
+The session fixture builds a real (tiny) pipeline: espeak-ng reads 24 digit sentences in one
+voice, a tiny CTC ASR trained on them aligns them, a tiny TTS model trains on the result.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import DIGITS, tiny_overrides
+from test_cli import assert_clean_error, speechlm
+
+VOICE = "en-us+m3:200:50"
+
+
+def _espeak(text: str) -> torch.Tensor:
+    from speechlm.synth.espeak import get_synth
+
+    audio, sr = get_synth().synthesize(text, "en-us+m3", 175, 50)
+    assert sr == 16000
+    return torch.from_numpy(audio)
+
+
+@pytest.fixture(scope="session")
+def tiny_tts(tmp_path_factory):
+    from speechlm.config import load_config
+    from speechlm.data.features import compute_fbank
+    from speechlm.data.tts_data import compute_tts_features, prepare_tts_voice
+    from speechlm.text.tokenizer import train_sentencepiece
+    from speechlm.train.trainer import AsrTrainer
+    from speechlm.train.tts import TtsTrainer
+
+    root = tmp_path_factory.mktemp("tiny_tts")
+    rng = random.Random(0)
+    sents = sorted({" ".join(rng.choice(DIGITS) for _ in range(3)) for _ in range(60)})
+    (root / "train.txt").write_text("\n".join(sents[4:]) + "\n")
+    (root / "test.txt").write_text("\n".join(sents[:4]) + "\n")
+    prepare_tts_voice(root / "data", root / "train.txt", root / "test.txt", voice=VOICE,
+                      num_train=24, num_test=4, num_jobs=1)
+    man = root / "data" / "manifests"
+    tokenizer = train_sentencepiece(DIGITS * 5, root / "lang", vocab_size=30)
+    compute_fbank(man / "tts_cuts_train.jsonl.gz", root / "fbank_train.jsonl.gz",
+                  root / "feats_train", num_jobs=1)
+    asr_cfg = load_config(None, tiny_overrides(epochs=1) + ["train.average_last=1"])
+    AsrTrainer(asr_cfg, root / "asr", root / "fbank_train.jsonl.gz", None, tokenizer).run()
+    compute_tts_features(man / "tts_cuts_train.jsonl.gz", root / "asr", root / "feats.pt")
+    cfg = load_config(None, ["lm.d_model=32", "lm.num_layers=1", "lm.num_heads=2",
+                             "lm.dropout=0.0", "tts.decoder_layers=1", "tts.max_frames=1500",
+                             "tts.griffin_lim_iters=4", "train.num_epochs=2",
+                             "train.average_last=1", "optim.warmup_steps=2"])
+    TtsTrainer(cfg, root / "tts", root / "feats.pt", tokenizer).run()
+    return {"root": root, "tts": root / "tts", "asr": root / "asr", "feats": root / "feats.pt",
+            "test_cuts": man / "tts_cuts_test.jsonl.gz", "tokenizer": tokenizer}
+
+
+# ---- vocoder -------------------------------------------------------------------------------
+
+def test_griffin_lim_round_trip_keeps_duration_and_energy():
+    from speechlm.models.vocoder import GriffinLim, MelFrontend, MelSpec
+
+    wave = _espeak("turn the kitchen lights on at seven thirty")
+    spec = MelSpec()
+    front, gl = MelFrontend(spec), GriffinLim(spec, iters=32)
+    mel = front(wave)
+    back = gl(mel)
+    # duration: within one hop (the istft length is (frames - 1) * hop)
+    assert abs(back.numel() - wave.numel()) <= spec.hop_length
+    # energy: within 25 % (measured ~9 % low: GL leaves some inconsistency between frames)
+    ratio = float((back ** 2).sum() / (wave ** 2).sum())
+    assert 0.75 < ratio < 1.25, ratio
+    # and the re-analysed mel is close to the original (mean |log| difference < 0.35; ~0.18)
+    mel2 = front(back)
+    n = min(mel.size(0), mel2.size(0))
+    assert float((mel[:n] - mel2[:n]).abs().mean()) < 0.35
+
+
+# ---- alignment ------------------------------------------------------------------------------
+
+def test_ctc_forced_alignment_on_hand_built_posterior():
+    from speechlm.decode.align import ctc_forced_align, token_durations
+
+    # 10 frames, vocabulary {blank=0, 5, 6}; the posterior favours: b 5 5 b b 6 b 6 6 b
+    # (tokens [5, 6, 6]: the repeat needs the blank at frame 6 between the two 6s)
+    best = [0, 5, 5, 0, 0, 6, 0, 6, 6, 0]
+    col = {0: 0, 5: 1, 6: 2}
+    lp = torch.full((10, 3), -4.0)
+    for t, k in enumerate(best):
+        lp[t, col[k]] = -0.05
+    log_probs = torch.full((10, 7), -30.0)
+    log_probs[:, [0, 5, 6]] = lp
+    path = ctc_forced_align(log_probs, [5, 6, 6])
+    assert path.tolist() == [-1, 0, 0, -1, -1, 1, -1, 2, 2, -1]
+    # ASR frames of 40 ms (frame 0 centred at 0 s); mel frames of 20 ms; speech in mel [1, 19)
+    durs = token_durations(path, 3, 0.04, 0.0, 0.02, 20, speech_start=1, speech_end=19)
+    # token 0: starts at min(1, 0.02 s -> 1) = 1; boundary 0/1: (0.10 + 0.18) / 2 = 0.14 s -> 7;
+    # boundary 1/2: (0.22 + 0.26) / 2 = 0.24 s -> 12; end: max(19, 0.34 s -> 17) = 19
+    assert durs == [1, 6, 5, 7, 1]
+    assert sum(durs) == 20
+
+
+def test_forced_alignment_refuses_too_few_frames():
+    from speechlm.decode.align import ctc_forced_align
+    from speechlm.errors import SpeechlmError
+
+    with pytest.raises(SpeechlmError, match="cannot hold 3 tokens"):
+        ctc_forced_align(torch.zeros(3, 8).log_softmax(-1), [5, 5, 6])
+
+
+def test_tts_features_durations_cover_every_frame(tiny_tts):
+    data = torch.load(tiny_tts["feats"], weights_only=True)
+    assert len(data["utts"]) == 24
+    for u in data["utts"]:
+        assert len(u["durations"]) == len(u["tokens"]) + 2
+        assert sum(u["durations"]) == u["mel"].size(0)
+        assert min(u["durations"][1:-1]) >= 1
+
+
+# ---- metrics --------------------------------------------------------------------------------
+
+def test_mcd_zero_for_identical_and_positive_for_different():
+    from speechlm.models.vocoder import MelFrontend
+    from speechlm.scoring.tts_eval import dtw_path, mcd_dtw
+
+    front = MelFrontend()
+    a = front(_espeak("set an alarm for six"))
+    b = front(_espeak("what is nine times four"))
+    assert mcd_dtw(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert mcd_dtw(a, b) > 1.0
+    # the same mel stretched in time is close (DTW pairs the repeated frames)
+    stretched = a.repeat_interleave(2, dim=0)
+    assert mcd_dtw(a, stretched) < 0.05 * mcd_dtw(a, b)
+    cost = np.array([[0, 5, 5], [5, 0, 5], [5, 0, 5], [5, 5, 0]], dtype=float)
+    assert dtw_path(cost) == [(0, 0), (1, 1), (2, 1), (3, 2)]
+
+
+# ---- model ----------------------------------------------------------------------------------
+
+def test_model_overfits_one_utterance(tiny_tts):
+    from speechlm.config import LMConfig, TTSConfig
+    from speechlm.data.tts_data import TtsBatches
+    from speechlm.models.tts import TtsModel
+    from speechlm.text.tokenizer import Tokenizer
+
+    utts = torch.load(tiny_tts["feats"], weights_only=True)["utts"][:1]
+    torch.manual_seed(0)
+    model = TtsModel(LMConfig(d_model=64, num_layers=1, num_heads=2, dropout=0.0),
+                     TTSConfig(decoder_layers=1), Tokenizer(tiny_tts["tokenizer"]).vocab_size)
+    model.set_mel_stats(utts[0]["mel"].float().mean(0), utts[0]["mel"].float().std(0))
+    batch = TtsBatches(utts)[[0]]
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(80):
+        loss, _ = model(batch["tokens"], batch["token_lens"], batch["durations"], batch["mels"],
+                        batch["mel_lens"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0] / 8, (losses[0], losses[-1])  # measured: ~26x
+
+
+def test_lm_init_must_be_a_text_lm(tiny_tts, tmp_path):
+    from speechlm.config import load_config
+    from speechlm.errors import SpeechlmError
+    from speechlm.train.tts import TtsTrainer
+
+    cfg = load_config(None, [f"tts.lm_init={tiny_tts['asr'] / 'final.pt'}"])
+    with pytest.raises(SpeechlmError, match="tts.lm_init .* is not a text-LM checkpoint"):
+        TtsTrainer(cfg, tmp_path / "e", tiny_tts["feats"], tiny_tts["tokenizer"])
+
+
+# ---- CLI ------------------------------------------------------------------------------------
+
+def test_synthesize_cli_writes_a_wav(tiny_tts, tmp_path):
+    out = tmp_path / "out.wav"
+    proc = speechlm("synthesize", "--model-dir", tiny_tts["tts"], "One  two three", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    audio, sr = sf.read(out)
+    assert sr == 16000
+    assert audio.ndim == 1 and audio.size > 0.1 * sr
+    assert np.sqrt(np.mean(audio ** 2)) > 1e-3  # not silent
+
+
+def test_synthesize_batch_mode(tiny_tts, tmp_path):
+    sents = tmp_path / "sents.txt"
+    sents.write_text("one two\n\nnine eight seven\n")
+    proc = speechlm("synthesize", "--model-dir", tiny_tts["tts"], "--text-file", sents,
+                    "--out-dir", tmp_path / "wavs")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "wavs").iterdir()) == ["sents-0001.wav",
+                                                                     "sents-0003.wav"]
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("   ", "empty text"),
+    ("one zwö #", "cannot encode"),
+])
+def test_synthesize_bad_text_is_a_clean_error(tiny_tts, tmp_path, text, needle):
+    out = tmp_path / "x.wav"
+    proc = speechlm("synthesize", "--model-dir", tiny_tts["tts"], text, "-o", out)
+    assert_clean_error(proc, needle)
+    assert not out.exists()
+
+
+def test_synthesize_missing_model_dir(tmp_path):
+    proc = speechlm("synthesize", "--model-dir", tmp_path / "nope", "one", "-o", tmp_path / "x.wav")
+    assert_clean_error(proc, "--model-dir", "does not exist", "train-tts")
+
+
+def test_eval_tts_reports_mcd_and_round_trip_wer(tiny_tts, tmp_path):
+    from speechlm.scoring.tts_eval import evaluate_tts
+
+    results = tmp_path / "RESULTS.md"
+    summary = evaluate_tts(tiny_tts["tts"], tiny_tts["test_cuts"], tiny_tts["asr"],
+                           tmp_path / "eval", num_plots=2, results_md=results, command="x")
+    assert summary["num_utts"] == 4 and summary["mcd_db"] > 0
+    assert set(summary["wer_synthesised"]) == {"ctc-greedy"} == set(summary["wer_reference"])
+    assert (tmp_path / "eval" / "mels.png").stat().st_size > 1000
+    assert (tmp_path / "eval" / "asr-synthesised" / "wer-summary-synthesised.txt").is_file()
+    assert json.loads((tmp_path / "eval" / "tts-summary.json").read_text()) == summary
+    assert "MCD-DTW" in results.read_text()
