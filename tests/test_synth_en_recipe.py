@@ -57,6 +57,10 @@ def test_default_recipe_end_to_end(recipe):
     assert summary[0].startswith("settings\tWER")
     wer = float(summary[1].split("\t")[1])
     assert wer >= 0
+    # the default methods: greedy, WFST (HLG from the LM text's 3-gram) and its neural-LM n-best
+    assert sorted(line.split("\t")[0] for line in summary[1:]) == ["ctc-greedy", "hlg-1best",
+                                                                   "hlg-nbest-lm"]
+    assert (recipe / "data/lang_bpe/HLG.fst").is_file()
     after = (recipe / "RESULTS.md").read_text()
     assert after.startswith(before) and "./run.sh" in after[len(before):]
     assert "test WER" in out

@@ -22,7 +22,7 @@ vocab_size=64           # sentencepiece vocabulary size (incl. 5 special ids); s
 speed_perturb=""        # e.g. 0.9,1.1 to add speed-perturbed training copies
 nj=2                    # parallel jobs for synthesis and features
 nproc=1                 # training processes (torchrun + DDP when > 1)
-methods=ctc-greedy      # decoding methods, comma-separated
+methods=ctc-greedy,hlg-1best,hlg-nbest-lm  # decoding methods, comma-separated (hlg-*: stage 2 builds the HLG graph)
 resume=""               # set to 1 to resume training from the last epoch checkpoint
 lm_conf=conf/lm.yaml    # stage 3: text-LM config (LM pretraining on data/text/lm_text.txt)
 lm_args=""              # stage 3: config overrides, e.g. "train.num_epochs=2"
