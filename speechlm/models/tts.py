@@ -18,8 +18,8 @@ Design note — why non-autoregressive (FastSpeech-like) and not autoregressive:
 
 Model: LM embedding + blocks (bidirectional) -> duration predictor (conv, log durations) and
 length regulator (each token's vector repeated for its frames, plus its position within the
-token) -> ``tts.decoder_layers`` Transformer blocks (rotary, bidirectional) -> linear to 80
-normalised log-mel bins. Loss: L1 on normalised mel + ``tts.duration_weight`` * MSE on
+token) -> ``tts.decoder_layers`` FFT blocks (bidirectional rotary self-attention + a feed-forward
+with a conv over time, kernel ``tts.decoder_kernel``) -> linear to 80 normalised log-mel bins. Loss: L1 on normalised mel + ``tts.duration_weight`` * MSE on
 log(1 + duration). ``<tts>`` / ``<sos/eos>`` carry the leading / trailing silence.
 """
 

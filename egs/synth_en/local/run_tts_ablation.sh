@@ -28,6 +28,11 @@ for f in "$lm" "$features" "$ref_cuts" "$tokenizer" "$asr/final.pt"; do
   [ -f "$f" ] || { echo "run_tts_ablation.sh: $f missing: run ./run.sh (TTS stages included) first" >&2; exit 1; }
 done
 mkdir -p "$out"
+# random init gets the stage-3 LM's architecture too, so only the initial weights differ
+py="$(dirname "$(command -v speechlm)")/python"  # the venv's python has pyyaml
+arch=$("$py" -c 'import sys, yaml; c = yaml.safe_load(open(sys.argv[1]))["lm"]
+print(" ".join(f"lm.{k}={c[k]}" for k in ("d_model", "num_layers", "num_heads", "ff_mult")))' \
+  "$(dirname "$lm")/config.yaml")
 for init in $inits; do
   exp_dir=$out/$init
   case $init in
@@ -40,7 +45,7 @@ for init in $inits; do
     t0=$SECONDS
     # shellcheck disable=SC2086
     speechlm train-tts --config "$tts_conf" --exp-dir "$exp_dir" --features "$features" \
-      --tokenizer "$tokenizer" --set "$lm_init" $tts_args
+      --tokenizer "$tokenizer" --set "$lm_init" $arch $tts_args
     echo "$((SECONDS - t0))" > "$exp_dir/train_seconds.txt"
   fi
   if [ ! -f "$exp_dir/eval-test/tts-summary.json" ]; then
