@@ -154,6 +154,8 @@ def compute_tts_features(cuts_path: str | Path, asr_dir: str | Path, out_path: s
                                    spec.frame_shift, mel.size(0), start, end)
             utts.append({"id": cut.id, "text": text, "tokens": ids, "durations": durs,
                          "mel": mel.half()})
+        if len(utts) // 200 != (len(utts) - len(group)) // 200:  # long work shows progress
+            log.info("TTS features: %d of %d utterances aligned", len(utts), len(cuts))
     utts.sort(key=lambda u: u["id"])
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
