@@ -8,7 +8,10 @@ speakers="george jackson nicolas theo yweweler"
 for spk in $speakers; do
   ./run.sh --split speaker --heldout-speaker "$spk" "$@"
 done
-echo "== speaker held out: test WER (ctc-greedy)"
+echo "== speaker held out: test WER %"
+printf '%-10s %-11s %s\n' speaker ctc-greedy hlg-1best
 for spk in $speakers; do
-  printf '%-10s %s\n' "$spk" "$(awk 'NR==2{print $2}' "exp/spk-$spk/asr/decode-test/wer-summary-test.txt")"
+  summary=exp/spk-$spk/asr/decode-test/wer-summary-test.txt
+  printf '%-10s %-11s %s\n' "$spk" "$(awk '$1=="ctc-greedy"{print $2}' "$summary")" \
+    "$(awk '$1=="hlg-1best"{print $2}' "$summary")"
 done
