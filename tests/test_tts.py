@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,3 +227,56 @@ def test_eval_tts_reports_mcd_and_round_trip_wer(tiny_tts, tmp_path):
     assert (tmp_path / "eval" / "asr-synthesised" / "wer-summary-synthesised.txt").is_file()
     assert json.loads((tmp_path / "eval" / "tts-summary.json").read_text()) == summary
     assert "MCD-DTW" in results.read_text()
+
+
+# ---- recipe stages (tools/tts_stages.sh) ------------------------------------------------------
+
+STAGE_WRAPPER = """set -euo pipefail
+cd "$1"
+stage=4 stop_stage=5 nj=1 resume="" recipe_args=""
+tts_conf=conf/tts.yaml tts_voice=en-us+m3:200:50 tts_num_train=20 tts_num_test=3
+tts_args="lm.d_model=32 lm.num_layers=1 lm.num_heads=2 tts.decoder_layers=1 train.num_epochs=1 \
+train.average_last=1 tts.griffin_lim_iters=4 tts.valid_utterances=0"
+corpus=tiny data=data exp=exp lm_text=data/train.txt
+. {repo}/tools/stage_lib.sh
+. {repo}/tools/tts_stages.sh
+tts_stages
+"""
+
+
+def test_tts_stages_run_and_skip_when_done(tiny_tts, tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    (tmp_path / "data" / "manifests").mkdir(parents=True)
+    (tmp_path / "data" / "lang_bpe").mkdir()
+    (tmp_path / "exp").mkdir()
+    shutil.copy(tiny_tts["test_cuts"], tmp_path / "data" / "manifests" / "tiny_cuts_test.jsonl.gz")
+    shutil.copy(tiny_tts["root"] / "train.txt", tmp_path / "data" / "train.txt")
+    shutil.copy(tiny_tts["tokenizer"], tmp_path / "data" / "lang_bpe" / "bpe.model")
+    os.symlink(tiny_tts["asr"], tmp_path / "exp" / "asr")
+    shutil.copytree(REPO / "egs" / "synth_en" / "conf", tmp_path / "conf")  # the shipped config
+    script = tmp_path / "stages.sh"
+    script.write_text(STAGE_WRAPPER.format(repo=REPO))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+
+    def run():
+        return subprocess.run(["bash", str(script), str(tmp_path)], env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    first = run()
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "text encoder starts from random init" in first.stdout  # no exp/lm/final.pt here
+    assert (tmp_path / "exp" / "tts" / "final.pt").is_file()
+    summary = (tmp_path / "exp" / "tts" / "eval-test" / "tts-summary.txt").read_text()
+    assert summary.startswith("MCD-DTW") and "round-trip WER (ctc-greedy)" in summary
+    assert "MCD-DTW" in (tmp_path / "RESULTS.md").read_text()
+    for marker in ("tts-data/stage-4.done", "tts/stage-4.done", "tts/stage-5.done"):
+        assert (tmp_path / ".done" / marker).is_file()
+    second = run()
+    assert second.returncode == 0 and second.stdout.count("already done, skipping") == 3
