@@ -23,6 +23,8 @@ TINY = [
     "encoder.subsampling_channels=8 train.num_epochs=1 train.average_last=1",
     "--lm-args", "lm.d_model=32 lm.num_layers=1 lm.num_heads=2 lm.sentences_per_epoch=300 "
     "lm.valid_sentences=50 train.num_epochs=1 train.average_last=1",
+    "--tts-num-train", "30", "--tts-num-test", "4",
+    "--tts-args", "train.num_epochs=1 train.average_last=1 tts.griffin_lim_iters=4 tts.valid_utterances=0",
 ]
 
 
@@ -61,6 +63,9 @@ def test_default_recipe_end_to_end(recipe):
     assert sorted(line.split("\t")[0] for line in summary[1:]) == ["ctc-greedy", "hlg-1best",
                                                                    "hlg-nbest-lm"]
     assert (recipe / "data/lang_bpe/HLG.fst").is_file()
+    # TTS (stages 4-5 of tools/tts_stages.sh): one-voice model, synthesis, evaluation summary
+    assert (recipe / "exp/tts/final.pt").is_file()
+    assert "MCD" in (recipe / "exp/tts/eval-test/tts-summary.txt").read_text()
     after = (recipe / "RESULTS.md").read_text()
     assert after.startswith(before) and "./run.sh" in after[len(before):]
     assert "test WER" in out

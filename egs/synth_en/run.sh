@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # synth_en: the embedded default corpus. English spoken requests (numbers, dates, times, money,
 # phone numbers) synthesised locally by espeak-ng in >= 20 voices; no download at all.
-# Test and dev use held-out voices AND held-out sentences.
+# Test and dev use held-out voices AND held-out sentences. Stages: 0 synthesis, 1 fbank,
+# 2 tokenizer + HLG graph, 3 text-LM pretraining, 4 ASR training and TTS fine-tuning from the
+# stage-3 LM (one voice), 5 decoding + WER, TTS synthesis + MCD + round-trip WER.
 #   ./run.sh                       # stages 0-5
 #   ./run.sh --stage 4 --stop-stage 5 --train-args "train.num_epochs=2"
 set -euo pipefail
@@ -26,10 +28,16 @@ methods=ctc-greedy,hlg-1best,hlg-nbest-lm  # decoding methods, comma-separated (
 resume=""               # set to 1 to resume training from the last epoch checkpoint
 lm_conf=conf/lm.yaml    # stage 3: text-LM config (LM pretraining on data/text/lm_text.txt)
 lm_args=""              # stage 3: config overrides, e.g. "train.num_epochs=2"
+tts_conf=conf/tts.yaml  # stages 4-5 TTS (tools/tts_stages.sh): config
+tts_args=""             # TTS config overrides, e.g. "train.num_epochs=2"
+tts_voice=en-us+m8:175:43  # TTS: the one espeak-ng voice, VOICE[:RATE[:PITCH]]
+tts_num_train=1200      # TTS: one-voice training utterances (sentences from the LM text)
+tts_num_test=100        # TTS: test sentences synthesised and evaluated (references in the same voice)
 # end options
 . ../../tools/parse_options.sh
 . ../../tools/stage_lib.sh
 . ../../tools/asr_stages.sh
+. ../../tools/tts_stages.sh
 
 corpus=synth_en
 splits="train dev test"
@@ -42,3 +50,4 @@ run_stage 0 "data prep (synthesis)" "$data/manifests/, $data/wav/, $lm_text" \
     --num-text "$num_text" --num-train "$num_train" --num-dev "$num_dev" --num-test "$num_test" \
     --seed "$seed" --num-jobs "$nj"
 asr_stages
+tts_stages
