@@ -44,15 +44,9 @@ def cmd_train_tts(args) -> None:
     TtsTrainer(cfg, args.exp_dir, args.features, args.tokenizer).run(resume=args.resume)
 
 
-def _write_wav(path: Path, wave, sample_rate: int) -> None:
-    import soundfile as sf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), wave.clamp(-1, 1).numpy(), sample_rate, subtype="PCM_16")
-
-
 def cmd_synthesize(args) -> None:
     from speechlm.models.tts import Synthesizer
+    from speechlm.models.vocoder import write_wav
 
     if (args.text is None) == (args.text_file is None):
         raise SpeechlmError("synthesize: give either TEXT (with -o out.wav) or --text-file "
@@ -77,7 +71,7 @@ def cmd_synthesize(args) -> None:
     synth = Synthesizer(args.model_dir)
     waves = synth(texts, items)  # every text is checked before any audio is written
     for out, wave in zip(outs, waves):
-        _write_wav(out, wave, synth.sample_rate)
+        write_wav(out, wave, synth.sample_rate)
     where = outs[0] if len(outs) == 1 else f"{len(outs)} files in {args.out_dir}"
     seconds = sum(w.numel() for w in waves) / synth.sample_rate
     print(f"synthesised {seconds:.1f} s of audio -> {where}")

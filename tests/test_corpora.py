@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import require_shared
 from lhotse import CutSet, load_manifest
 
 from speechlm.data.corpus import (
@@ -105,8 +106,7 @@ def test_yesno_alternating_sorted_split(tmp_path):
 @pytest.fixture
 def small_fsdd(tmp_path):
     """A tiny FSDD copy: per speaker/digit, index 0 (test) and index 5 (train)."""
-    if not (FSDD / "recordings").is_dir():
-        pytest.skip(f"real FSDD not found at {FSDD}")
+    require_shared(FSDD / "recordings", "real FSDD")
     rec = tmp_path / "fsdd" / "recordings"
     rec.mkdir(parents=True)
     for name in ("0_george_0", "0_george_5", "1_theo_0", "1_theo_5", "2_theo_6"):

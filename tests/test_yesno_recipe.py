@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_recipe
+from conftest import copy_recipe, require_shared
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "egs" / "yesno"
@@ -32,8 +32,7 @@ def _run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
-    if not (CORPUS / "waves_yesno").is_dir():
-        pytest.skip(f"yesno corpus not found at {CORPUS} (see shared/data/yesno/SOURCE.md)")
+    require_shared(CORPUS / "waves_yesno", "yesno corpus")
     return copy_recipe(tmp_path_factory.mktemp("yesno_recipe"), "yesno")
 
 

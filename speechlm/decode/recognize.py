@@ -123,7 +123,7 @@ def _hlg_nbest_lm_method(tokenizer: Tokenizer, lang_dir: Optional[Path], model,
     """HLG lattice n-best (``decode.nbest`` paths, scored by CTC log-prob + n-gram graph score)
     re-ranked with ``decode.lm_weight`` x the neural text LM's sentence log-prob."""
     from speechlm.decode.search_methods import load_text_lm
-    from speechlm.models.lm import lm_loss
+    from speechlm.models.lm import sentence_nll
 
     d = cfg.decode
     hlg = _hlg_decoder("hlg-nbest-lm", lang_dir, lattice_beam=d.lattice_beam)
@@ -137,12 +137,8 @@ def _hlg_nbest_lm_method(tokenizer: Tokenizer, lang_dir: Optional[Path], model,
     lm = load_text_lm(path, tokenizer.vocab_size, device)
 
     def lm_logprob(hyps: List[List[str]]) -> List[float]:
-        out = []
-        for words in hyps:  # one at a time: lm_loss sums over the batch
-            ids = tokenizer.encode(" ".join(words)) if words else []
-            nll, _ = lm_loss(lm, [ids], device)
-            out.append(-float(nll))
-        return out
+        ids = [tokenizer.encode(" ".join(words)) if words else [] for words in hyps]
+        return (-sentence_nll(lm, ids, device)).tolist()  # all n-best entries in one batch
 
     def rescore(e: Encoded) -> List[List[str]]:
         best = []

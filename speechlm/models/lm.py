@@ -162,15 +162,21 @@ def pad_sentences(sentences: Sequence[Sequence[int]], device) -> tuple:
     return tokens.to(device), lengths.to(device)
 
 
-def lm_loss(model, sentences: Sequence[Sequence[int]], device) -> tuple:
-    """Summed next-token NLL of ``<sos/eos> y <sos/eos>`` over ``sentences`` and the number of
-    predicted tokens (``len(y) + 1`` each). ``model`` may be a DDP wrapper of the LM."""
+def sentence_nll(model, sentences: Sequence[Sequence[int]], device) -> torch.Tensor:
+    """Next-token NLL of ``<sos/eos> y <sos/eos>`` summed per sentence, ``(B,)``, in one batch.
+    ``model`` may be a DDP wrapper of the LM."""
     tokens, lengths = pad_sentences(sentences, device)
     logits = model(tokens[:, :-1], lengths - 1)
     target = tokens[:, 1:].masked_fill(~lengths_to_mask(lengths - 1, tokens.size(1) - 1), -100)
-    loss = F.cross_entropy(logits.transpose(1, 2).float(), target, ignore_index=-100,
-                           reduction="sum")
-    return loss, int((lengths - 1).sum())
+    nll = F.cross_entropy(logits.transpose(1, 2).float(), target, ignore_index=-100,
+                          reduction="none")
+    return nll.sum(1)
+
+
+def lm_loss(model, sentences: Sequence[Sequence[int]], device) -> tuple:
+    """Summed next-token NLL over ``sentences`` (:func:`sentence_nll`) and the number of
+    predicted tokens (``len(y) + 1`` each)."""
+    return sentence_nll(model, sentences, device).sum(), sum(len(s) + 1 for s in sentences)
 
 
 def lm_state_compatible(saved_cfg: dict, cfg: LMConfig) -> list[str]:

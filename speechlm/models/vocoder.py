@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -31,6 +32,16 @@ class MelSpec:
     @property
     def frame_shift(self) -> float:
         return self.hop_length / self.sample_rate
+
+
+def write_wav(path: str | Path, wave: torch.Tensor, sample_rate: int = SAMPLE_RATE) -> Path:
+    """A synthesised waveform (float, nominally -1..1) as 16-bit PCM; parent dirs are created."""
+    import soundfile as sf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), wave.detach().cpu().clamp(-1, 1).numpy(), sample_rate, subtype="PCM_16")
+    return path
 
 
 def _hz_to_mel(f):

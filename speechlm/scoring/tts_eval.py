@@ -92,17 +92,13 @@ def plot_mels(pairs: Sequence[tuple], out_png: Path, frame_shift: float) -> None
 
 def _write_wav_manifest(waves: Dict[str, torch.Tensor], texts: Dict[str, str], wav_dir: Path,
                         out_dir: Path, prefix: str, sample_rate: int) -> Path:
-    import soundfile as sf
     from lhotse import Recording
 
     from speechlm.data.corpus import manifest_paths, whole_recording_supervision, write_manifests
+    from speechlm.models.vocoder import write_wav
 
-    wav_dir.mkdir(parents=True, exist_ok=True)
-    recs = []
-    for utt_id, wave in waves.items():
-        path = wav_dir / f"{utt_id}.wav"
-        sf.write(str(path), wave.clamp(-1, 1).numpy(), sample_rate, subtype="PCM_16")
-        recs.append(Recording.from_file(path, recording_id=utt_id))
+    recs = [Recording.from_file(write_wav(wav_dir / f"{utt_id}.wav", wave, sample_rate),
+                                recording_id=utt_id) for utt_id, wave in waves.items()]
     sups = [whole_recording_supervision(r, texts[r.id]) for r in recs]
     write_manifests(recs, sups, out_dir, prefix, "test")
     return manifest_paths(out_dir, prefix, "test")["cuts"]

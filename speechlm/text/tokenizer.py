@@ -90,8 +90,8 @@ def train_sentencepiece(
             "(change --vocab-size)"
         ) from None
     model = prefix.with_suffix(".model")
-    Tokenizer(model)  # verifies the fixed ids
-    log.info("tokenizer: %s (%d pieces)", model, Tokenizer(model).vocab_size)
+    pieces = Tokenizer(model).vocab_size  # loading verifies the fixed ids
+    log.info("tokenizer: %s (%d pieces)", model, pieces)
     return model
 
 
