@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set-name", default="test", help="name used in report file names")
     s.add_argument("--methods", default="",
                    help="comma-separated: ctc-greedy,ctc-prefix-beam,attention-beam,"
-                        "attention-rescoring,lm-shallow-fusion,hlg-1best,hlg-nbest-lm "
+                        "attention-rescoring,lm-shallow-fusion,attention-lm-fusion,hlg-1best,hlg-nbest-lm "
                         "(default: decode.methods of the exp dir's config)")
     s.add_argument("--set", nargs="*", metavar="decode.KEY=VALUE",
                    help="decoding overrides, e.g. decode.beam_size=8 decode.lm_weight=0.5")

@@ -67,13 +67,13 @@ class TrainConfig:
 class DecodeConfig:
     methods: List[str] = field(default_factory=lambda: ["ctc-greedy"])
     batch_max_duration: float = 300.0
-    beam_size: int = 4  # ctc-prefix-beam, attention-beam, attention-rescoring, lm-shallow-fusion
-    ctc_weight: float = 0.3  # attention-beam / attention-rescoring: (1 - w) * decoder + w * CTC
-    lm_weight: float = 0.3  # lm-shallow-fusion / hlg-nbest-lm: + w * text-LM log-prob
+    beam_size: int = 4  # ctc-prefix-beam and the attention-* / lm-shallow-fusion searches
+    ctc_weight: float = 0.3  # attention-*: (1 - w) * decoder + w * CTC
+    lm_weight: float = 0.3  # lm-shallow-fusion / attention-lm-fusion / hlg-nbest-lm: + w * text-LM log-prob
     nbest: int = 10  # hlg-nbest-lm: paths taken from each utterance's HLG lattice
     lattice_beam: float = 8.0  # hlg-nbest-lm: lattice pruning beam (larger: more alternatives)
     length_bonus: float = 0.0  # per-token bonus in the label-synchronous searches
-    lm_checkpoint: str = ""  # text LM for lm-shallow-fusion (default: speechlm.lm_init)
+    lm_checkpoint: str = ""  # text LM for the fusion methods (default: speechlm.lm_init)
 
 
 @dataclass

@@ -95,6 +95,8 @@ def _all_methods(model, lm, lp, lens, prefix, plens):
         "attention-beam": search.beam_search(lp, lens, 3, decoder=dec, ctc_weight=0.3),
         "attention-rescoring": search.attention_rescoring(nbest, score, 0.3),
         "lm-shallow-fusion": search.beam_search(lp, lens, 3, lm=text_lm, lm_weight=0.5),
+        "attention-lm-fusion": search.beam_search(lp, lens, 3, decoder=dec, ctc_weight=0.3,
+                                                  lm=text_lm, lm_weight=0.5),
     }
 
 

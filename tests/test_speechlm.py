@@ -15,7 +15,7 @@ from speechlm.text.symbols import ASR_ID, SOS_EOS_ID
 from speechlm.train.checkpoint import load_checkpoint, save_atomic
 
 ALL_METHODS = ["ctc-greedy", "ctc-prefix-beam", "attention-beam", "attention-rescoring",
-               "lm-shallow-fusion"]
+               "lm-shallow-fusion", "attention-lm-fusion"]
 
 
 @pytest.fixture(scope="module")

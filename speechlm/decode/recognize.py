@@ -45,7 +45,7 @@ class Encoded:
 Method = Callable[[Encoded], List[List[str]]]
 
 CTC_METHODS = ("ctc-greedy", "ctc-prefix-beam", "lm-shallow-fusion", "hlg-1best", "hlg-nbest-lm")
-ATTENTION_METHODS = ("attention-beam", "attention-rescoring")
+ATTENTION_METHODS = ("attention-beam", "attention-rescoring", "attention-lm-fusion")
 
 
 def load_asr_model(exp_dir: str | Path, device: torch.device, checkpoint: str = "final.pt",

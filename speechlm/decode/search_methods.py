@@ -7,6 +7,8 @@ attention-beam       label-synchronous beam search, (1 - w) decoder + w CTC pref
                      (``decode.ctc_weight`` = w), speech-LM models only
 attention-rescoring  CTC prefix-beam n-best re-ranked by (1 - w) decoder + w CTC
 lm-shallow-fusion    label-synchronous CTC prefix beam search + ``decode.lm_weight`` x text LM
+attention-lm-fusion  attention-beam + ``decode.lm_weight`` x text LM (decoder, CTC and LM
+                     jointly, as ESPnet's joint decoding), speech-LM models only
 ==================== ====================================================================
 """
 
@@ -48,7 +50,7 @@ def search_method(name: str, model, cfg: ExperimentConfig, tokenizer: Tokenizer,
         raise SpeechlmError(f"decode.beam_size = {d.beam_size}: must be >= 1")
     words = lambda ids_list: [tokenizer.decode(ids).split() for ids in ids_list]
     is_slm = hasattr(model, "decoder_start")
-    if name in ("attention-beam", "attention-rescoring") and not is_slm:
+    if name in ("attention-beam", "attention-rescoring", "attention-lm-fusion") and not is_slm:
         raise SpeechlmError(f"{name} needs a model with an attention decoder (model.kind: speechlm); "
                             f"{exp_dir} has model.kind {cfg.model.kind!r}")
 
@@ -74,18 +76,22 @@ def search_method(name: str, model, cfg: ExperimentConfig, tokenizer: Tokenizer,
                                             ctc_weight=d.ctc_weight, length_bonus=d.length_bonus))
         return attention_beam
 
-    if name == "lm-shallow-fusion":
+    if name in ("lm-shallow-fusion", "attention-lm-fusion"):
         path = lm_checkpoint or d.lm_checkpoint or cfg.speechlm.lm_init
         if not path:
-            raise SpeechlmError("lm-shallow-fusion needs a text LM: pass --lm-checkpoint "
+            raise SpeechlmError(f"{name} needs a text LM: pass --lm-checkpoint "
                                 "(e.g. exp/lm/final.pt from stage 3) or set decode.lm_checkpoint")
         device = next(model.parameters()).device
         lm = load_text_lm(path, tokenizer.vocab_size, device)
+        joint = name == "attention-lm-fusion"
 
         def fusion(e):
             n = e.log_probs.size(0)
             text_lm = (lambda: lm.start(n, e.log_probs.device), lm.step)
-            return words(search.beam_search(e.log_probs, e.lengths, d.beam_size, lm=text_lm,
+            dec = (lambda: model.decoder_start(e.prefix, e.prefix_lens), model.lm.step)
+            return words(search.beam_search(e.log_probs, e.lengths, d.beam_size,
+                                            decoder=dec if joint else None,
+                                            ctc_weight=d.ctc_weight, lm=text_lm,
                                             lm_weight=d.lm_weight, length_bonus=d.length_bonus))
         return fusion
     raise SpeechlmError(f"unknown search method {name!r}")
