@@ -4,6 +4,7 @@
   ``EXP_DIR/perplexity.txt``.
 - ``speechlm subset-cuts``: the first (or a random) N or fraction of a cut manifest, e.g. a low-resource
   training subset.
+- ``speechlm ablation-table``: the markdown table of a recipe's pretraining ablation (ASR or TTS).
 
 Speech-LM ASR training is ``speechlm train`` with ``model.kind: speechlm`` in the config.
 """
@@ -36,6 +37,18 @@ def cmd_subset_cuts(args) -> None:
     print(f"{args.out}: {how} {n} of {len(cuts)} cuts of {args.cuts}")
 
 
+def cmd_ablation_table(args) -> None:
+    from speechlm.scoring.ablation import asr_ablation_table, tts_ablation_table
+
+    if args.kind == "asr":
+        table = asr_ablation_table(args.dir, args.set_name)
+    else:
+        table = tts_ablation_table(args.dir, args.inits.split())
+    if args.command:
+        table += f"\ncommand: `{args.command}`\n"
+    print(table, end="")
+
+
 def register(sub, fmt) -> None:
     s = sub.add_parser("train-lm", help="pretrain the decoder-only text LM (stage 3)",
                        formatter_class=fmt)
@@ -56,3 +69,14 @@ def register(sub, fmt) -> None:
     g.add_argument("--fraction", type=float, help="fraction of the cuts")
     s.add_argument("--seed", type=int, help="take a random subset (shuffled with this seed)")
     s.set_defaults(func=cmd_subset_cuts)
+
+    s = sub.add_parser("ablation-table", formatter_class=fmt,
+                       help="markdown table of a pretraining ablation's runs (to stdout)")
+    s.add_argument("--kind", choices=["asr", "tts"], default="asr",
+                   help="asr: DIR/<condition>-<init>/decode-SET/wer-summary-SET.txt; "
+                        "tts: DIR/<init>/eval-test/tts-summary.json")
+    s.add_argument("--dir", required=True, help="the ablation's output dir, e.g. exp/ablation")
+    s.add_argument("--set-name", default="test", help="asr: which decoded set to tabulate")
+    s.add_argument("--inits", default="random pretrained", help="tts: the run dirs, in row order")
+    s.add_argument("--command", default="", help="command line to print under the table")
+    s.set_defaults(func=cmd_ablation_table)

@@ -65,32 +65,12 @@ for cond in $conditions; do
   done
 done
 
-# one table: condition x init x method (WER, RTF), from the wer-summary files
-python3 - "$out" "$cmd" "$(cat "$(dirname "$lm")/perplexity.txt")" <<'PY' | tee "$out/table.md"
-import glob, os, sys
-out, cmd, ppl = sys.argv[1:4]
-print(f"| condition | LM init | method | test WER % | RTF |\n|---|---|---|---|---|")
-best = {}
-for d in sorted(glob.glob(os.path.join(out, "*-*/"))):
-    cond, init = os.path.basename(d.rstrip("/")).split("-", 1)
-    for f in sorted(glob.glob(os.path.join(d, "decode-test", "wer-summary-test*.txt"))):
-        for line in open(f):
-            parts = line.split()
-            if len(parts) < 2 or parts[0].lower() in ("settings", "method"):
-                continue
-            method, wer = parts[0], float(parts[1])
-            rtf = parts[2] if len(parts) > 2 else ""
-            print(f"| {cond} | {init} | {method} | {wer:.2f} | {rtf} |")
-            best[(cond, init)] = min(best.get((cond, init), (1e9, "")), (wer, method))
-for cond in ("low", "full"):
-    for init in ("pretrained", "pretrained-frozen"):
-        if (cond, "random") in best and (cond, init) in best:
-            (r, rm), (p, pm) = best[(cond, "random")], best[(cond, init)]
-            rel = 100 * (r - p) / r if r else 0.0
-            print(f"\n{cond}: best random-init {r:.2f}% ({rm}) -> best {init} {p:.2f}% ({pm}): "
-                  f"{rel:.1f}% relative WER reduction")
-print(f"\ntext LM: {ppl}\ncommand: `{cmd}`")
-PY
+# one table: method x (condition, init), best method per init, relative reductions
+{
+  speechlm ablation-table --dir "$out" --set-name test --command "$cmd"
+  echo
+  echo "text LM: $(cat "$(dirname "$lm")/perplexity.txt")"
+} | tee "$out/table.md"
 {
   echo
   echo "## Speech-language pretraining ablation ($(date +%F))"

@@ -54,27 +54,7 @@ for init in $inits; do
   fi
 done
 
-python3 - "$out" "$cmd" $inits <<'PY' | tee "$out/table.md"
-import json, os, re, sys
-out, cmd, inits = sys.argv[1], sys.argv[2], sys.argv[3:]
-rows = []
-for init in inits:
-    d = os.path.join(out, init)
-    s = json.load(open(os.path.join(d, "eval-test", "tts-summary.json")))
-    log = open(os.path.join(d, "log", "train.log")).read()
-    dev = re.findall(r"dev loss ([0-9.]+)", log)
-    secs = open(os.path.join(d, "train_seconds.txt")).read().strip() if os.path.exists(os.path.join(d, "train_seconds.txt")) else "?"
-    rows.append((init, s, dev[-1] if dev else "-", secs))
-methods = list(rows[0][1]["wer_synthesised"])
-head = "| text encoder init | final dev loss | MCD-DTW dB | " + " | ".join(
-    f"round-trip WER {m} % (reference)" for m in methods) + " | train s |"
-print(head)
-print("|" + "---|" * (4 + len(methods)))
-for init, s, dev, secs in rows:
-    wers = " | ".join(f"{s['wer_synthesised'][m]:.2f} ({s['wer_reference'][m]:.2f})" for m in methods)
-    print(f"| {init} | {dev} | {s['mcd_db']:.2f} | {wers} | {secs} |")
-print(f"\n{rows[0][1]['num_utts']} test sentences; command: `{cmd}`")
-PY
+speechlm ablation-table --kind tts --dir "$out" --inits "$inits" --command "$cmd" | tee "$out/table.md"
 {
   echo
   echo "### TTS ablation: LM-pretrained vs random text encoder ($(date +%F))"

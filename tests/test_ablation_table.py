@@ -1,0 +1,75 @@
+"""``speechlm ablation-table``: the pretraining-ablation tables are built from real decode/eval
+outputs (wer-summary files as ``speechlm decode`` writes them), with hand-computed reductions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from speechlm.cli import main
+from speechlm.errors import SpeechlmError
+from speechlm.scoring.ablation import asr_ablation_table, read_wer_summary, tts_ablation_table
+from speechlm.scoring.report import write_wer_summary
+
+
+def _runs(root, runs):
+    for name, rows in runs.items():
+        d = root / name / "decode-test"
+        d.mkdir(parents=True)
+        write_wer_summary(d / "wer-summary-test.txt",
+                          [(m, wer, {"RTF": rtf}) for m, wer, rtf in rows])
+
+
+def test_asr_table_best_methods_and_relative_reduction(tmp_path, capsys):
+    _runs(tmp_path, {
+        "low-random": [("ctc-greedy", 60.0, 0.01), ("attention-beam", 50.0, 0.03)],
+        "low-pretrained": [("ctc-greedy", 55.0, 0.01), ("attention-beam", 40.0, 0.04)],
+        "full-random": [("ctc-greedy", 20.0, 0.01), ("attention-beam", 25.0, 0.03)],
+        "full-pretrained": [("ctc-greedy", 21.0, 0.01)],
+    })
+    table = asr_ablation_table(tmp_path)
+    lines = table.splitlines()
+    # columns: conditions low then full, random init first within each
+    assert lines[0] == "| method | low / random | low / pretrained | full / random | full / pretrained |"
+    # rows in decoding-method order, a run without the method shows "-"
+    assert lines[2] == "| ctc-greedy | 60.00 (0.01) | 55.00 (0.01) | 20.00 (0.01) | 21.00 (0.01) |"
+    assert lines[3] == "| attention-beam | 50.00 (0.03) | 40.00 (0.04) | 25.00 (0.03) | - |"
+    # (50 - 40) / 50 = 20 %; full: best random 20.00 (ctc-greedy) vs 21.00 -> -5 %
+    assert ("- low: best random-init 50.00% (attention-beam) -> best pretrained 40.00% "
+            "(attention-beam): 20.0% relative WER reduction") in lines
+    assert ("- full: best random-init 20.00% (ctc-greedy) -> best pretrained 21.00% "
+            "(ctc-greedy): -5.0% relative WER reduction") in lines
+    assert main(["ablation-table", "--dir", str(tmp_path), "--command", "run it"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(table) and out.rstrip().endswith("command: `run it`")
+
+
+def test_asr_table_errors_name_the_problem(tmp_path):
+    with pytest.raises(SpeechlmError, match="train and decode the runs first"):
+        asr_ablation_table(tmp_path)
+    _runs(tmp_path, {"lowrandom": [("ctc-greedy", 1.0, 0.1)]})  # not <condition>-<init>
+    with pytest.raises(SpeechlmError, match="train and decode"):
+        asr_ablation_table(tmp_path)
+    bad = tmp_path / "low-random" / "decode-test"
+    bad.mkdir(parents=True)
+    (bad / "wer-summary-test.txt").write_text("method WER\nctc-greedy 1.0\n")
+    with pytest.raises(SpeechlmError, match="not a wer-summary file"):
+        read_wer_summary(bad / "wer-summary-test.txt")
+
+
+def test_tts_table(tmp_path):
+    for init, mcd, wer in (("random", 3.05, 25.58), ("pretrained", 2.19, 5.14)):
+        d = tmp_path / init
+        (d / "eval-test").mkdir(parents=True)
+        (d / "log").mkdir()
+        (d / "eval-test" / "tts-summary.json").write_text(json.dumps({
+            "num_utts": 100, "mcd_db": mcd, "wer_synthesised": {"hlg-1best": wer},
+            "wer_reference": {"hlg-1best": 1.17}}))
+        (d / "log" / "train.log").write_text("epoch 1/2: dev loss 0.9\nepoch 2/2: dev loss 0.4\n")
+        (d / "train_seconds.txt").write_text("66\n")
+    lines = tts_ablation_table(tmp_path, ["random", "pretrained"]).splitlines()
+    assert lines[2] == "| random | 0.4 | 3.05 | 25.58 (1.17) | 66 |"
+    assert lines[3] == "| pretrained | 0.4 | 2.19 | 5.14 (1.17) | 66 |"
+    with pytest.raises(SpeechlmError, match="tts-summary.json missing"):
+        tts_ablation_table(tmp_path, ["frozen"])
