@@ -82,3 +82,17 @@ def test_failed_stage_writes_no_marker(tmp_path):
     assert "stage 2 (two): FAILED" in out.stderr
     assert (tmp_path / ".done" / "stage-1.done").exists()
     assert not (tmp_path / ".done" / "stage-2.done").exists()
+
+
+def test_help_of_recipe_scripts_started_from_anywhere():
+    """Recipe scripts cd to their recipe folder before parsing options; --help must still find
+    the options block when the script was started by a path relative to another folder."""
+    import os
+
+    env = dict(os.environ, PATH=f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}")
+    for script, option in (("egs/yesno/run.sh", "--stop-stage"),
+                           ("egs/synth_en/local/run_ablation.sh", "--decode-args"),
+                           ("egs/synth_en/local/run_tts_ablation.sh", "--tts-conf")):
+        out = subprocess.run([script, "--help"], cwd=REPO, capture_output=True, text=True, env=env)
+        assert out.returncode == 0, (script, out.stderr)
+        assert option in out.stdout, script

@@ -12,8 +12,10 @@
 # `--help` lists every option with its default and comment, read from the block itself.
 
 _po_script="${BASH_SOURCE[1]:-$0}"
-# run.sh cds to its own folder first, so a relative path it was started by may no longer resolve
+# run.sh cds to its own folder first (local/*.sh to the recipe folder), so a relative path it was
+# started by may no longer resolve
 [ -f "$_po_script" ] || _po_script="./$(basename "$_po_script")"
+[ -f "$_po_script" ] || _po_script="local/$(basename "$_po_script")"
 
 # A block of options shared by a family of recipes (tools/asr_options.sh) sets
 # po_shared_options to its own path; it is read first, so a recipe's own line for the same
