@@ -8,7 +8,7 @@
 #   ./run.sh --stage 4 --stop-stage 5 --train-args "train.num_epochs=2"
 set -euo pipefail
 cd "$(dirname "$0")"
-recipe_args="$*"
+recipe_args=$(if [ $# -gt 0 ]; then printf '%q ' "$@"; fi)   # quoted, so the RESULTS.md command re-runs as is
 
 # begin options
 stage=0                 # first stage to run

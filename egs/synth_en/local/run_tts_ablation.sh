@@ -20,7 +20,7 @@ asr=exp/asr                          # ASR model for the round trip
 lang_dir=data/lang_bpe               # hlg-1best is added when it has HLG.fst
 out=exp/tts_ablation                 # where the runs and table.md go
 # end options
-cmd="cd egs/synth_en && local/run_tts_ablation.sh${*:+ $*}"  # before option parsing consumes "$@"
+cmd="cd egs/synth_en && local/run_tts_ablation.sh$(if [ $# -gt 0 ]; then printf ' %q' "$@"; fi)"  # before option parsing consumes "$@"
 . ../../tools/parse_options.sh
 . ../../tools/stage_lib.sh   # puts .venv/bin on PATH when needed
 
