@@ -86,10 +86,11 @@ done
 } | tee "$out/table.md"
 {
   echo
-  echo "## Speech-language pretraining ablation ($(date +%F))"
+  echo "## Speech-language pretraining ablation: $out ($(date +%F))"
   echo
-  echo "Speech-LM ASR ($conf): LM part random-init vs from the text LM $lm; low = $low_fraction of the"
-  echo "paired training utterances (random, seed $subset_seed; $low_args), full = all of them (${full_args:-the schedule of $conf})."
+  echo "Speech-LM ASR ($conf): LM part random-init vs from the text LM $lm."
+  case " $conditions " in *" low "*) echo "low = $low_fraction of the paired training utterances (random subset, seed $subset_seed; $low_args)." ;; esac
+  case " $conditions " in *" full "*) echo "full = all paired training utterances (${full_args:-the schedule of $conf})." ;; esac
   echo "Every method decodes the test set in one pass ($decode_args; beam 4); RTF on a shared 2-core CPU."
   echo
   cat "$out/table.md"
