@@ -9,8 +9,8 @@ import pytest
 
 from speechlm.cli import main
 from speechlm.errors import SpeechlmError
-from speechlm.scoring.ablation import asr_ablation_table, read_wer_summary, tts_ablation_table
-from speechlm.scoring.report import write_wer_summary
+from speechlm.scoring.ablation import asr_ablation_table, tts_ablation_table
+from speechlm.scoring.report import read_wer_summary, write_wer_summary
 
 
 def _runs(root, runs):

@@ -4,12 +4,11 @@ import io
 import logging
 import shutil
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import require_shared
+from conftest import DATA, require_shared
 from lhotse import CutSet, load_manifest
 
 from speechlm.data.corpus import (
@@ -23,7 +22,6 @@ from speechlm.data.fsdd import DIGIT_WORDS, download_fsdd, prepare_fsdd
 from speechlm.data.yesno import download_yesno, prepare_yesno
 from speechlm.errors import SpeechlmError
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FSDD = DATA / "fsdd"
 YESNO = DATA / "yesno"
 

@@ -20,6 +20,7 @@ import torch
 
 from speechlm.config import ExperimentConfig
 from speechlm.decode import search
+from speechlm.decode.recognize import ATTENTION_METHODS
 from speechlm.errors import SpeechlmError
 from speechlm.text.tokenizer import Tokenizer
 
@@ -50,7 +51,7 @@ def search_method(name: str, model, cfg: ExperimentConfig, tokenizer: Tokenizer,
         raise SpeechlmError(f"decode.beam_size = {d.beam_size}: must be >= 1")
     words = lambda ids_list: [tokenizer.decode(ids).split() for ids in ids_list]
     is_slm = hasattr(model, "decoder_start")
-    if name in ("attention-beam", "attention-rescoring", "attention-lm-fusion") and not is_slm:
+    if name in ATTENTION_METHODS and not is_slm:
         raise SpeechlmError(f"{name} needs a model with an attention decoder (model.kind: speechlm); "
                             f"{exp_dir} has model.kind {cfg.model.kind!r}")
 

@@ -18,27 +18,10 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from speechlm.errors import SpeechlmError
+from speechlm.scoring.report import read_wer_summary
 
 CONDITION_ORDER = ("low", "full")  # others follow, sorted
 BASELINE_INIT = "random"
-
-
-def read_wer_summary(path: str | Path) -> List[Tuple[str, float, Dict[str, str]]]:
-    """``(method, WER %, {extra column: value})`` per line of a ``wer-summary-*.txt``."""
-    path = Path(path)
-    lines = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
-    if not lines or lines[0][:2] != ["settings", "WER"]:
-        raise SpeechlmError(f"{path} is not a wer-summary file (first line should be "
-                            "'settings<TAB>WER...'); it is written by speechlm decode")
-    columns = lines[0][2:]
-    rows = []
-    for parts in lines[1:]:
-        try:
-            wer = float(parts[1])
-        except (IndexError, ValueError):
-            raise SpeechlmError(f"{path}: bad line {chr(9).join(parts)!r}") from None
-        rows.append((parts[0], wer, dict(zip(columns, parts[2:]))))
-    return rows
 
 
 def _run_key(name: str) -> Tuple[str, str]:
@@ -119,4 +102,4 @@ def tts_ablation_table(out_dir: str | Path, inits: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["asr_ablation_table", "read_wer_summary", "tts_ablation_table"]
+__all__ = ["asr_ablation_table", "tts_ablation_table"]

@@ -143,6 +143,24 @@ def write_wer_summary(
     _write_text(path, "".join(line + "\n" for line in lines))
 
 
+def read_wer_summary(path: Pathlike) -> List[Tuple[str, float, Dict[str, str]]]:
+    """``(method, WER %, {extra column: value})`` per line of a ``wer-summary-*.txt``."""
+    path = Path(path)
+    lines = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
+    if not lines or lines[0][:2] != ["settings", "WER"]:
+        raise SpeechlmError(f"{path} is not a wer-summary file (first line should be "
+                            "'settings<TAB>WER...'); it is written by speechlm decode")
+    columns = lines[0][2:]
+    rows = []
+    for parts in lines[1:]:
+        try:
+            wer = float(parts[1])
+        except (IndexError, ValueError):
+            raise SpeechlmError(f"{path}: bad line {chr(9).join(parts)!r}") from None
+        rows.append((parts[0], wer, dict(zip(columns, parts[2:]))))
+    return rows
+
+
 RESULTS_COLUMNS = (
     "date", "test set", "method", "WER %", "errors (ins/del/sub) / words", "RTF", "model / notes", "command",
 )
