@@ -105,6 +105,10 @@ class SpeechLMConfig:
     lm_init: str = ""  # stage-3 LM checkpoint (e.g. exp/lm/final.pt); "" = random init
     freeze_lm_steps: int = 0  # LM parameters not updated for this many steps
     lm_lr_scale: float = 1.0  # learning rate of the LM part = optim.lr * this
+    text_weight: float = 0.0  # > 0: mix a text-only LM batch into every step (rehearsal), weighted so
+    #   1.0 makes a text sentence count as much as one utterance's decoder loss
+    text: str = ""  # text for those batches, one sentence a line (e.g. data/text/lm_text.txt)
+    text_max_tokens: int = 1500  # padded tokens per text batch
 
 
 @dataclass

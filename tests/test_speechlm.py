@@ -119,3 +119,44 @@ def test_frozen_lm_steps_leave_the_lm_untouched(tiny_asr, lm_ckpt, tmp_path):
     for k, v in trainer.model.lm.state_dict().items():
         assert torch.equal(v, lm_before[k]), k
     assert not torch.equal(trainer.model.encoder.blocks[0].attn.qkv.weight, enc_before)
+
+
+def test_text_rehearsal_adds_the_lm_loss_of_a_text_batch(tiny_asr, lm_ckpt, tmp_path):
+    from speechlm.models.lm import sentence_nll
+    from speechlm.train.tasks import SpeechLMTrainer
+
+    text = _write_text(tmp_path / "text.txt", 100, seed=1)
+    cfg = load_config(None, tiny_overrides(epochs=1) + [
+        "train.average_last=1", f"speechlm.lm_init={lm_ckpt}", "lm.dropout=0.0",
+        "lm.valid_sentences=10", "speechlm.text_weight=2.0", f"speechlm.text={text}",
+        "speechlm.text_max_tokens=40"])
+    trainer = SpeechLMTrainer(cfg, tmp_path / "asr", tiny_asr["train"], None, tiny_asr["tokenizer"])
+    assert len(trainer.text_sents) == 90  # the LM's 10 held-out sentences are not rehearsed
+    loader, _ = trainer.make_loader(train=True)
+    batch = next(iter(loader))
+    trainer.model.train()
+    with_text, n = trainer.batch_loss(batch, trainer.model)
+    trainer._text_batches, trainer._text_pass = None, 0  # replay: the batch it must have used
+    text_batch = trainer.next_text_batch()
+    sents, trainer.text_sents = trainer.text_sents, []
+    without, _ = trainer.batch_loss(batch, trainer.model)
+    expected = 2.0 * (1 - 0.3) * n * sentence_nll(trainer.model.lm, text_batch, trainer.device).mean()
+    assert torch.allclose(with_text - without, expected, rtol=1e-4)
+    # batches go on past the end of the text: every sentence comes round, none is empty
+    trainer.text_sents = sents
+    seen = [s for _ in range(60) for s in trainer.next_text_batch()]
+    assert trainer._text_pass >= 2
+    assert {tuple(s) for s in sents} <= {tuple(s) for s in seen}
+    trainer.run()  # and a whole epoch trains with it
+
+
+def test_text_rehearsal_needs_a_text_file(tiny_asr, tmp_path):
+    from speechlm.train.tasks import SpeechLMTrainer
+
+    cfg = load_config(None, tiny_overrides(epochs=1) + ["speechlm.text_weight=1.0"])
+    with pytest.raises(SpeechlmError, match="needs speechlm.text"):
+        SpeechLMTrainer(cfg, tmp_path / "asr", tiny_asr["train"], None, tiny_asr["tokenizer"])
+    cfg = load_config(None, tiny_overrides(epochs=1) + [
+        "speechlm.text_weight=1.0", f"speechlm.text={tmp_path / 'missing.txt'}"])
+    with pytest.raises(SpeechlmError, match="missing.txt not found"):
+        SpeechLMTrainer(cfg, tmp_path / "asr", tiny_asr["train"], None, tiny_asr["tokenizer"])

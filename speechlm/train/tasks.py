@@ -15,7 +15,7 @@ import torch
 from speechlm.config import ExperimentConfig
 from speechlm.data.text_data import make_text_loader, read_lm_text
 from speechlm.errors import SpeechlmError
-from speechlm.models.lm import TransformerLM, lm_loss
+from speechlm.models.lm import TransformerLM, lm_loss, sentence_nll
 from speechlm.models.speechlm_asr import SpeechLMAsr, load_lm_into
 from speechlm.train import checkpoint as ckpt
 from speechlm.train.trainer import AsrTrainer, Trainer, lr_factor
@@ -95,7 +95,18 @@ class SpeechLMTrainer(AsrTrainer):
             raise SpeechlmError(f"speechlm.ctc_weight = {cfg.speechlm.ctc_weight}: must be in [0, 1]")
         if cfg.speechlm.lm_init:
             adopt_lm_architecture(cfg, cfg.speechlm.lm_init)
+        if cfg.speechlm.text_weight < 0:
+            raise SpeechlmError(f"speechlm.text_weight = {cfg.speechlm.text_weight}: must be >= 0")
+        if cfg.speechlm.text_weight > 0 and not cfg.speechlm.text:
+            raise SpeechlmError("speechlm.text_weight > 0 needs speechlm.text: a text file, one "
+                                "sentence a line (the recipe's LM text, e.g. data/text/lm_text.txt)")
         super().__init__(cfg, exp_dir, train_cuts, dev_cuts, tokenizer_model)
+        self.text_sents: list[list[int]] = []
+        self._text_batches = None
+        if cfg.speechlm.text_weight > 0:
+            # the LM's own held-out sentences (lm.valid_sentences, the file's end) stay unseen
+            self.text_sents, _ = read_lm_text(cfg.speechlm.text, self.tokenizer,
+                                              cfg.lm.valid_sentences)
 
     def build_model(self) -> SpeechLMAsr:
         from speechlm.data.features import compute_cmvn
@@ -131,7 +142,26 @@ class SpeechLMTrainer(AsrTrainer):
 
     def describe_data(self) -> str:
         init = self.cfg.speechlm.lm_init or "random init"
-        return f"{super().describe_data()}; LM part: {init}"
+        text = ""
+        if self.text_sents:
+            text = (f"; text rehearsal: {len(self.text_sents)} sentences of {self.cfg.speechlm.text}, "
+                    f"weight {self.cfg.speechlm.text_weight}")
+        return f"{super().describe_data()}; LM part: {init}{text}"
+
+    def next_text_batch(self) -> list[list[int]]:
+        """The next text-only batch; passes over the text go on across epochs (deterministic)."""
+        while True:
+            if self._text_batches is None:
+                self._text_pass = getattr(self, "_text_pass", 0) + 1
+                loader, sampler = make_text_loader(
+                    self.text_sents, self.cfg.speechlm.text_max_tokens, train=True,
+                    seed=self.cfg.train.seed, world_size=self.dist.world_size, rank=self.dist.rank)
+                sampler.set_epoch(self._text_pass)
+                self._text_batches = iter(loader)
+            batch = next(self._text_batches, None)
+            if batch is not None:
+                return batch
+            self._text_batches = None
 
     def batch_loss(self, batch: dict, model) -> tuple:
         feats = batch["feats"].to(self.device)
@@ -139,7 +169,14 @@ class SpeechLMTrainer(AsrTrainer):
         targets = [self.targets[t] for t in batch["texts"]]
         ctc, att = model(feats, lens, targets)  # through DDP's forward when distributed
         w = self.cfg.speechlm.ctc_weight
-        return w * ctc + (1 - w) * att, len(targets)
+        loss = w * ctc + (1 - w) * att
+        if self.text_sents and self.model.training:
+            # Rehearsal: the decoder keeps modelling plain text (<sos/eos> y <sos/eos>) while it
+            # learns to read speech; mean NLL per sentence, scaled to the speech batch.
+            text = self.next_text_batch()
+            text_nll = sentence_nll(self.model.lm, text, self.device).mean()
+            loss = loss + self.cfg.speechlm.text_weight * (1 - w) * len(targets) * text_nll
+        return loss, len(targets)
 
 
 def adopt_lm_architecture(cfg: ExperimentConfig, lm_path: str | Path,
