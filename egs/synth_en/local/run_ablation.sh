@@ -2,7 +2,9 @@
 # Ablation for speech-language pretraining on synth_en: speech-LM ASR (conf/speechlm.yaml) with its
 # LM part (a) randomly initialised vs (b) initialised from the pretrained text LM, trained on all
 # paired data and on a low-resource subset, each decoded with every method in one pass. Same data,
-# steps and seed within a condition; only the LM initialisation differs.
+# steps and seed within a condition; the LM initialisation differs, and --random-args /
+# --pretrained-args let each init use the fine-tuning options chosen for it on dev (e.g. text
+# rehearsal, speechlm.text_weight, helps the pretrained decoder and hurts the random one).
 #   ./run.sh --stop-stage 2        # data, features, tokenizer
 #   local/run_ablation.sh          # text LM + 4 trainings + decodes; table appended to RESULTS.md
 # The text LM is trained here (conf/lm.yaml + $lm_args: longer than the demo's stage-3 LM, which is
@@ -20,6 +22,8 @@ inits="random pretrained"    # LM part: random | pretrained (from $lm) | pretrai
 low_fraction=0.1             # share of the paired training utterances in the low-resource subset
 low_args="train.num_epochs=60 optim.warmup_steps=100"  # low-resource schedule (same for both inits)
 full_args=""                 # extra overrides for the full-data runs
+random_args=""               # extra overrides for the random-init runs only
+pretrained_args=""           # extra overrides for the pretrained(-frozen) runs only
 subset_seed=0                # seed of the random low-resource subset
 methods=ctc-greedy,ctc-prefix-beam,attention-rescoring,attention-beam,lm-shallow-fusion  # decoded in one pass
 decode_args="decode.ctc_weight=0.5 decode.lm_weight=1.2"  # chosen on dev (RESULTS.md), same for every run
@@ -56,9 +60,9 @@ for cond in $conditions; do
     exp_dir=$out/$cond-$init
     if [ "$cond" = low ]; then cuts=$train_low; extra=$low_args; else cuts=$train_full; extra=$full_args; fi
     case $init in
-      random) lm_init="speechlm.lm_init=''" ;;
-      pretrained) lm_init="speechlm.lm_init=$lm" ;;
-      pretrained-frozen) lm_init="speechlm.lm_init=$lm speechlm.freeze_lm_steps=1000000" ;;
+      random) lm_init="speechlm.lm_init='' $random_args" ;;
+      pretrained) lm_init="speechlm.lm_init=$lm $pretrained_args" ;;
+      pretrained-frozen) lm_init="speechlm.lm_init=$lm speechlm.freeze_lm_steps=1000000 $pretrained_args" ;;
       *) echo "run_ablation.sh: unknown init $init" >&2; exit 2 ;;
     esac
     if [ ! -f "$exp_dir/final.pt" ]; then
@@ -91,7 +95,9 @@ done
   echo "Speech-LM ASR ($conf): LM part random-init vs from the text LM $lm."
   case " $conditions " in *" low "*) echo "low = $low_fraction of the paired training utterances (random subset, seed $subset_seed; $low_args)." ;; esac
   case " $conditions " in *" full "*) echo "full = all paired training utterances (${full_args:-the schedule of $conf})." ;; esac
-  echo "Every method decodes the test set in one pass ($decode_args; beam 4); RTF on a shared 2-core CPU."
+  [ -z "$random_args" ] || echo "random-init runs also: $random_args."
+  [ -z "$pretrained_args" ] || echo "pretrained runs also: $pretrained_args."
+  echo "Every method decodes the test set in one pass ($decode_args; the rest of the decode section of $conf); RTF on a shared 2-core CPU."
   echo
   cat "$out/table.md"
 } >> RESULTS.md
