@@ -148,15 +148,6 @@ class SpeechLMTrainer(AsrTrainer):
                     f"weight {self.cfg.speechlm.text_weight}")
         return f"{super().describe_data()}; LM part: {init}{text}"
 
-    def clip_groups(self) -> list:
-        """With text rehearsal the LM part is clipped on its own, so the text batch's gradient
-        does not use up the clipping budget of the speech loss's gradient to the encoder."""
-        if not self.text_sents:
-            return super().clip_groups()
-        lm_ids = {id(p) for p in self.model.lm.parameters()}
-        return [[p for p in self.model.parameters() if id(p) not in lm_ids],
-                list(self.model.lm.parameters())]
-
     def next_text_batch(self) -> list[list[int]]:
         """The next text-only batch; passes over the text go on across epochs (deterministic)."""
         while True:

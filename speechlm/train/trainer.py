@@ -153,10 +153,6 @@ class Trainer:
     def describe_data(self) -> str:
         return ""
 
-    def clip_groups(self) -> list:
-        """Parameter lists whose gradient norms are clipped (to ``optim.grad_clip``) separately."""
-        return [list(self.model.parameters())]
-
     def count_steps_per_epoch(self) -> int:
         """Batches in one epoch, from a dry pass of a fresh sampler (reads no features)."""
         _, sampler = self.make_loader(train=True)
@@ -248,8 +244,7 @@ class Trainer:
             loss, n = self.batch_loss(batch, self.ddp_model)
             self.optimizer.zero_grad(set_to_none=True)
             (loss / n).backward()
-            grad_norm = max(torch.nn.utils.clip_grad_norm_(group, self.cfg.optim.grad_clip)
-                            for group in self.clip_groups())
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
             self.step += 1
