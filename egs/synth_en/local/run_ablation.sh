@@ -25,6 +25,7 @@ full_args=""                 # extra overrides for the full-data runs
 random_args=""               # extra overrides for the random-init runs only
 pretrained_args=""           # extra overrides for the pretrained(-frozen) runs only
 subset_seed=0                # seed of the random low-resource subset
+low_speed_perturb=""         # e.g. 0.9,1.1: the low-resource runs train on the subset plus speed-perturbed copies
 methods=ctc-greedy,ctc-prefix-beam,attention-rescoring,attention-beam,lm-shallow-fusion  # decoded in one pass
 decode_args="decode.ctc_weight=0.5 decode.lm_weight=1.2"  # chosen on dev (RESULTS.md), same for every run
 tokenizer=data/lang_bpe/bpe.model  # sentencepiece model (stage 2)
@@ -53,6 +54,15 @@ if [ ! -f "$train_low" ]; then
   speechlm subset-cuts --cuts "$train_full" --out "$train_low.tmp.jsonl.gz" --fraction "$low_fraction" \
     --seed "$subset_seed"
   mv "$train_low.tmp.jsonl.gz" "$train_low"
+fi
+if [ -n "$low_speed_perturb" ]; then
+  train_low_sp=$out/train_low_sp.jsonl.gz
+  if [ ! -f "$train_low_sp" ]; then
+    speechlm compute-fbank --cuts "$train_low" --out "$train_low_sp.tmp.jsonl.gz" \
+      --storage "$out/feats_low_sp" --speed-perturb "$low_speed_perturb"
+    mv "$train_low_sp.tmp.jsonl.gz" "$train_low_sp"
+  fi
+  train_low=$train_low_sp
 fi
 
 for cond in $conditions; do
@@ -93,7 +103,7 @@ done
   echo "## Speech-language pretraining ablation: $out ($(date +%F))"
   echo
   echo "Speech-LM ASR ($conf): LM part random-init vs from the text LM $lm."
-  case " $conditions " in *" low "*) echo "low = $low_fraction of the paired training utterances (random subset, seed $subset_seed; $low_args)." ;; esac
+  case " $conditions " in *" low "*) echo "low = $low_fraction of the paired training utterances (random subset, seed $subset_seed${low_speed_perturb:+, plus speed-perturbed copies at $low_speed_perturb}; $low_args)." ;; esac
   case " $conditions " in *" full "*) echo "full = all paired training utterances (${full_args:-the schedule of $conf})." ;; esac
   [ -z "$random_args" ] || echo "random-init runs also: $random_args."
   [ -z "$pretrained_args" ] || echo "pretrained runs also: $pretrained_args."
