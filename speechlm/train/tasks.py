@@ -102,7 +102,8 @@ class SpeechLMTrainer(AsrTrainer):
                                 "sentence a line (the recipe's LM text, e.g. data/text/lm_text.txt)")
         super().__init__(cfg, exp_dir, train_cuts, dev_cuts, tokenizer_model)
         self.text_sents: list[list[int]] = []
-        self._text_batches = None
+        self._text_batches = None  # iterator over the current pass of the text
+        self._text_pass = 0  # passes started (the sampler's epoch)
         if cfg.speechlm.text_weight > 0:
             # the LM's own held-out sentences (lm.valid_sentences, the file's end) stay unseen
             self.text_sents, _ = read_lm_text(cfg.speechlm.text, self.tokenizer,
@@ -152,7 +153,7 @@ class SpeechLMTrainer(AsrTrainer):
         """The next text-only batch; passes over the text go on across epochs (deterministic)."""
         while True:
             if self._text_batches is None:
-                self._text_pass = getattr(self, "_text_pass", 0) + 1
+                self._text_pass += 1
                 loader, sampler = make_text_loader(
                     self.text_sents, self.cfg.speechlm.text_max_tokens, train=True,
                     seed=self.cfg.train.seed, world_size=self.dist.world_size, rank=self.dist.rank)
