@@ -93,6 +93,11 @@ class LMConfig:
     max_tokens: int = 6000  # tokens per LM training batch
     sentences_per_epoch: int = 0  # LM "epoch" = this many random sentences (0: all)
     valid_sentences: int = 1000  # held out from the LM text for validation perplexity
+    init: str = ""  # start from this LM checkpoint's weights (continued pretraining); "" = random
+    asr_task_weight: float = 0.0  # > 0: also learn to transcribe simulated CTC frame streams of
+    #   each sentence, [frames] <asr> y <sos/eos>, from text alone (the speech-LM ASR's layout)
+    asr_task_noise: float = 0.4  # per-sentence piece error rate of those streams ~ U(0, this)
+    asr_task_max_repeat: int = 2  # frames per piece 1..this, then 0..this blank frames
 
 
 @dataclass

@@ -11,7 +11,15 @@ from conftest import DIGITS
 
 from speechlm.config import LMConfig, load_config
 from speechlm.errors import SpeechlmError
-from speechlm.models.lm import TransformerLM, lm_loss
+from speechlm.models.lm import (
+    TransformerLM,
+    asr_task_row,
+    conditional_nll,
+    lm_loss,
+    sentence_nll,
+    simulate_ctc_frames,
+)
+from speechlm.text.symbols import ASR_ID, BLANK_ID, SOS_EOS_ID
 from speechlm.train.tasks import perplexity
 
 TINY_LM = ["lm.d_model=32", "lm.num_layers=2", "lm.num_heads=2", "lm.dropout=0.0",
@@ -112,3 +120,100 @@ def test_token_batch_sampler_budget_determinism_and_shards():
     assert not set(map(tuple, shards[0])) & set(map(tuple, shards[1]))
     part = TokenBatchSampler(lengths, 200, True, seed=3, sentences_per_epoch=100)
     assert sum(len(b) for b in part) == 100
+
+
+def _ctc_collapse(frames):
+    out, prev = [], None
+    for f in frames:
+        if f != prev and f != BLANK_ID:
+            out.append(f)
+        prev = f
+    return out
+
+
+def test_simulated_ctc_frames_collapse_to_the_sentence_or_to_the_asked_error_rate():
+    from speechlm.scoring.wer import align_words
+
+    rng = random.Random(0)
+    for sent in ([5, 6, 6, 7], [9], [8, 8, 8]):  # repeats survive: a blank keeps them apart
+        for max_repeat in (1, 3):
+            frames = simulate_ctc_frames(sent, 20, 0.0, max_repeat, rng)
+            assert _ctc_collapse(frames) == sent
+            assert set(frames) <= {BLANK_ID, *sent}
+    assert simulate_ctc_frames([], 20, 0.0, 2, rng) != []
+    sent = [5 + i % 15 for i in range(400)]
+    frames = simulate_ctc_frames(sent, 20, 0.6, 2, rng)
+    assert all(f == BLANK_ID or 5 <= f < 20 for f in frames)  # pieces only, no other specials
+    pairs = align_words([str(t) for t in sent], [str(t) for t in _ctc_collapse(frames)])
+    errors = sum(a != b for a, b in pairs)
+    assert 0.4 * len(sent) < errors < 0.7 * len(sent)  # 0.2 each of del / sub / ins, re-aligned
+    mean_frames = sum(len(simulate_ctc_frames(sent, 20, 0.0, 2, rng)) for _ in range(5)) / 5
+    assert 2.2 < mean_frames / len(sent) < 2.8  # 1.5 piece + 1 blank frames per piece
+    with pytest.raises(ValueError):
+        simulate_ctc_frames(sent, 20, 1.5, 2, rng)
+    with pytest.raises(ValueError):
+        simulate_ctc_frames(sent, 20, 0.1, 0, rng)
+
+
+def test_conditional_nll_of_text_and_transcription_rows():
+    torch.manual_seed(0)
+    lm = TransformerLM(LMConfig(d_model=32, num_layers=2, num_heads=2, dropout=0.0), 20).eval()
+    sents = [[5, 6, 7], [8]]
+    with torch.no_grad():
+        text = conditional_nll(lm, [[SOS_EOS_ID, *s, SOS_EOS_ID] for s in sents], [1, 1], "cpu")
+        assert torch.allclose(text, sentence_nll(lm, sents, "cpu"), atol=1e-5)
+        row, context = asr_task_row([5, 6], [0, 5, 5, 0, 6])
+        assert row == [0, 5, 5, 0, 6, ASR_ID, 5, 6, SOS_EOS_ID] and context == 6
+        logp = lm(torch.tensor([row[:-1]]), torch.tensor([len(row) - 1])).log_softmax(-1)[0]
+        by_hand = -(logp[5, 5] + logp[6, 6] + logp[7, SOS_EOS_ID])  # only y and <sos/eos> count
+        both = conditional_nll(lm, [row, [SOS_EOS_ID, 8, SOS_EOS_ID]], [context, 1], "cpu")
+    assert torch.allclose(both[0], by_hand, atol=1e-5)  # batched with a shorter row
+    assert torch.allclose(both[1], text[1], atol=1e-5)
+    with pytest.raises(ValueError, match="nothing to predict"):
+        conditional_nll(lm, [[2, 5]], [2], "cpu")
+
+
+def test_lm_asr_task_loss_and_continued_pretraining(tiny_asr, tmp_path):
+    from speechlm.train.checkpoint import load_checkpoint
+    from speechlm.train.tasks import LmTrainer
+
+    text = _write_text(tmp_path / "lm.txt", 300)
+    task = ["lm.asr_task_weight=0.5", "lm.asr_task_noise=0.3"]
+    trainer = LmTrainer(load_config(None, TINY_LM + task + ["train.num_epochs=3"]),
+                        tmp_path / "a", text, tiny_asr["tokenizer"])
+    batch = next(iter(trainer.make_loader(train=True)[0]))
+    vocab = trainer.tokenizer.vocab_size
+
+    def transcription_nll(noise_seed, noise):  # the streams batch_loss draws, replayed
+        torch.manual_seed(noise_seed)
+        rng = random.Random(int(torch.randint(0, 2 ** 31 - 1, ())))
+        rows = [asr_task_row(s, simulate_ctc_frames(s, vocab, rng.uniform(0.0, noise), 2, rng))
+                for s in batch]
+        return conditional_nll(trainer.model, [r for r, _ in rows], [c for _, c in rows], "cpu")
+
+    trainer.model.train()  # TINY_LM has no dropout, so train mode is deterministic
+    torch.manual_seed(7)
+    loss, n = trainer.batch_loss(batch, trainer.model)
+    text_only, n_text = lm_loss(trainer.model, batch, "cpu")
+    assert n == n_text
+    assert torch.allclose(loss, text_only + 0.5 * transcription_nll(7, 0.3).sum(), rtol=1e-5)
+    trainer.model.eval()  # validation stays plain perplexity
+    assert torch.allclose(trainer.batch_loss(batch, trainer.model)[0], text_only, rtol=1e-5)
+
+    with torch.no_grad():
+        before = float(transcription_nll(1, 0.0).sum())
+    final = trainer.run()
+    with torch.no_grad():
+        after = float(transcription_nll(1, 0.0).sum())
+    assert after < 0.5 * before, (before, after)  # it learnt to read clean frame streams
+
+    more = LmTrainer(load_config(None, TINY_LM + [f"lm.init={final}", "train.num_epochs=1"]),
+                     tmp_path / "b", text, tiny_asr["tokenizer"])
+    for key, value in load_checkpoint(final)["model"].items():
+        assert torch.equal(more.model.state_dict()[key], value), key
+    with pytest.raises(SpeechlmError, match="lm.init = .*missing.pt not found"):
+        LmTrainer(load_config(None, TINY_LM + [f"lm.init={tmp_path / 'missing.pt'}"]),
+                  tmp_path / "c", text, tiny_asr["tokenizer"])
+    with pytest.raises(SpeechlmError, match="lm.asr_task_noise"):
+        LmTrainer(load_config(None, TINY_LM + ["lm.asr_task_noise=2"]), tmp_path / "d", text,
+                  tiny_asr["tokenizer"])

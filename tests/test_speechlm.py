@@ -61,6 +61,16 @@ def test_mismatched_lm_checkpoint_is_refused(lm_ckpt, tmp_path):
         load_lm_into(model, not_lm, model.lm.cfg)
 
 
+def test_lm_trained_with_the_asr_task_keeps_its_asr_embedding(lm_ckpt, tmp_path):
+    state = load_checkpoint(lm_ckpt)
+    state["config"]["lm"]["asr_task_weight"] = 1.0  # as `train-lm --set lm.asr_task_weight=1` saves
+    path = tmp_path / "asr_task_lm.pt"
+    save_atomic(state, path)
+    model = _model(state["vocab_size"])
+    load_lm_into(model, path, model.lm.cfg)
+    assert torch.equal(model.lm.embed.weight, state["model"]["embed.weight"])  # <asr> as learnt
+
+
 def test_decoder_loss_batched_equals_unbatched():
     torch.manual_seed(0)
     model = _model(20).eval()

@@ -11,6 +11,7 @@ A text sentence is ``<sos/eos> y1 .. yn <sos/eos>``; the loss is next-token cros
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ from speechlm.models.encoder import (
     lengths_to_mask,
     rotary_tables,
 )
-from speechlm.text.symbols import BLANK_ID, SOS_EOS_ID
+from speechlm.text.symbols import ASR_ID, BLANK_ID, NUM_SPECIALS, SOS_EOS_ID
 
 
 class LMBlock(nn.Module):
@@ -177,6 +178,61 @@ def lm_loss(model, sentences: Sequence[Sequence[int]], device) -> tuple:
     """Summed next-token NLL over ``sentences`` (:func:`sentence_nll`) and the number of
     predicted tokens (``len(y) + 1`` each)."""
     return sentence_nll(model, sentences, device).sum(), sum(len(s) + 1 for s in sentences)
+
+
+def simulate_ctc_frames(sentence: Sequence[int], vocab_size: int, error_rate: float,
+                        max_repeat: int, rng: random.Random) -> list[int]:
+    """A frame stream such as a weak CTC model emits for ``sentence``: each piece is deleted,
+    replaced by a random piece or kept (the first two with probability ``error_rate / 3`` each)
+    and a random piece is inserted after it with probability ``error_rate / 3``; every emitted
+    piece lasts 1..``max_repeat`` frames and is followed by 0..``max_repeat`` blank frames (one at
+    least between two equal pieces, which CTC would otherwise merge). Never empty."""
+    if not 0.0 <= error_rate <= 1.0:
+        raise ValueError(f"error_rate {error_rate} outside [0, 1]")
+    if max_repeat < 1:
+        raise ValueError(f"max_repeat {max_repeat} must be >= 1")
+    e = error_rate / 3
+    frames = [BLANK_ID] * rng.randint(0, max_repeat)
+
+    def emit(piece: int) -> None:
+        if frames and frames[-1] == piece:
+            frames.append(BLANK_ID)
+        frames.extend([piece] * rng.randint(1, max_repeat))
+        frames.extend([BLANK_ID] * rng.randint(0, max_repeat))
+
+    for piece in sentence:
+        u = rng.random()
+        if u >= e:  # not deleted
+            emit(rng.randrange(NUM_SPECIALS, vocab_size) if u < 2 * e else piece)
+        if rng.random() < e:
+            emit(rng.randrange(NUM_SPECIALS, vocab_size))
+    return frames or [BLANK_ID]
+
+
+def conditional_nll(model, rows: Sequence[Sequence[int]], context: Sequence[int],
+                    device) -> torch.Tensor:
+    """Per row, the summed next-token NLL of ``row[context:]`` given what precedes it, ``(N,)``;
+    all rows in one forward (so a DDP wrapper ``model`` sees one call). A text sentence is
+    ``[<sos/eos>, *y, <sos/eos>]`` with context 1; a transcription row (:func:`asr_task_row`)
+    has its frames and ``<asr>`` as context."""
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    tokens = torch.full((len(rows), int(lengths.max())), BLANK_ID, dtype=torch.long)
+    target = torch.full_like(tokens, -100)
+    for i, (r, c) in enumerate(zip(rows, context)):
+        if not 1 <= c < len(r):
+            raise ValueError(f"row {i}: context {c} leaves nothing to predict in {len(r)} tokens")
+        tokens[i, : len(r)] = torch.tensor(list(r), dtype=torch.long)
+        target[i, c - 1: len(r) - 1] = tokens[i, c: len(r)]
+    logits = model(tokens[:, :-1].to(device), (lengths - 1).to(device))
+    nll = F.cross_entropy(logits.transpose(1, 2).float(), target[:, :-1].to(device),
+                          ignore_index=-100, reduction="none")
+    return nll.sum(1)
+
+
+def asr_task_row(sentence: Sequence[int], frames: Sequence[int]) -> tuple[list[int], int]:
+    """``[*frames, <asr>, *y, <sos/eos>]`` and its context length: the speech-LM ASR layout
+    (:mod:`speechlm.models.speechlm_asr`) with token frames in place of the speech prefix."""
+    return [*frames, ASR_ID, *sentence, SOS_EOS_ID], len(frames) + 1
 
 
 def lm_state_compatible(saved_cfg: dict, cfg: LMConfig) -> list[str]:

@@ -158,8 +158,10 @@ def load_lm_into(model: SpeechLMAsr, path: str | Path, lm_cfg: LMConfig) -> None
         raise SpeechlmError(f"LM checkpoint {path} has a different LM architecture ({diff}); "
                             "the ASR config's lm section must match the LM it starts from")
     model.lm.load_state_dict(state["model"])
-    with torch.no_grad():  # <asr> plays the LM's sentence-start role: start it from <sos/eos>
-        model.lm.embed.weight[ASR_ID] = model.lm.embed.weight[SOS_EOS_ID]
+    if not state["config"].get("lm", {}).get("asr_task_weight", 0.0) > 0:
+        # an LM that never saw <asr>: it plays the sentence-start role, so start it from <sos/eos>
+        with torch.no_grad():
+            model.lm.embed.weight[ASR_ID] = model.lm.embed.weight[SOS_EOS_ID]
     log.info("LM part initialised from %s", path)
 
 

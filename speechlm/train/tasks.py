@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from pathlib import Path
 
 import torch
@@ -15,7 +16,14 @@ import torch
 from speechlm.config import ExperimentConfig
 from speechlm.data.text_data import make_text_loader, read_lm_text
 from speechlm.errors import SpeechlmError
-from speechlm.models.lm import TransformerLM, lm_loss, sentence_nll
+from speechlm.models.lm import (
+    TransformerLM,
+    asr_task_row,
+    conditional_nll,
+    lm_loss,
+    sentence_nll,
+    simulate_ctc_frames,
+)
 from speechlm.models.speechlm_asr import SpeechLMAsr, load_lm_into
 from speechlm.train import checkpoint as ckpt
 from speechlm.train.trainer import AsrTrainer, Trainer, lr_factor
@@ -44,15 +52,39 @@ class LmTrainer(Trainer):
         self.text_path = Path(text)
         self.train_sents, self.valid_sents = read_lm_text(text, self.tokenizer, cfg.lm.valid_sentences)
         self.has_dev = True
+        lm = cfg.lm
+        if lm.asr_task_weight < 0:
+            raise SpeechlmError(f"lm.asr_task_weight = {lm.asr_task_weight}: must be >= 0")
+        if not 0.0 <= lm.asr_task_noise <= 1.0:
+            raise SpeechlmError(f"lm.asr_task_noise = {lm.asr_task_noise}: must be in [0, 1]")
+        if lm.asr_task_max_repeat < 1:
+            raise SpeechlmError(f"lm.asr_task_max_repeat = {lm.asr_task_max_repeat}: must be >= 1")
+        if lm.init:
+            adopt_lm_architecture(cfg, lm.init, key="lm.init")
         self.setup()
 
     def build_model(self) -> TransformerLM:
-        return TransformerLM(self.cfg.lm, self.tokenizer.vocab_size)
+        model = TransformerLM(self.cfg.lm, self.tokenizer.vocab_size)
+        if self.cfg.lm.init:
+            state = ckpt.load_checkpoint(self.cfg.lm.init)
+            if state.get("vocab_size") != self.tokenizer.vocab_size:
+                raise SpeechlmError(
+                    f"lm.init = {self.cfg.lm.init} has vocabulary size {state.get('vocab_size')} but "
+                    f"the tokenizer has {self.tokenizer.vocab_size}: continue from an LM trained on "
+                    "the same sentencepiece model")
+            model.load_state_dict(state["model"])
+            log.info("LM initialised from %s", self.cfg.lm.init)
+        return model
 
     def describe_data(self) -> str:
         ntok = sum(len(s) + 1 for s in self.train_sents)
+        task = ""
+        if self.cfg.lm.asr_task_weight > 0:
+            lm = self.cfg.lm
+            task = (f"; transcription task on simulated CTC frames (weight {lm.asr_task_weight}, "
+                    f"piece error rate U(0, {lm.asr_task_noise}), max repeat {lm.asr_task_max_repeat})")
         return (f"{len(self.train_sents)} training sentences ({ntok:,} tokens), "
-                f"{len(self.valid_sents)} held out for validation ({self.text_path})")
+                f"{len(self.valid_sents)} held out for validation ({self.text_path}){task}")
 
     def make_loader(self, train: bool):
         sents = self.train_sents if train else self.valid_sents
@@ -61,7 +93,26 @@ class LmTrainer(Trainer):
                                 sentences_per_epoch=self.cfg.lm.sentences_per_epoch, **dist_args)
 
     def batch_loss(self, batch: list[list[int]], model) -> tuple:
-        return lm_loss(model, batch, self.device)  # model may be the DDP wrapper
+        lm = self.cfg.lm
+        if lm.asr_task_weight <= 0 or not self.model.training:  # validation: plain perplexity
+            return lm_loss(model, batch, self.device)  # model may be the DDP wrapper
+        # Each sentence twice: as text (<sos/eos> y <sos/eos>) and as the transcript of a
+        # simulated CTC frame stream ([frames] <asr> y <sos/eos>). The streams are drawn from
+        # torch's generator, which the loop seeds per epoch (so a resumed run repeats them).
+        loss, n = lm_loss(model, batch, self.device)
+        rng = random.Random(int(torch.randint(0, 2 ** 31 - 1, ())))
+        rows, context = [], []
+        for s in batch:
+            frames = simulate_ctc_frames(s, self.tokenizer.vocab_size,
+                                         rng.uniform(0.0, lm.asr_task_noise),
+                                         lm.asr_task_max_repeat, rng)
+            row, c = asr_task_row(s, frames)
+            rows.append(row)
+            context.append(c)
+        # A second batch (the streams are ~3x longer than the text): through the unwrapped
+        # module, as rehearsal does; under DDP both forwards' gradients meet before the reduction.
+        nll = conditional_nll(self.model, rows, context, self.device)
+        return loss + lm.asr_task_weight * nll.sum(), n
 
     def validate(self) -> float:
         nll = super().validate()
