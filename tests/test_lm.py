@@ -217,3 +217,25 @@ def test_lm_asr_task_loss_and_continued_pretraining(tiny_asr, tmp_path):
     with pytest.raises(SpeechlmError, match="lm.asr_task_noise"):
         LmTrainer(load_config(None, TINY_LM + ["lm.asr_task_noise=2"]), tmp_path / "d", text,
                   tiny_asr["tokenizer"])
+
+
+def test_train_lm_under_torchrun_with_the_asr_task(tiny_asr, tmp_path):
+    # two processes: the final perplexity is computed on every rank (it all-reduces), and the
+    # transcription task's second forward takes part in the gradient reduction
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    text = _write_text(tmp_path / "lm.txt", 200)
+    exp = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "speechlm.cli", "train-lm", "--exp-dir", str(exp), "--text", str(text),
+           "--tokenizer", str(tiny_asr["tokenizer"]),
+           "--set", *TINY_LM, "train.num_epochs=1", "train.device=cpu", "lm.asr_task_weight=1"]
+    proc = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "world size 2" in (exp / "log" / "train.log").read_text()
+    assert (exp / "perplexity.txt").read_text().startswith("validation perplexity ")

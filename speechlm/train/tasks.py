@@ -121,9 +121,10 @@ class LmTrainer(Trainer):
 
     def run(self, resume: bool = False) -> Path:
         final = super().run(resume)
+        # every rank: validate() all-reduces (each rank scores the whole held-out part)
+        self.model.load_state_dict(ckpt.load_checkpoint(final, map_location=self.device)["model"])
+        nll_per_token = self.validate()
         if self.dist.is_main:
-            self.model.load_state_dict(ckpt.load_checkpoint(final, map_location=self.device)["model"])
-            nll_per_token = self.validate()
             ppl = math.exp(nll_per_token)
             (self.exp_dir / "perplexity.txt").write_text(
                 f"validation perplexity {ppl:.3f} ({len(self.valid_sents)} held-out sentences of "
