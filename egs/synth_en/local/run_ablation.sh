@@ -9,7 +9,10 @@
 #   local/run_ablation.sh          # text LM + 4 trainings + decodes; table appended to RESULTS.md
 # The text LM is trained here (conf/lm.yaml + $lm_args: longer than the demo's stage-3 LM, which is
 # cut to fit make demo's time budget); --lm exp/lm/final.pt uses the stage-3 LM instead. Random-init
-# and pretrained runs both decode lm-shallow-fusion with this same LM.
+# and pretrained runs both decode lm-shallow-fusion with this same LM. An LM that has also learnt the
+# transcription task (lm.asr_task_weight; RESULTS.md, session 5), continued from exp/ablation/lm:
+#   --lm exp/ablation/lm_asrtask/final.pt --lm-args "lm.init=exp/ablation/lm/final.pt
+#     lm.asr_task_weight=1 lm.asr_task_noise=0.6 optim.lr=0.001 train.num_epochs=2"
 # Outputs: exp/ablation/<condition>-<init>/ (checkpoints, decode-test/ reports), exp/ablation/lm/,
 # exp/ablation/table.md
 set -euo pipefail
