@@ -75,6 +75,7 @@ def test_lm_training_loss_falls_and_perplexity_file(tiny_asr, tmp_path):
     final = trainer.run()
     after = trainer.validate()
     assert after < before - 0.3, (before, after)
+    assert load_checkpoint(final)["asr_task_trained"] is False  # a plain LM: <asr> never seen
     report = (tmp_path / "lm" / "perplexity.txt").read_text()
     ppl = float(report.split()[2])
     # recompute by hand from final.pt: sum of -log p over every predicted token of the held-out part
@@ -211,6 +212,9 @@ def test_lm_asr_task_loss_and_continued_pretraining(tiny_asr, tmp_path):
                      tmp_path / "b", text, tiny_asr["tokenizer"])
     for key, value in load_checkpoint(final)["model"].items():
         assert torch.equal(more.model.state_dict()[key], value), key
+    # <asr> stays learnt through a continuation without the task (load_lm_into keeps it)
+    assert load_checkpoint(final)["asr_task_trained"] is True
+    assert load_checkpoint(more.run())["asr_task_trained"] is True
     with pytest.raises(SpeechlmError, match="lm.init = .*missing.pt not found"):
         LmTrainer(load_config(None, TINY_LM + [f"lm.init={tmp_path / 'missing.pt'}"]),
                   tmp_path / "c", text, tiny_asr["tokenizer"])

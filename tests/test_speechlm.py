@@ -63,7 +63,7 @@ def test_mismatched_lm_checkpoint_is_refused(lm_ckpt, tmp_path):
 
 def test_lm_trained_with_the_asr_task_keeps_its_asr_embedding(lm_ckpt, tmp_path):
     state = load_checkpoint(lm_ckpt)
-    state["config"]["lm"]["asr_task_weight"] = 1.0  # as `train-lm --set lm.asr_task_weight=1` saves
+    state["asr_task_trained"] = True  # as `train-lm --set lm.asr_task_weight=1` saves
     path = tmp_path / "asr_task_lm.pt"
     save_atomic(state, path)
     model = _model(state["vocab_size"])

@@ -139,6 +139,13 @@ class SpeechLMAsr(CTCModel):
         return out
 
 
+def asr_task_trained(state: dict) -> bool:
+    """Whether a text-LM checkpoint has learnt ``<asr>`` (``lm.asr_task_weight`` > 0, in its own
+    training or in the LM it continued through ``lm.init``)."""
+    return bool(state.get("asr_task_trained")
+                or state.get("config", {}).get("lm", {}).get("asr_task_weight", 0.0) > 0)
+
+
 def load_lm_into(model: SpeechLMAsr, path: str | Path, lm_cfg: LMConfig) -> None:
     """Initialise ``model.lm`` from a stage-3 LM checkpoint; refuse one that does not fit."""
     from speechlm.train.checkpoint import load_checkpoint
@@ -158,11 +165,11 @@ def load_lm_into(model: SpeechLMAsr, path: str | Path, lm_cfg: LMConfig) -> None
         raise SpeechlmError(f"LM checkpoint {path} has a different LM architecture ({diff}); "
                             "the ASR config's lm section must match the LM it starts from")
     model.lm.load_state_dict(state["model"])
-    if not state["config"].get("lm", {}).get("asr_task_weight", 0.0) > 0:
+    if not asr_task_trained(state):
         # an LM that never saw <asr>: it plays the sentence-start role, so start it from <sos/eos>
         with torch.no_grad():
             model.lm.embed.weight[ASR_ID] = model.lm.embed.weight[SOS_EOS_ID]
     log.info("LM part initialised from %s", path)
 
 
-__all__ = ["Adapter", "KVCache", "SpeechLMAsr", "load_lm_into"]
+__all__ = ["Adapter", "KVCache", "SpeechLMAsr", "asr_task_trained", "load_lm_into"]

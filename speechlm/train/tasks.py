@@ -24,7 +24,7 @@ from speechlm.models.lm import (
     sentence_nll,
     simulate_ctc_frames,
 )
-from speechlm.models.speechlm_asr import SpeechLMAsr, load_lm_into
+from speechlm.models.speechlm_asr import SpeechLMAsr, asr_task_trained, load_lm_into
 from speechlm.train import checkpoint as ckpt
 from speechlm.train.trainer import AsrTrainer, Trainer, lr_factor
 
@@ -65,6 +65,8 @@ class LmTrainer(Trainer):
 
     def build_model(self) -> TransformerLM:
         model = TransformerLM(self.cfg.lm, self.tokenizer.vocab_size)
+        # whether <asr> has been learnt, here or in the LM this one continues (load_lm_into)
+        self.asr_task_trained = self.cfg.lm.asr_task_weight > 0
         if self.cfg.lm.init:
             state = ckpt.load_checkpoint(self.cfg.lm.init)
             if state.get("vocab_size") != self.tokenizer.vocab_size:
@@ -73,8 +75,12 @@ class LmTrainer(Trainer):
                     f"the tokenizer has {self.tokenizer.vocab_size}: continue from an LM trained on "
                     "the same sentencepiece model")
             model.load_state_dict(state["model"])
+            self.asr_task_trained = self.asr_task_trained or asr_task_trained(state)
             log.info("LM initialised from %s", self.cfg.lm.init)
         return model
+
+    def extra_state(self) -> dict:
+        return {"asr_task_trained": self.asr_task_trained}
 
     def describe_data(self) -> str:
         ntok = sum(len(s) + 1 for s in self.train_sents)

@@ -153,6 +153,10 @@ class Trainer:
     def describe_data(self) -> str:
         return ""
 
+    def extra_state(self) -> Dict:
+        """More keys saved in every checkpoint (epoch and final)."""
+        return {}
+
     def count_steps_per_epoch(self) -> int:
         """Batches in one epoch, from a dry pass of a fresh sampler (reads no features)."""
         _, sampler = self.make_loader(train=True)
@@ -169,6 +173,7 @@ class Trainer:
             "step": self.step,
             "vocab_size": self.tokenizer.vocab_size,
             "config": self.cfg.to_dict(),
+            **self.extra_state(),
         }
 
     def resume(self) -> bool:
@@ -232,7 +237,8 @@ class Trainer:
         paths = ckpt.epoch_checkpoints(self.exp_dir)[-max(1, self.cfg.train.average_last):]
         avg = ckpt.average_state_dicts(paths)
         ckpt.save_atomic({"model": avg, "vocab_size": self.tokenizer.vocab_size,
-                          "config": self.cfg.to_dict(), "averaged": [p.name for p in paths]}, final)
+                          "config": self.cfg.to_dict(), "averaged": [p.name for p in paths],
+                          **self.extra_state()}, final)
         log.info("final model: average of %s -> %s", [p.name for p in paths], final)
 
     def train_epoch(self, loader, epoch: int) -> float:
