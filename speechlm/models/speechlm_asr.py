@@ -146,25 +146,34 @@ def asr_task_trained(state: dict) -> bool:
                 or state.get("config", {}).get("lm", {}).get("asr_task_weight", 0.0) > 0)
 
 
-def load_lm_into(model: SpeechLMAsr, path: str | Path, lm_cfg: LMConfig) -> None:
-    """Initialise ``model.lm`` from a stage-3 LM checkpoint; refuse one that does not fit."""
+def load_lm_weights(lm: TransformerLM, path: str | Path, lm_cfg: LMConfig,
+                    key: str = "speechlm.lm_init") -> dict:
+    """Load a text-LM checkpoint into ``lm`` (the speech-LM's decoder, or an LM that continues
+    training through ``lm.init``); refuse one that does not fit. ``key`` is the config option
+    that named ``path`` (for messages). Returns the checkpoint."""
     from speechlm.train.checkpoint import load_checkpoint
 
     state = load_checkpoint(path)
     if state.get("config", {}).get("model", {}).get("kind") != "lm":
         raise SpeechlmError(f"{path} is not a text-LM checkpoint (train one with speechlm train-lm)")
     saved_vocab = state.get("vocab_size")
-    if saved_vocab != model.vocab_size:
+    if saved_vocab != lm.vocab_size:
         raise SpeechlmError(
-            f"LM checkpoint {path} has vocabulary size {saved_vocab} but the ASR tokenizer has "
-            f"{model.vocab_size}: the LM must be trained on the same sentencepiece model "
-            "(re-run stage 3 after stage 2, or set speechlm.lm_init='' for random init)"
+            f"LM checkpoint {path} has vocabulary size {saved_vocab} but the tokenizer has "
+            f"{lm.vocab_size}: the LM must be trained on the same sentencepiece model "
+            f"(re-run stage 3 after stage 2, or set {key}='' for random init)"
         )
     diff = lm_state_compatible(state.get("config", {}).get("lm", {}), lm_cfg)
     if diff:
         raise SpeechlmError(f"LM checkpoint {path} has a different LM architecture ({diff}); "
-                            "the ASR config's lm section must match the LM it starts from")
-    model.lm.load_state_dict(state["model"])
+                            "the config's lm section must match the LM it starts from")
+    lm.load_state_dict(state["model"])
+    return state
+
+
+def load_lm_into(model: SpeechLMAsr, path: str | Path, lm_cfg: LMConfig) -> None:
+    """Initialise ``model.lm`` from a stage-3 LM checkpoint; refuse one that does not fit."""
+    state = load_lm_weights(model.lm, path, lm_cfg)
     if not asr_task_trained(state):
         # an LM that never saw <asr>: it plays the sentence-start role, so start it from <sos/eos>
         with torch.no_grad():
@@ -172,4 +181,5 @@ def load_lm_into(model: SpeechLMAsr, path: str | Path, lm_cfg: LMConfig) -> None
     log.info("LM part initialised from %s", path)
 
 
-__all__ = ["Adapter", "KVCache", "SpeechLMAsr", "asr_task_trained", "load_lm_into"]
+__all__ = ["Adapter", "KVCache", "SpeechLMAsr", "asr_task_trained", "load_lm_into",
+           "load_lm_weights"]

@@ -24,7 +24,12 @@ from speechlm.models.lm import (
     sentence_nll,
     simulate_ctc_frames,
 )
-from speechlm.models.speechlm_asr import SpeechLMAsr, asr_task_trained, load_lm_into
+from speechlm.models.speechlm_asr import (
+    SpeechLMAsr,
+    asr_task_trained,
+    load_lm_into,
+    load_lm_weights,
+)
 from speechlm.train import checkpoint as ckpt
 from speechlm.train.trainer import AsrTrainer, Trainer, lr_factor
 
@@ -68,13 +73,7 @@ class LmTrainer(Trainer):
         # whether <asr> has been learnt, here or in the LM this one continues (load_lm_into)
         self.asr_task_trained = self.cfg.lm.asr_task_weight > 0
         if self.cfg.lm.init:
-            state = ckpt.load_checkpoint(self.cfg.lm.init)
-            if state.get("vocab_size") != self.tokenizer.vocab_size:
-                raise SpeechlmError(
-                    f"lm.init = {self.cfg.lm.init} has vocabulary size {state.get('vocab_size')} but "
-                    f"the tokenizer has {self.tokenizer.vocab_size}: continue from an LM trained on "
-                    "the same sentencepiece model")
-            model.load_state_dict(state["model"])
+            state = load_lm_weights(model, self.cfg.lm.init, self.cfg.lm, key="lm.init")
             self.asr_task_trained = self.asr_task_trained or asr_task_trained(state)
             log.info("LM initialised from %s", self.cfg.lm.init)
         return model
