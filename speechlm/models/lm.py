@@ -235,6 +235,20 @@ def asr_task_row(sentence: Sequence[int], frames: Sequence[int]) -> tuple[list[i
     return [*frames, ASR_ID, *sentence, SOS_EOS_ID], len(frames) + 1
 
 
+def asr_task_nll(model, sentences: Sequence[Sequence[int]], vocab_size: int, noise: float,
+                 max_repeat: int, rng: random.Random, device) -> torch.Tensor:
+    """The transcription task on ``sentences``: per sentence, the NLL of ``y <sos/eos>`` given a
+    simulated CTC frame stream of it (:func:`simulate_ctc_frames`, piece error rate drawn from
+    U(0, ``noise``) per sentence) and ``<asr>``, ``(B,)``, in one forward of ``model``."""
+    rows, context = [], []
+    for s in sentences:
+        frames = simulate_ctc_frames(s, vocab_size, rng.uniform(0.0, noise), max_repeat, rng)
+        row, c = asr_task_row(s, frames)
+        rows.append(row)
+        context.append(c)
+    return conditional_nll(model, rows, context, device)
+
+
 def lm_state_compatible(saved_cfg: dict, cfg: LMConfig) -> list[str]:
     """Architecture keys where a saved LM config differs from ``cfg`` (empty: compatible)."""
     keys = ("d_model", "num_layers", "num_heads", "ff_mult")

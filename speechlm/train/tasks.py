@@ -18,11 +18,9 @@ from speechlm.data.text_data import make_text_loader, read_lm_text
 from speechlm.errors import SpeechlmError
 from speechlm.models.lm import (
     TransformerLM,
-    asr_task_row,
-    conditional_nll,
+    asr_task_nll,
     lm_loss,
     sentence_nll,
-    simulate_ctc_frames,
 )
 from speechlm.models.speechlm_asr import (
     SpeechLMAsr,
@@ -106,17 +104,10 @@ class LmTrainer(Trainer):
         # torch's generator, which the loop seeds per epoch (so a resumed run repeats them).
         loss, n = lm_loss(model, batch, self.device)
         rng = random.Random(int(torch.randint(0, 2 ** 31 - 1, ())))
-        rows, context = [], []
-        for s in batch:
-            frames = simulate_ctc_frames(s, self.tokenizer.vocab_size,
-                                         rng.uniform(0.0, lm.asr_task_noise),
-                                         lm.asr_task_max_repeat, rng)
-            row, c = asr_task_row(s, frames)
-            rows.append(row)
-            context.append(c)
         # A second batch (the streams are ~3x longer than the text): through the unwrapped
         # module, as rehearsal does; under DDP both forwards' gradients meet before the reduction.
-        nll = conditional_nll(self.model, rows, context, self.device)
+        nll = asr_task_nll(self.model, batch, self.tokenizer.vocab_size, lm.asr_task_noise,
+                           lm.asr_task_max_repeat, rng, self.device)
         return loss + lm.asr_task_weight * nll.sum(), n
 
     def validate(self) -> float:
