@@ -70,10 +70,16 @@ class DecodeConfig:
     beam_size: int = 4  # ctc-prefix-beam and the attention-* / lm-shallow-fusion searches
     ctc_weight: float = 0.3  # attention-*: (1 - w) * decoder + w * CTC
     lm_weight: float = 0.3  # lm-shallow-fusion / attention-lm-fusion / hlg-nbest-lm: + w * text-LM log-prob
+    lm_weights: Dict[str, float] = field(default_factory=dict)  # per method, in place of lm_weight,
+    #   e.g. {attention-lm-fusion: 0.3} (one decoding pass, a weight fit to each method)
     nbest: int = 10  # hlg-nbest-lm: paths taken from each utterance's HLG lattice
     lattice_beam: float = 8.0  # hlg-nbest-lm: lattice pruning beam (larger: more alternatives)
     length_bonus: float = 0.0  # per-token bonus in the label-synchronous searches
     lm_checkpoint: str = ""  # text LM for the fusion methods (default: speechlm.lm_init)
+
+    def lm_weight_for(self, method: str) -> float:
+        """The text-LM weight of ``method``: its ``lm_weights`` entry, else ``lm_weight``."""
+        return float(self.lm_weights.get(method, self.lm_weight))
 
 
 @dataclass
@@ -227,6 +233,17 @@ def _check_types(cfg: ExperimentConfig, where: str) -> None:
                 )
             if isinstance(default, float) and isinstance(value, int):
                 setattr(section, f.name, float(value))
+    lm_methods = ("lm-shallow-fusion", "attention-lm-fusion", "hlg-nbest-lm")
+    weights = cfg.decode.lm_weights
+    if not isinstance(weights, dict):
+        raise SpeechlmError(f"{where}: decode.lm_weights = {weights!r} must be a mapping from "
+                            f"method to weight, e.g. {{attention-lm-fusion: 0.3}}")
+    for method, w in weights.items():
+        if method not in lm_methods:
+            raise SpeechlmError(f"{where}: decode.lm_weights has {method!r}; the methods with a "
+                                f"text-LM weight are {', '.join(lm_methods)}")
+        if isinstance(w, bool) or not isinstance(w, (int, float)):
+            raise SpeechlmError(f"{where}: decode.lm_weights[{method!r}] = {w!r} is not a number")
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:

@@ -102,6 +102,22 @@ def test_speechlm_train_and_decode_every_method(tiny_asr, lm_ckpt, tmp_path):
     summary = (exp / "decode-test" / "wer-summary-test.txt").read_text()
     for m in ALL_METHODS:
         assert m in summary
+    # decode.lm_weights: a weight per method. At 0, attention-lm-fusion is attention-beam, whatever
+    # decode.lm_weight says (which lm-shallow-fusion still uses).
+    rc = main(["decode", "--exp-dir", str(exp), "--cuts", str(tiny_asr["test"]), "--out-dir",
+               str(tmp_path / "w"), "--methods", "attention-beam,attention-lm-fusion", "--set",
+               "decode.lm_weight=50", "decode.lm_weights={attention-lm-fusion: 0}"])
+    assert rc == 0
+    recogs = {m: (tmp_path / "w" / f"recogs-test-{m}.txt").read_text()
+              for m in ("attention-beam", "attention-lm-fusion")}
+    assert recogs["attention-beam"].strip() and recogs["attention-beam"] == recogs["attention-lm-fusion"]
+    cfg = load_config(None, ["decode.lm_weight=0.5", "decode.lm_weights={hlg-nbest-lm: 2}"])
+    assert cfg.decode.lm_weight_for("hlg-nbest-lm") == 2.0
+    assert cfg.decode.lm_weight_for("lm-shallow-fusion") == 0.5
+    for bad, match in (("{attention-beam: 1}", "methods with a text-LM weight"),
+                       ("{lm-shallow-fusion: high}", "not a number"), ("0.5", "must be a mapping")):
+        with pytest.raises(SpeechlmError, match=match):
+            load_config(None, [f"decode.lm_weights={bad}"])
 
 
 def test_attention_methods_on_ctc_model_are_refused(tiny_asr, tmp_path):

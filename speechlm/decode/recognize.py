@@ -121,7 +121,8 @@ def _hlg_nbest_lm_method(tokenizer: Tokenizer, lang_dir: Optional[Path], model,
                          cfg: Optional[ExperimentConfig],
                          lm_checkpoint: Optional[str | Path]) -> Method:
     """HLG lattice n-best (``decode.nbest`` paths, scored by CTC log-prob + n-gram graph score)
-    re-ranked with ``decode.lm_weight`` x the neural text LM's sentence log-prob."""
+    re-ranked with ``decode.lm_weight`` (or its ``decode.lm_weights`` entry) x the neural text
+    LM's sentence log-prob."""
     from speechlm.decode.search_methods import load_text_lm
     from speechlm.models.lm import sentence_nll
 
@@ -135,6 +136,7 @@ def _hlg_nbest_lm_method(tokenizer: Tokenizer, lang_dir: Optional[Path], model,
         raise SpeechlmError(f"decode.nbest = {d.nbest}: must be >= 1")
     device = next(model.parameters()).device
     lm = load_text_lm(path, tokenizer.vocab_size, device)
+    lm_weight = d.lm_weight_for("hlg-nbest-lm")
 
     def lm_logprob(hyps: List[List[str]]) -> List[float]:
         ids = [tokenizer.encode(" ".join(words)) if words else [] for words in hyps]
@@ -147,7 +149,7 @@ def _hlg_nbest_lm_method(tokenizer: Tokenizer, lang_dir: Optional[Path], model,
                 best.append([])
                 continue
             lm_scores = lm_logprob([words for words, _ in nbest])
-            totals = [score + d.lm_weight * s for (_, score), s in zip(nbest, lm_scores)]
+            totals = [score + lm_weight * s for (_, score), s in zip(nbest, lm_scores)]
             best.append(nbest[max(range(len(nbest)), key=totals.__getitem__)][0])
         return best
 

@@ -10,6 +10,9 @@ lm-shallow-fusion    label-synchronous CTC prefix beam search + ``decode.lm_weig
 attention-lm-fusion  attention-beam + ``decode.lm_weight`` x text LM (decoder, CTC and LM
                      jointly, as ESPnet's joint decoding), speech-LM models only
 ==================== ====================================================================
+
+``decode.lm_weights`` gives a fusion method its own weight in place of ``decode.lm_weight``
+(``{attention-lm-fusion: 0.3}``), so both fusions can run in one pass each at its best weight.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ def search_method(name: str, model, cfg: ExperimentConfig, tokenizer: Tokenizer,
         device = next(model.parameters()).device
         lm = load_text_lm(path, tokenizer.vocab_size, device)
         joint = name == "attention-lm-fusion"
+        lm_weight = d.lm_weight_for(name)
 
         def fusion(e):
             n = e.log_probs.size(0)
@@ -93,6 +97,6 @@ def search_method(name: str, model, cfg: ExperimentConfig, tokenizer: Tokenizer,
             return words(search.beam_search(e.log_probs, e.lengths, d.beam_size,
                                             decoder=dec if joint else None,
                                             ctc_weight=d.ctc_weight, lm=text_lm,
-                                            lm_weight=d.lm_weight, length_bonus=d.length_bonus))
+                                            lm_weight=lm_weight, length_bonus=d.length_bonus))
         return fusion
     raise SpeechlmError(f"unknown search method {name!r}")
