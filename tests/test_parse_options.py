@@ -96,3 +96,21 @@ def test_help_of_recipe_scripts_started_from_anywhere():
         out = subprocess.run([script, "--help"], cwd=REPO, capture_output=True, text=True, env=env)
         assert out.returncode == 0, (script, out.stderr)
         assert option in out.stdout, script
+
+
+def test_quote_args_gives_back_a_pastable_command_line(tmp_path):
+    """Scripts record their command in RESULTS.md with quote_args: plain words stay as typed,
+    the rest is single-quoted, and the shell reads it back to the same arguments."""
+    import os
+
+    args = ["--low-args", "train.num_epochs=20 train.seed=4", "--x", "0.9,1.1", "it's", "", "a$b"]
+    script = tmp_path / "q.sh"
+    script.write_text(f'. "{REPO / "tools" / "stage_lib.sh"}"\n'
+                      'line=$(quote_args "$@"); echo "$line"; eval "printf \'<%s>\' $line"\n')
+    env = dict(os.environ, PATH=f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}")
+    out = subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    line, echoed = out.stdout.split("\n", 1)
+    assert line == (" --low-args 'train.num_epochs=20 train.seed=4' --x 0.9,1.1 'it'\\''s' '' "
+                    "'a$b'")
+    assert echoed == "".join(f"<{a}>" for a in args)

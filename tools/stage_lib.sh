@@ -18,6 +18,17 @@ if ! command -v speechlm >/dev/null 2>&1; then
   fi
 fi
 
+# quote_args ARGS...: the arguments as a shell would need them typed, each after a space: plain
+# words as they are, the rest in single quotes ('--set' 'a=1 b=2' -> " --set 'a=1 b=2'"). For the
+# command lines that scripts record in RESULTS.md: readable, and runnable when pasted.
+quote_args() {
+  local a q="'\\''"
+  for a in "$@"; do
+    if [[ $a =~ ^[A-Za-z0-9_./=:,+@%-]+$ ]]; then printf ' %s' "$a"
+    else printf " '%s'" "${a//\'/$q}"; fi
+  done
+}
+
 # run_stage N NAME "OUTPUTS" CMD [ARGS...]
 run_stage() {
   local n=$1 name=$2 outputs=$3

@@ -36,9 +36,10 @@ out=exp/ablation             # where the runs and table.md go
 lm=exp/ablation/lm/final.pt  # text LM (on $tokenizer); trained here with conf/lm.yaml + lm_args when missing
 lm_args="train.num_epochs=6 train.average_last=2"  # text-LM schedule (the demo's stage 3 uses 2 epochs)
 # end options
-cmd="cd egs/synth_en && local/run_ablation.sh$(if [ $# -gt 0 ]; then printf ' %q' "$@"; fi)"  # before option parsing consumes "$@"
+args=("$@")  # the command line as given, before option parsing consumes "$@"
 . ../../tools/parse_options.sh
 . ../../tools/stage_lib.sh   # puts .venv/bin on PATH when needed
+cmd="cd egs/synth_en && local/run_ablation.sh$(quote_args "${args[@]}")"
 
 train_full=data/fbank/synth_en_cuts_train.jsonl.gz
 test_cuts=data/fbank/synth_en_cuts_test.jsonl.gz

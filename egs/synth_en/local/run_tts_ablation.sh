@@ -20,9 +20,10 @@ asr=exp/asr                          # ASR model for the round trip
 lang_dir=data/lang_bpe               # hlg-1best is added when it has HLG.fst
 out=exp/tts_ablation                 # where the runs and table.md go
 # end options
-cmd="cd egs/synth_en && local/run_tts_ablation.sh$(if [ $# -gt 0 ]; then printf ' %q' "$@"; fi)"  # before option parsing consumes "$@"
+args=("$@")  # the command line as given, before option parsing consumes "$@"
 . ../../tools/parse_options.sh
 . ../../tools/stage_lib.sh   # puts .venv/bin on PATH when needed
+cmd="cd egs/synth_en && local/run_tts_ablation.sh$(quote_args "${args[@]}")"
 
 for f in "$lm" "$features" "$ref_cuts" "$tokenizer" "$asr/final.pt"; do
   [ -f "$f" ] || { echo "run_tts_ablation.sh: $f missing: run ./run.sh (TTS stages included) first" >&2; exit 1; }
