@@ -61,6 +61,34 @@ def test_mismatched_lm_checkpoint_is_refused(lm_ckpt, tmp_path):
         load_lm_into(model, not_lm, model.lm.cfg)
 
 
+def test_text_lm_errors_name_the_option_that_gave_the_path(lm_ckpt, tmp_path):
+    """Every loader of a stage-3 LM (fine-tuning init, shallow fusion) goes through one check;
+    its message names the option the user set and only offers random init where it exists."""
+    from speechlm.decode.search_methods import load_text_lm, text_lm_source
+
+    vocab = load_checkpoint(lm_ckpt)["vocab_size"]
+    with pytest.raises(SpeechlmError, match=r"decode\.lm_checkpoint = \S+ has vocabulary size "
+                       rf"{vocab} but the ASR model has {vocab + 1}") as err:
+        load_text_lm(lm_ckpt, vocab + 1, torch.device("cpu"), key="decode.lm_checkpoint")
+    assert "random init" not in str(err.value)  # a fusion LM cannot be "random"
+    with pytest.raises(SpeechlmError, match=r"speechlm\.lm_init = \S+ has vocabulary size .*"
+                       r"or set speechlm\.lm_init='' for random init"):
+        load_lm_into(_model(vocab + 1), lm_ckpt, LMConfig(d_model=32, num_layers=2, num_heads=2))
+    missing = tmp_path / "no_lm.pt"
+    with pytest.raises(SpeechlmError, match=r"--lm-checkpoint = \S+no_lm\.pt not found: run the "
+                       r"recipe's stage 3 \(text-LM pretraining\) first$"):
+        load_text_lm(missing, vocab, torch.device("cpu"))
+    lm = load_text_lm(lm_ckpt, vocab, torch.device("cpu"))
+    assert not lm.training and lm.vocab_size == vocab
+    cfg = load_config(None, [])
+    assert text_lm_source(None, cfg) == ("", None)
+    cfg.speechlm.lm_init = "exp/lm/final.pt"
+    assert text_lm_source(None, cfg) == ("exp/lm/final.pt", "speechlm.lm_init")
+    cfg.decode.lm_checkpoint = "a.pt"
+    assert text_lm_source(None, cfg) == ("a.pt", "decode.lm_checkpoint")
+    assert text_lm_source("b.pt", cfg) == ("b.pt", "--lm-checkpoint")
+
+
 def test_lm_trained_with_the_asr_task_keeps_its_asr_embedding(lm_ckpt, tmp_path):
     state = load_checkpoint(lm_ckpt)
     state["asr_task_trained"] = True  # as `train-lm --set lm.asr_task_weight=1` saves

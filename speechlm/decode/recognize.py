@@ -135,7 +135,8 @@ def _hlg_nbest_lm_method(tokenizer: Tokenizer, lang_dir: Optional[Path], model,
     if d.nbest < 1:
         raise SpeechlmError(f"decode.nbest = {d.nbest}: must be >= 1")
     device = next(model.parameters()).device
-    lm = load_text_lm(path, tokenizer.vocab_size, device)
+    key = "--lm-checkpoint" if lm_checkpoint else "decode.lm_checkpoint"
+    lm = load_text_lm(path, tokenizer.vocab_size, device, key)
     lm_weight = d.lm_weight_for("hlg-nbest-lm")
 
     def lm_logprob(hyps: List[List[str]]) -> List[float]:

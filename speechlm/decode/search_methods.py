@@ -28,19 +28,27 @@ from speechlm.errors import SpeechlmError
 from speechlm.text.tokenizer import Tokenizer
 
 
-def load_text_lm(path: str | Path, vocab_size: int, device: torch.device):
-    """A stage-3 text LM for shallow fusion; its vocabulary must be the ASR model's."""
-    from speechlm.config import LMConfig
-    from speechlm.models.lm import TransformerLM
-    from speechlm.train.checkpoint import load_checkpoint
+def text_lm_source(lm_checkpoint, cfg: ExperimentConfig) -> tuple:
+    """(path, option that named it) of the text LM a fusion method uses: ``--lm-checkpoint``,
+    else ``decode.lm_checkpoint``, else the LM the model was initialised from
+    (``speechlm.lm_init``); ``("", None)`` when there is none."""
+    for path, key in ((lm_checkpoint, "--lm-checkpoint"),
+                      (cfg.decode.lm_checkpoint, "decode.lm_checkpoint"),
+                      (cfg.speechlm.lm_init, "speechlm.lm_init")):
+        if path:
+            return str(path), key
+    return "", None
 
-    state = load_checkpoint(path)
-    cfg = state.get("config", {})
-    if cfg.get("model", {}).get("kind") != "lm":
-        raise SpeechlmError(f"{path} is not a text-LM checkpoint (train one with speechlm train-lm)")
-    if state.get("vocab_size") != vocab_size:
-        raise SpeechlmError(f"text LM {path} has vocabulary size {state.get('vocab_size')} but the "
-                            f"ASR model has {vocab_size}: they must share the sentencepiece model")
+
+def load_text_lm(path: str | Path, vocab_size: int, device: torch.device,
+                 key: str = "--lm-checkpoint"):
+    """A stage-3 text LM for shallow fusion; its vocabulary must be the ASR model's. ``key``
+    is the option that named ``path`` (for messages)."""
+    from speechlm.config import LMConfig
+    from speechlm.models.lm import TransformerLM, checked_lm_state
+
+    state = checked_lm_state(path, key, vocab_size, random_init=False, user="ASR model")
+    cfg = state["config"]
     lm_cfg = LMConfig(**{k: v for k, v in cfg["lm"].items() if k in LMConfig.__dataclass_fields__})
     lm = TransformerLM(lm_cfg, vocab_size)
     lm.load_state_dict(state["model"])
@@ -81,12 +89,12 @@ def search_method(name: str, model, cfg: ExperimentConfig, tokenizer: Tokenizer,
         return attention_beam
 
     if name in ("lm-shallow-fusion", "attention-lm-fusion"):
-        path = lm_checkpoint or d.lm_checkpoint or cfg.speechlm.lm_init
+        path, key = text_lm_source(lm_checkpoint, cfg)
         if not path:
             raise SpeechlmError(f"{name} needs a text LM: pass --lm-checkpoint "
                                 "(e.g. exp/lm/final.pt from stage 3) or set decode.lm_checkpoint")
         device = next(model.parameters()).device
-        lm = load_text_lm(path, tokenizer.vocab_size, device)
+        lm = load_text_lm(path, tokenizer.vocab_size, device, key)
         joint = name == "attention-lm-fusion"
         lm_weight = d.lm_weight_for(name)
 

@@ -25,7 +25,7 @@ from speechlm.config import EncoderConfig, LMConfig, SpeechLMConfig
 from speechlm.errors import SpeechlmError
 from speechlm.models.asr import CTCModel
 from speechlm.models.encoder import lengths_to_mask
-from speechlm.models.lm import KVCache, TransformerLM, lm_state_compatible
+from speechlm.models.lm import KVCache, TransformerLM, checked_lm_state
 from speechlm.text.symbols import ASR_ID, SOS_EOS_ID
 
 log = logging.getLogger(__name__)
@@ -151,22 +151,7 @@ def load_lm_weights(lm: TransformerLM, path: str | Path, lm_cfg: LMConfig,
     """Load a text-LM checkpoint into ``lm`` (the speech-LM's decoder, or an LM that continues
     training through ``lm.init``); refuse one that does not fit. ``key`` is the config option
     that named ``path`` (for messages). Returns the checkpoint."""
-    from speechlm.train.checkpoint import load_checkpoint
-
-    state = load_checkpoint(path)
-    if state.get("config", {}).get("model", {}).get("kind") != "lm":
-        raise SpeechlmError(f"{path} is not a text-LM checkpoint (train one with speechlm train-lm)")
-    saved_vocab = state.get("vocab_size")
-    if saved_vocab != lm.vocab_size:
-        raise SpeechlmError(
-            f"LM checkpoint {path} has vocabulary size {saved_vocab} but the tokenizer has "
-            f"{lm.vocab_size}: the LM must be trained on the same sentencepiece model "
-            f"(re-run stage 3 after stage 2, or set {key}='' for random init)"
-        )
-    diff = lm_state_compatible(state.get("config", {}).get("lm", {}), lm_cfg)
-    if diff:
-        raise SpeechlmError(f"LM checkpoint {path} has a different LM architecture ({diff}); "
-                            "the config's lm section must match the LM it starts from")
+    state = checked_lm_state(path, key, lm.vocab_size, lm_cfg)
     lm.load_state_dict(state["model"])
     return state
 

@@ -35,7 +35,7 @@ from torch import nn
 from speechlm.config import ExperimentConfig, LMConfig, TTSConfig, load_config
 from speechlm.errors import SpeechlmError
 from speechlm.models.encoder import lengths_to_mask
-from speechlm.models.lm import TransformerLM
+from speechlm.models.lm import TransformerLM, checked_lm_state
 from speechlm.models.vocoder import NUM_MELS, MelSpec
 from speechlm.text.symbols import BLANK_ID, SOS_EOS_ID, TTS_ID
 from speechlm.text.tokenizer import Tokenizer
@@ -225,21 +225,8 @@ def pad_inputs(inputs: Sequence[Sequence[int]], device) -> Tuple[torch.Tensor, t
 
 def load_lm_into_tts(model: TtsModel, path: str | Path) -> None:
     """Initialise the text encoder from a stage-3 LM checkpoint; refuse one that does not fit."""
-    from speechlm.models.lm import lm_state_compatible
-    from speechlm.train.checkpoint import load_checkpoint
-
-    state = load_checkpoint(path)
-    if state.get("config", {}).get("model", {}).get("kind") != "lm":
-        raise SpeechlmError(f"tts.lm_init = {path} is not a text-LM checkpoint "
-                            "(train one with speechlm train-lm, recipe stage 3)")
-    if state.get("vocab_size") != model.lm.vocab_size:
-        raise SpeechlmError(
-            f"tts.lm_init = {path} has vocabulary size {state.get('vocab_size')} but the TTS "
-            f"tokenizer has {model.lm.vocab_size}: train the LM on the same sentencepiece model "
-            "(--tokenizer), or set tts.lm_init='' for random init")
-    diff = lm_state_compatible(state.get("config", {}).get("lm", {}), model.lm.cfg)
-    if diff:
-        raise SpeechlmError(f"tts.lm_init = {path} has a different LM architecture ({diff})")
+    state = checked_lm_state(path, "tts.lm_init", model.lm.vocab_size, model.lm.cfg,
+                             user="TTS tokenizer (--tokenizer)")
     model.lm.load_state_dict(state["model"])
     with torch.no_grad():  # <tts> plays the LM's sentence-start role
         model.lm.embed.weight[TTS_ID] = model.lm.embed.weight[SOS_EOS_ID]

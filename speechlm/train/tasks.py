@@ -17,8 +17,10 @@ from speechlm.config import ExperimentConfig
 from speechlm.data.text_data import make_text_loader, read_lm_text
 from speechlm.errors import SpeechlmError
 from speechlm.models.lm import (
+    LM_ARCH_KEYS,
     TransformerLM,
     asr_task_nll,
+    checked_lm_state,
     lm_loss,
     sentence_nll,
 )
@@ -32,8 +34,6 @@ from speechlm.train import checkpoint as ckpt
 from speechlm.train.trainer import AsrTrainer, Trainer, lr_factor
 
 log = logging.getLogger("speechlm.train")
-
-LM_ARCH_KEYS = ("d_model", "num_layers", "num_heads", "ff_mult")
 
 
 def perplexity(total_nll: float, num_tokens: int) -> float:
@@ -233,14 +233,7 @@ def adopt_lm_architecture(cfg: ExperimentConfig, lm_path: str | Path,
     """The LM part's architecture is the stage-3 LM's: copy it into ``cfg.lm`` (so the resolved
     config that decoding reads is right) instead of asking the user to repeat it. ``key`` is
     the config option that named ``lm_path`` (for messages)."""
-    if not Path(lm_path).is_file():
-        raise SpeechlmError(f"{key} = {lm_path} not found: run the recipe's stage 3 "
-                            f"(text-LM pretraining) first, or set {key}='' for random init")
-    state = ckpt.load_checkpoint(lm_path)
-    saved = state.get("config", {})
-    if saved.get("model", {}).get("kind") != "lm":
-        raise SpeechlmError(f"{key} = {lm_path} is not a text-LM checkpoint "
-                            "(train one with `speechlm train-lm`, recipe stage 3)")
-    for key in LM_ARCH_KEYS:
-        if key in saved.get("lm", {}):
-            setattr(cfg.lm, key, saved["lm"][key])
+    saved = checked_lm_state(lm_path, key)["config"].get("lm", {})
+    for arch_key in LM_ARCH_KEYS:
+        if arch_key in saved:
+            setattr(cfg.lm, arch_key, saved[arch_key])
