@@ -235,6 +235,8 @@ def _check_types(cfg: ExperimentConfig, where: str) -> None:
                 setattr(section, f.name, float(value))
     lm_methods = ("lm-shallow-fusion", "attention-lm-fusion", "hlg-nbest-lm")
     weights = cfg.decode.lm_weights
+    if weights is None:  # `lm_weights:` in YAML with every entry under it commented out
+        cfg.decode.lm_weights = weights = {}
     if not isinstance(weights, dict):
         raise SpeechlmError(f"{where}: decode.lm_weights = {weights!r} must be a mapping from "
                             f"method to weight, e.g. {{attention-lm-fusion: 0.3}}")

@@ -146,6 +146,10 @@ def test_speechlm_train_and_decode_every_method(tiny_asr, lm_ckpt, tmp_path):
                        ("{lm-shallow-fusion: high}", "not a number"), ("0.5", "must be a mapping")):
         with pytest.raises(SpeechlmError, match=match):
             load_config(None, [f"decode.lm_weights={bad}"])
+    conf = tmp_path / "conf.yaml"  # every entry commented out: no per-method weights
+    conf.write_text("decode:\n  lm_weight: 0.7\n  lm_weights:\n    # attention-lm-fusion: 0.3\n")
+    cfg = load_config(conf)
+    assert cfg.decode.lm_weights == {} and cfg.decode.lm_weight_for("attention-lm-fusion") == 0.7
 
 
 def test_attention_methods_on_ctc_model_are_refused(tiny_asr, tmp_path):
