@@ -116,7 +116,7 @@ def cmd_decode(args) -> None:
     res = recognize(args.exp_dir, args.cuts, args.set_name, methods, out_dir=args.out_dir,
                     lang_dir=args.lang_dir, device=args.device, results_md=args.results_md,
                     command=command, tag=args.tag, overrides=args.set or [],
-                    lm_checkpoint=args.lm_checkpoint)
+                    lm_checkpoint=args.lm_checkpoint, avg=args.avg)
     for m, r in res.items():
         print(f"{args.set_name}\t{m}\tWER {r['wer']:.2f}%\tRTF {r['rtf']:.4f}")
 
@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", nargs="*", metavar="decode.KEY=VALUE",
                    help="decoding overrides, e.g. decode.beam_size=8 decode.lm_weight=0.5")
     s.add_argument("--lm-checkpoint", help="text LM for lm-shallow-fusion (e.g. exp/lm/final.pt)")
+    s.add_argument("--avg", type=int, default=0, metavar="K",
+                   help="decode the average of the last K epoch checkpoints (epoch-*.pt) instead "
+                        "of final.pt (which averages train.average_last); reports get tag avgK")
     s.add_argument("--lang-dir", help="lang dir with HLG.fst (for hlg-1best, hlg-nbest-lm)")
     s.add_argument("--out-dir", help="report dir (default: EXP_DIR/decode-SET)")
     s.add_argument("--tag", default="", help="extra tag in report file names")

@@ -4,11 +4,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import REPO, tiny_overrides
 from speechlm.config import load_config
-from speechlm.decode.recognize import recognize
+from speechlm.decode.recognize import load_asr_model, recognize
+from speechlm.errors import SpeechlmError
 from speechlm.train.checkpoint import epoch_checkpoints, load_checkpoint
 from speechlm.train.trainer import AsrTrainer
 
@@ -58,6 +60,19 @@ def test_outputs_and_averaging(tiny_asr, tmp_path):
     assert summary[0].startswith("settings\tWER") and summary[1].startswith("ctc-greedy\t")
     assert (exp / "decode-test" / "errs-test-ctc-greedy.txt").read_text().startswith("%WER")
     assert "`pytest`" in (tmp_path / "RESULTS.md").read_text()
+    # Decoding another average of the kept epochs (icefall's --avg): K = train.average_last is
+    # final.pt exactly; K = 1 is the last epoch; more than the kept checkpoints is refused.
+    for k, want in ((2, state["model"]), (1, e3)):
+        model, _, _ = load_asr_model(exp, torch.device("cpu"), avg=k)
+        got = model.state_dict()
+        assert all(torch.equal(got[n], want[n]) for n in want), k
+    with pytest.raises(SpeechlmError, match=r"--avg 3: .* keeps 2 epoch checkpoints \(epoch-2\.pt, "
+                       r"epoch-3\.pt\); use --avg <= 2"):
+        load_asr_model(exp, torch.device("cpu"), avg=3)
+    res1 = recognize(exp, tiny_asr["test"], "test", ["ctc-greedy"], avg=1)
+    assert (exp / "decode-test" / "wer-summary-test-avg1.txt").is_file()
+    assert summary == (exp / "decode-test" / "wer-summary-test.txt").read_text().splitlines()
+    assert 0 <= res1["ctc-greedy"]["wer"] <= 1000
 
 
 def test_torchrun_two_processes(tiny_asr, tmp_path):

@@ -25,7 +25,7 @@ from speechlm.errors import SpeechlmError
 from speechlm.models.asr import CTCModel
 from speechlm.scoring.report import score_and_write
 from speechlm.text.tokenizer import Tokenizer
-from speechlm.train.checkpoint import load_checkpoint
+from speechlm.train.checkpoint import average_state_dicts, epoch_checkpoints, load_checkpoint
 from speechlm.train.trainer import resolve_device
 
 log = logging.getLogger("speechlm.decode")
@@ -48,11 +48,29 @@ CTC_METHODS = ("ctc-greedy", "ctc-prefix-beam", "lm-shallow-fusion", "hlg-1best"
 ATTENTION_METHODS = ("attention-beam", "attention-rescoring", "attention-lm-fusion")
 
 
+def averaged_state(exp_dir: Path, avg: int) -> dict:
+    """The last epoch checkpoint of ``exp_dir`` with its weights replaced by the average of the
+    last ``avg`` epoch checkpoints (icefall's ``--avg``; training keeps ``train.keep_last``)."""
+    paths = epoch_checkpoints(exp_dir)
+    if avg < 1:
+        raise SpeechlmError(f"--avg {avg}: must be >= 1 (or 0 for final.pt)")
+    if len(paths) < avg:
+        kept = ", ".join(p.name for p in paths) or "none"
+        raise SpeechlmError(f"--avg {avg}: {exp_dir} keeps {len(paths)} epoch checkpoints ({kept}); "
+                            f"use --avg <= {len(paths)}, or train with train.keep_last >= {avg}")
+    state = load_checkpoint(paths[-1], map_location="cpu")
+    state["model"] = average_state_dicts(paths[-avg:])
+    state["averaged"] = [p.name for p in paths[-avg:]]
+    log.info("model: average of %s", state["averaged"])
+    return state
+
+
 def load_asr_model(exp_dir: str | Path, device: torch.device, checkpoint: str = "final.pt",
-                   overrides: Sequence[str] = ()):
+                   overrides: Sequence[str] = (), avg: int = 0):
     """The trained model, its resolved config and its tokenizer, all from ``exp_dir``; the model
     kind (``model.kind``: ctc or speechlm) comes from the config. ``overrides`` may change the
-    decode section only."""
+    decode section only. ``avg`` > 0: the weights are the average of the last ``avg`` epoch
+    checkpoints instead of ``checkpoint``."""
     exp_dir = Path(exp_dir)
     if not (exp_dir / "config.yaml").is_file():
         raise SpeechlmError(f"{exp_dir} is not a trained experiment dir (no config.yaml): "
@@ -63,7 +81,11 @@ def load_asr_model(exp_dir: str | Path, device: torch.device, checkpoint: str = 
                             "time (the model is what training wrote)")
     cfg = load_config(exp_dir / "config.yaml", overrides)
     tokenizer = Tokenizer(exp_dir / "tokenizer.model")
-    state = load_checkpoint(exp_dir / checkpoint, map_location="cpu")
+    if avg:
+        state = averaged_state(exp_dir, avg)
+        checkpoint = state["averaged"][-1]
+    else:
+        state = load_checkpoint(exp_dir / checkpoint, map_location="cpu")
     if state.get("vocab_size") != tokenizer.vocab_size:
         raise SpeechlmError(
             f"{exp_dir / checkpoint} has vocabulary size {state.get('vocab_size')} but "
@@ -171,14 +193,19 @@ def recognize(
     tag: str = "",
     overrides: Sequence[str] = (),
     lm_checkpoint: Optional[str | Path] = None,
+    avg: int = 0,
 ) -> Dict[str, Dict[str, float]]:
     """Decode ``cuts_path`` with every method; write icefall-style reports; return WER and RTF.
 
     ``overrides`` (``decode.key=value``) change the decoding hyperparameters of the resolved
-    config; ``lm_checkpoint`` is the text LM for lm-shallow-fusion (default: the config's)."""
+    config; ``lm_checkpoint`` is the text LM for lm-shallow-fusion (default: the config's).
+    ``avg`` > 0 decodes the average of the last ``avg`` epoch checkpoints instead of final.pt;
+    the report names then carry ``avg<avg>`` in their tag."""
     exp_dir = Path(exp_dir)
     dev = resolve_device(device)
-    model, cfg, tokenizer = load_asr_model(exp_dir, dev, overrides=overrides)
+    model, cfg, tokenizer = load_asr_model(exp_dir, dev, overrides=overrides, avg=avg)
+    if avg:
+        tag = f"{tag}-avg{avg}" if tag else f"avg{avg}"
     methods = list(methods) or list(cfg.decode.methods)
     out_dir = Path(out_dir) if out_dir else exp_dir / f"decode-{set_name}"
     fns = build_methods(methods, tokenizer, exp_dir, Path(lang_dir) if lang_dir else None,
@@ -206,7 +233,8 @@ def recognize(
     rtf = {m: seconds[m] / max(audio, 1e-9) for m in fns}
     wers = score_and_write(
         out_dir, set_name, tag, results, extras={m: {"RTF": round(rtf[m], 4)} for m in fns},
-        results_md=results_md, command=command, notes=f"exp: {exp_dir}",
+        results_md=results_md, command=command,
+        notes=f"exp: {exp_dir}" + (f", average of the last {avg} epochs" if avg else ""),
     )
     for m in fns:
         log.info("%s %s: WER %.2f%%, RTF %.4f", set_name, m, wers[m], rtf[m])
