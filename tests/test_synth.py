@@ -1,6 +1,8 @@
 """The embedded corpus synth_en: text domain, espeak synthesis, corpus preparation."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -35,6 +37,25 @@ def test_espeak_synthesizes_16k_speech():
         get_synth().synthesize("hello", "xx-no-such-voice")
 
 
+def test_espeak_output_does_not_depend_on_what_came_before():
+    """espeak-ng carries state across utterances; each one must still come out the same."""
+    from speechlm.synth.espeak import get_synth
+
+    synth = get_synth()
+    call = ("what is the dentist's number", "en-029+m3", 151, 52)
+    first, _ = synth.synthesize_native(*call)
+    synth.synthesize_native("set an alarm for six", "en-gb-scotland+f2", 173, 35)
+    again, _ = synth.synthesize_native(*call)
+    assert np.array_equal(first, again)
+    # The check has teeth: in one process espeak's own state changes between calls. (In a
+    # subprocess: speaking here would leave this process's engine no longer pristine.)
+    probe = ("import numpy as np; from speechlm.synth.espeak import get_synth; s = get_synth(); "
+             f"a, b = (s._synthesize_here(*{call!r})[0] for _ in range(2)); "
+             "print(len(a) == len(b) and bool(np.array_equal(a, b)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_prepare_synth_en_tiny(tmp_path):
     from lhotse import load_manifest
 
@@ -67,5 +88,12 @@ def test_prepare_synth_en_tiny(tmp_path):
 
     again = prepare_synth_en(out, num_text=2000, num_train=12, num_dev=4, num_test=4, num_jobs=1)
     assert again["num_train_synthesised"] == again["num_test_synthesised"] == 0
+    # The same corpus, byte for byte, from another run with another number of jobs.
+    other = tmp_path / "other"
+    prepare_synth_en(other, num_text=2000, num_train=12, num_dev=4, num_test=4, num_jobs=1)
+    wavs = sorted((out / "wav").rglob("*.wav"))
+    assert len(wavs) == 20
+    for wav in wavs:
+        assert wav.read_bytes() == (other / wav.relative_to(out)).read_bytes(), wav.name
     with pytest.raises(SpeechlmError, match="other settings"):
         prepare_synth_en(out, num_text=2000, num_train=12, num_dev=4, num_test=5, seed=1)

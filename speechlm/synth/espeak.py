@@ -2,6 +2,13 @@
 
 espeak-ng keeps global state and is not thread-safe: create one :class:`EspeakSynth` per
 process (worker pools should build it in their initializer).
+
+espeak-ng also carries state from one utterance to the next (its noise generator and wave
+generator counters; re-seeding and re-initialising do not reset them), so the same call gives
+different samples depending on what the process synthesised before. With a pool handing out
+utterances in whatever order workers free up, a corpus would differ run to run. So where
+``os.fork`` exists, every utterance is synthesised in a forked child of a process whose engine
+has never spoken: the samples depend on the call alone (text, voice, rate, pitch).
 """
 
 import ctypes
@@ -30,6 +37,8 @@ _SynthCallback = ctypes.CFUNCTYPE(
 )
 
 TARGET_SAMPLE_RATE = 16000
+
+_NOISE_SEED = 1  # every utterance starts its noise from this seed (determinism)
 
 # The process-wide instance (espeak has one global engine per process).
 _INSTANCE: Optional["EspeakSynth"] = None
@@ -129,8 +138,50 @@ class EspeakSynth:
         """Synthesise ``text``; returns (int16 samples, espeak's native sample rate).
 
         ``voice`` is an espeak voice name with optional variant, e.g. ``"en-us+m3"``;
-        ``rate`` is in words per minute (80..450), ``pitch`` in 0..100.
+        ``rate`` is in words per minute (80..450), ``pitch`` in 0..100. Deterministic where
+        ``os.fork`` exists (see the module docstring): this process's engine never speaks.
         """
+        if not hasattr(os, "fork"):
+            return self._synthesize_here(text, voice, rate, pitch)
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: speak once on the parent's untouched engine, send, exit
+            os.close(read_fd)
+            code = 0
+            try:
+                self._seed_noise(_NOISE_SEED)
+                samples, _ = self._synthesize_here(text, voice, rate, pitch)
+                payload = b"O" + samples.tobytes()
+            except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
+                payload, code = b"E" + str(e).encode("utf-8", "replace"), 1
+            try:
+                with os.fdopen(write_fd, "wb") as out:
+                    out.write(payload)
+            finally:
+                os._exit(code)  # no atexit handlers or buffered output of the parent's
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as inp:
+            payload = inp.read()
+        _, status = os.waitpid(pid, 0)
+        if payload[:1] == b"O" and os.waitstatus_to_exitcode(status) == 0:
+            return np.frombuffer(payload[1:], dtype=np.int16).copy(), self.native_sample_rate
+        if payload[:1] == b"E":
+            raise SpeechlmError(payload[1:].decode("utf-8", "replace"))
+        raise SpeechlmError(f"espeak-ng synthesis process for {text!r} (voice {voice!r}) died "
+                            f"(wait status {status}) without output")
+
+    def _seed_noise(self, seed: int) -> None:
+        """Seed both noise sources espeak-ng draws from (breathy and Klatt voices): its own
+        generator and libc's ``rand``; unseeded, they follow the clock."""
+        if hasattr(self._lib, "espeak_ng_SetRandSeed"):
+            self._lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
+        try:
+            ctypes.CDLL(None).srand(ctypes.c_uint(seed))
+        except (OSError, AttributeError):
+            pass  # no process-wide libc symbol table here (not Linux / macOS)
+
+    def _synthesize_here(self, text: str, voice: str, rate: int, pitch: int) -> Tuple[np.ndarray, int]:
+        """Synthesise in this process (its engine state then changes; see the module docstring)."""
         lib = self._lib
         if lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
             raise SpeechlmError(
