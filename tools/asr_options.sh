@@ -6,6 +6,7 @@
 # parse_options.sh): data, exp, splits, recipe_args (this run's arguments, for RESULTS.md).
 po_shared_options="${BASH_SOURCE[0]}"
 recipe_args=$(if [ $# -gt 0 ]; then printf '%q ' "$@"; fi)   # quoted, so the RESULTS.md command re-runs as is
+recipe_args=${recipe_args% }
 data=data
 exp=exp
 splits="train dev test"

@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 recipe_args=$(if [ $# -gt 0 ]; then printf '%q ' "$@"; fi)   # quoted, so the RESULTS.md command re-runs as is
+recipe_args=${recipe_args% }
 
 # begin options
 stage=0                 # first stage to run
