@@ -84,6 +84,7 @@ def test_text_lm_errors_name_the_option_that_gave_the_path(lm_ckpt, tmp_path):
     assert text_lm_source(None, cfg) == ("", None)
     cfg.speechlm.lm_init = "exp/lm/final.pt"
     assert text_lm_source(None, cfg) == ("exp/lm/final.pt", "speechlm.lm_init")
+    assert text_lm_source(None, cfg, init_fallback=False) == ("", None)  # hlg-nbest-lm's rule
     cfg.decode.lm_checkpoint = "a.pt"
     assert text_lm_source(None, cfg) == ("a.pt", "decode.lm_checkpoint")
     assert text_lm_source("b.pt", cfg) == ("b.pt", "--lm-checkpoint")

@@ -145,19 +145,18 @@ def _hlg_nbest_lm_method(tokenizer: Tokenizer, lang_dir: Optional[Path], model,
     """HLG lattice n-best (``decode.nbest`` paths, scored by CTC log-prob + n-gram graph score)
     re-ranked with ``decode.lm_weight`` (or its ``decode.lm_weights`` entry) x the neural text
     LM's sentence log-prob."""
-    from speechlm.decode.search_methods import load_text_lm
+    from speechlm.decode.search_methods import load_text_lm, text_lm_source
     from speechlm.models.lm import sentence_nll
 
     d = cfg.decode
     hlg = _hlg_decoder("hlg-nbest-lm", lang_dir, lattice_beam=d.lattice_beam)
-    path = lm_checkpoint or d.lm_checkpoint
+    path, key = text_lm_source(lm_checkpoint, cfg, init_fallback=False)
     if not path:
         raise SpeechlmError("hlg-nbest-lm needs a text LM: pass --lm-checkpoint "
                             "(e.g. exp/lm/final.pt from stage 3) or set decode.lm_checkpoint")
     if d.nbest < 1:
         raise SpeechlmError(f"decode.nbest = {d.nbest}: must be >= 1")
     device = next(model.parameters()).device
-    key = "--lm-checkpoint" if lm_checkpoint else "decode.lm_checkpoint"
     lm = load_text_lm(path, tokenizer.vocab_size, device, key)
     lm_weight = d.lm_weight_for("hlg-nbest-lm")
 

@@ -28,13 +28,14 @@ from speechlm.errors import SpeechlmError
 from speechlm.text.tokenizer import Tokenizer
 
 
-def text_lm_source(lm_checkpoint, cfg: ExperimentConfig) -> tuple:
+def text_lm_source(lm_checkpoint, cfg: ExperimentConfig, init_fallback: bool = True) -> tuple:
     """(path, option that named it) of the text LM a fusion method uses: ``--lm-checkpoint``,
-    else ``decode.lm_checkpoint``, else the LM the model was initialised from
-    (``speechlm.lm_init``); ``("", None)`` when there is none."""
-    for path, key in ((lm_checkpoint, "--lm-checkpoint"),
-                      (cfg.decode.lm_checkpoint, "decode.lm_checkpoint"),
-                      (cfg.speechlm.lm_init, "speechlm.lm_init")):
+    else ``decode.lm_checkpoint``, else (``init_fallback``) the LM the model was initialised
+    from (``speechlm.lm_init``); ``("", None)`` when there is none."""
+    sources = [(lm_checkpoint, "--lm-checkpoint"), (cfg.decode.lm_checkpoint, "decode.lm_checkpoint")]
+    if init_fallback:
+        sources.append((cfg.speechlm.lm_init, "speechlm.lm_init"))
+    for path, key in sources:
         if path:
             return str(path), key
     return "", None

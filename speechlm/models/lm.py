@@ -14,12 +14,14 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from speechlm.config import LMConfig
+from speechlm.errors import SpeechlmError
 from speechlm.models.encoder import (
     FeedForward,
     RotarySelfAttention,
@@ -266,10 +268,7 @@ def checked_lm_state(path, key: str, vocab_size: int | None = None, cfg: LMConfi
     what must share it, for the message); its architecture is ``cfg``'s (if given).
     ``random_init``: the option may be left empty for a randomly initialised LM (the message
     says so). Returns the checkpoint dict."""
-    from pathlib import Path
-
-    from speechlm.errors import SpeechlmError
-    from speechlm.train.checkpoint import load_checkpoint
+    from speechlm.train.checkpoint import load_checkpoint  # speechlm.train imports the models
 
     or_random = f", or set {key}='' for random init" if random_init else ""
     if not Path(path).is_file():
