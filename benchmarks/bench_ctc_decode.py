@@ -10,7 +10,7 @@ import time
 import torch
 
 from common import REPO, emit, fsdd_features, workdir
-from speechlm.config import load_config
+from speechlm.base.config import load_config
 from speechlm.data.datamodule import make_loader
 from speechlm.data.features import load_cuts
 from speechlm.decode.ctc import ctc_greedy

@@ -19,7 +19,7 @@ from common import REPO, emit
 from speechlm.data.datamodule import make_loader
 from speechlm.data.features import load_cuts
 from speechlm.decode.ctc import ctc_greedy
-from speechlm.decode.recognize import load_asr_model
+from speechlm.models.experiment import load_experiment
 from speechlm.decode.wfst import HLGDecoder, graph_info
 
 YESNO = REPO / "egs" / "yesno"
@@ -49,7 +49,8 @@ def main() -> None:
     os.chdir(args.recipe_dir)
 
     device = torch.device("cpu")
-    model, cfg, tokenizer = load_asr_model(exp_dir, device)
+    exp = load_experiment(exp_dir, device)
+    model, cfg, tokenizer = exp.model, exp.cfg, exp.tokenizer
     hlg = HLGDecoder(lang_dir / "HLG.fst", lang_dir / "words.txt")
     cuts = load_cuts(cuts_path)
     loader, _ = make_loader(cuts, cfg.data, train=False, max_duration=cfg.decode.batch_max_duration)

@@ -11,11 +11,11 @@ import time
 from torch.utils.tensorboard import SummaryWriter
 
 from common import DIGITS, REPO, emit, fsdd_features, workdir
-from speechlm.config import load_config
+from speechlm.base.config import load_config
 from speechlm.data.features import load_cuts
 from speechlm.models.asr import num_parameters
 from speechlm.text.tokenizer import train_sentencepiece
-from speechlm.train.trainer import AsrTrainer
+from speechlm.train.ctc import CtcTrainer
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
     cuts = fsdd_features(work, "test")
     tok = train_sentencepiece(DIGITS * 5, work / "lang", vocab_size=40)
     cfg = load_config(REPO / "egs/fsdd/conf/asr.yaml", ["train.num_epochs=1", "train.average_last=1"])
-    trainer = AsrTrainer(cfg, work / "exp", cuts, None, tok)
+    trainer = CtcTrainer(cfg, work / "exp", cuts, None, tok)
     logging.disable(logging.INFO)
     loader, _ = trainer.make_loader(train=True)
     trainer.tb = SummaryWriter(str(work / "tb"))  # train_epoch logs to it

@@ -14,10 +14,11 @@ import time
 import torch
 
 from common import REPO, emit
-from speechlm.config import load_config
-from speechlm.models.tts import Synthesizer, TtsModel, mel_spec, pad_inputs, tts_input
+from speechlm.base.config import load_config
+from speechlm.data.tts_data import pad_inputs, tts_input
+from speechlm.models.tts import Synthesizer, TtsModel, mel_spec
 from speechlm.models.vocoder import GriffinLim
-from speechlm.text.domain import generate_distinct_sentences
+from speechlm.corpora.synth_en_grammar import generate_distinct_sentences
 
 FRAMES_PER_TOKEN = 6
 VOCAB = 64

@@ -25,7 +25,7 @@ def emit(record: dict) -> None:
 
 def fsdd_cuts(work: Path, split: str = "test"):
     """FSDD official split manifests (raw audio) under ``work``; returns the cut manifest path."""
-    from speechlm.data.fsdd import prepare_fsdd
+    from speechlm.corpora.fsdd import prepare_fsdd
 
     if not (FSDD / "recordings").is_dir():
         sys.exit(f"benchmark needs FSDD at {FSDD}")

@@ -19,8 +19,9 @@ import textwrap
 from pathlib import Path
 from typing import Dict, Optional
 
+from speechlm.data.import_options import import_parser
 from speechlm.data.importers import KINDS, ImportResult, import_corpus
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 from speechlm.scoring.report import RESULTS_HEADER, RESULTS_RULE
 
 logger = logging.getLogger(__name__)
@@ -162,8 +163,6 @@ def new_recipe(
 
 def _import_kwargs(import_args: str) -> dict:
     """The few ``speechlm import`` options new-recipe must honour while checking the corpus."""
-    from speechlm.cli_recipe import import_parser
-
     args = import_parser().parse_args(["folder", "."] + shlex.split(import_args))
     return dict(speaker_regex=args.speaker_regex, dev_fraction=args.dev_fraction,
                 test_fraction=args.test_fraction, lowercase=not args.keep_case)

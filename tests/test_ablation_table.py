@@ -8,7 +8,7 @@ import json
 import pytest
 
 from speechlm.cli import main
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 from speechlm.scoring.ablation import asr_ablation_table, tts_ablation_table
 from speechlm.scoring.report import read_wer_summary, write_wer_summary
 

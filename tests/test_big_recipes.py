@@ -12,10 +12,11 @@ import pytest
 import soundfile as sf
 
 from conftest import REPO, tiny_overrides
-from speechlm.config import load_config
-from speechlm.data.lhotse_corpora import prepare_librispeech_splits, prepare_ljspeech_splits
-from speechlm.errors import SpeechlmError
-from speechlm.train.trainer import AsrTrainer
+from speechlm.base.config import load_config
+from speechlm.corpora.librispeech import prepare_librispeech_splits
+from speechlm.corpora.ljspeech import prepare_ljspeech_splits
+from speechlm.base.errors import SpeechlmError
+from speechlm.train.ctc import CtcTrainer
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}")
 
@@ -113,5 +114,5 @@ def test_big_configs_train_a_few_steps(conf, tiny_asr, tmp_path):
     # the recipe's config with the model shrunk and one epoch: every other key is exercised
     cfg = load_config(path, tiny_overrides(1) + ["data.num_workers=0", "train.log_interval=1",
                                                  "train.keep_last=1", "train.average_last=1"])
-    final = AsrTrainer(cfg, tmp_path / "exp", tiny_asr["train"], None, tiny_asr["tokenizer"]).run()
+    final = CtcTrainer(cfg, tmp_path / "exp", tiny_asr["train"], None, tiny_asr["tokenizer"]).run()
     assert final.is_file()

@@ -66,10 +66,10 @@ def test_missing_inputs_are_named(tmp_path):
 
 
 def test_unknown_decoding_method(tiny_asr, tmp_path):
-    from speechlm.config import load_config
-    from speechlm.train.trainer import AsrTrainer
+    from speechlm.base.config import load_config
+    from speechlm.train.ctc import CtcTrainer
 
     exp = tmp_path / "exp"
-    AsrTrainer(load_config(None, tiny_overrides(1)), exp, tiny_asr["train"], None, tiny_asr["tokenizer"]).run()
+    CtcTrainer(load_config(None, tiny_overrides(1)), exp, tiny_asr["train"], None, tiny_asr["tokenizer"]).run()
     proc = speechlm("decode", "--exp-dir", exp, "--cuts", tiny_asr["test"], "--methods", "ctc-greedy,beam9")
     assert_clean_error(proc, "unknown decoding method 'beam9'")

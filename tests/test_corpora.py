@@ -18,9 +18,9 @@ from speechlm.data.corpus import (
     normalize_text,
     write_manifests,
 )
-from speechlm.data.fsdd import DIGIT_WORDS, download_fsdd, prepare_fsdd
-from speechlm.data.yesno import download_yesno, prepare_yesno
-from speechlm.errors import SpeechlmError
+from speechlm.corpora.fsdd import DIGIT_WORDS, download_fsdd, prepare_fsdd
+from speechlm.corpora.yesno import download_yesno, prepare_yesno
+from speechlm.base.errors import SpeechlmError
 
 FSDD = DATA / "fsdd"
 YESNO = DATA / "yesno"

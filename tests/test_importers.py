@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from speechlm.data.importers import Utterance, auto_split, import_corpus
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 
 
 def tone(path, seconds=0.3, sr=16000, freq=440.0):

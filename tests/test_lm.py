@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import DIGITS
 
-from speechlm.config import LMConfig, load_config
-from speechlm.errors import SpeechlmError
+from speechlm.base.config import LMConfig, load_config
+from speechlm.base.errors import SpeechlmError
 from speechlm.models.lm import (
     TransformerLM,
     asr_task_row,
@@ -20,7 +20,7 @@ from speechlm.models.lm import (
     simulate_ctc_frames,
 )
 from speechlm.text.symbols import ASR_ID, BLANK_ID, SOS_EOS_ID
-from speechlm.train.tasks import perplexity
+from speechlm.train.lm import perplexity
 
 TINY_LM = ["lm.d_model=32", "lm.num_layers=2", "lm.num_heads=2", "lm.dropout=0.0",
            "lm.max_tokens=200", "lm.valid_sentences=20", "optim.warmup_steps=5",
@@ -65,8 +65,8 @@ def _write_text(path, n, seed=0):
 
 
 def test_lm_training_loss_falls_and_perplexity_file(tiny_asr, tmp_path):
-    from speechlm.train.checkpoint import load_checkpoint
-    from speechlm.train.tasks import LmTrainer
+    from speechlm.base.checkpoint import load_checkpoint
+    from speechlm.train.lm import LmTrainer
 
     text = _write_text(tmp_path / "lm.txt", 300)
     cfg = load_config(None, TINY_LM + ["train.num_epochs=3"])
@@ -94,7 +94,7 @@ def test_lm_training_loss_falls_and_perplexity_file(tiny_asr, tmp_path):
 
 
 def test_lm_text_with_unknown_characters_is_refused(tiny_asr, tmp_path):
-    from speechlm.train.tasks import LmTrainer
+    from speechlm.train.lm import LmTrainer
 
     text = tmp_path / "bad.txt"
     text.write_text("one two\nthree qqq\n" * 5)
@@ -175,8 +175,8 @@ def test_conditional_nll_of_text_and_transcription_rows():
 
 
 def test_lm_asr_task_loss_and_continued_pretraining(tiny_asr, tmp_path):
-    from speechlm.train.checkpoint import load_checkpoint
-    from speechlm.train.tasks import LmTrainer
+    from speechlm.base.checkpoint import load_checkpoint
+    from speechlm.train.lm import LmTrainer
 
     text = _write_text(tmp_path / "lm.txt", 300)
     task = ["lm.asr_task_weight=0.5", "lm.asr_task_noise=0.3"]

@@ -2,7 +2,7 @@
 
 import torch
 
-from speechlm.config import EncoderConfig
+from speechlm.base.config import EncoderConfig
 from speechlm.decode.ctc import ctc_greedy
 from speechlm.models.asr import CTCModel
 from speechlm.models.encoder import subsampled_lengths

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import DIGITS, FSDD, REPO, needs_fsdd
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 from speechlm.recipe import TEMPLATE_DIR, new_recipe, size_for_hours
 
 TINY = ("encoder.d_model=32 encoder.num_layers=1 encoder.num_heads=2 encoder.subsampling_channels=8 "
@@ -49,7 +49,7 @@ def run_recipe(recipe, *args):
 
 def results_rows(recipe):
     return [line for line in (recipe / "RESULTS.md").read_text().splitlines()
-            if re.match(r"\| \d{4}-\d\d-\d\d \| test \|", line)]
+            if re.match(r"\| \d{4}-\d\d-\d\d \| \S+ \| test \|", line)]
 
 
 @needs_fsdd
@@ -115,12 +115,13 @@ def test_new_recipe_bad_corpus_writes_nothing(tmp_path, capsys):
     assert "recipe name" in capsys.readouterr().err
 
 
-def test_cli_kinds_match_importers():
-    from speechlm import cli_recipe
-    from speechlm.data import importers, lhotse_corpora
+def test_every_registered_corpus_resolves():
+    """``speechlm prepare NAME`` exists for every corpus in the registry, with its own options."""
+    from speechlm.base.registry import CORPORA, resolve
 
-    assert cli_recipe.KINDS == importers.KINDS
-    assert set(cli_recipe.LHOTSE_CORPORA) == set(lhotse_corpora.PREPARERS)
+    assert {"synth_en", "fsdd", "yesno", "librispeech", "ljspeech"} <= set(CORPORA.names())
+    for entry in CORPORA:
+        assert callable(resolve(entry.add_arguments)) and callable(resolve(entry.prepare))
 
 
 def test_size_thresholds():
@@ -129,7 +130,7 @@ def test_size_thresholds():
 
 
 def test_template_configs_load():
-    from speechlm.config import load_config
+    from speechlm.base.config import load_config
 
     for size in ("tiny", "small", "large"):
         load_config(TEMPLATE_DIR / "conf" / f"{size}.yaml")

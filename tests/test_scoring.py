@@ -2,7 +2,7 @@
 
 import pytest
 
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 from speechlm.scoring.report import (
     RESULTS_HEADER,
     append_results_row,
@@ -160,31 +160,48 @@ def test_results_md_appended_twice_keeps_one_header(tmp_path):
     md.write_text("# yesno results\n\nSome notes that must survive.\n")
     stats = compute_wer([utt("u", "a b c d", "a x c")])
     row = results_row("test", "greedy", stats, "./run.sh --stage 5 --stop-stage 5", rtf=0.1, notes="lm|ctc")
-    append_results_row(md, dict(row, date="2024-01-02"))
-    append_results_row(md, dict(row, method="beam", date="2024-01-03"))
+    append_results_row(md, dict(row, date="2024-01-02", commit="abc1234"), section="exp/asr")
+    append_results_row(md, dict(row, method="beam", date="2024-01-03"), section="exp/asr")
     text = md.read_text()
-    assert text.startswith("# yesno results\n\nSome notes that must survive.\n\n")
+    assert text.startswith("# yesno results\n\nSome notes that must survive.\n\n## exp/asr\n\n")
     assert text.count(RESULTS_HEADER) == 1
     lines = text.splitlines()
     i = lines.index(RESULTS_HEADER)
     assert lines[i + 2] == (
-        "| 2024-01-02 | test | greedy | 50.00 | 2 (0/1/1) / 4 | 0.1 | lm\\|ctc | "
+        "| 2024-01-02 | abc1234 | test | greedy | 50.00 | 2 (0/1/1) / 4 | 0.1 | lm\\|ctc | "
         "`./run.sh --stage 5 --stop-stage 5` |"
     )
-    assert lines[i + 3].startswith("| 2024-01-03 | test | beam | 50.00 |")
+    assert lines[i + 3].startswith("| 2024-01-03 | ") and "| test | beam | 50.00 |" in lines[i + 3]
     assert len(lines) == i + 4
 
 
-def test_results_md_row_goes_under_existing_table_not_at_end(tmp_path):
+def test_results_md_rows_go_to_their_own_section_not_the_last_table(tmp_path):
+    """Stage 5 writes into the section named for the run (exp dir), creating it above
+    'Earlier experiments' when absent; other sections and their tables stay as they were."""
     md = tmp_path / "RESULTS.md"
+    md.write_text("# r\n\n## exp/asr: CTC\n\n" + RESULTS_HEADER + "\n|---|\n| old asr |\n\nnote\n\n"
+                  "## exp/lm: text LM\n\n- ppl 3.0\n\n## Earlier experiments\n\n- old\n")
     stats = compute_wer([utt("u", "a", "a")])
-    append_results_row(md, results_row("test", "m1", stats, "cmd1"))
-    md.write_text(md.read_text() + "\n## Later section\n\ntext\n")
-    append_results_row(md, results_row("test", "m2", stats, "cmd2"))
+    append_results_row(md, results_row("test", "m1", stats, "cmd1"), section="exp/asr")
+    append_results_row(md, results_row("test", "m2", stats, "cmd2"), section="exp/new")
+    from speechlm.scoring.results_md import append_to_section
+
+    append_to_section(md, "exp/lm", ["- ppl 2.9"])
     lines = md.read_text().splitlines()
-    assert lines[0] == RESULTS_HEADER
-    assert "| m1 |" in lines[2] and "| m2 |" in lines[3]
-    assert lines[-1] == "text"
+    asr = lines.index("## exp/asr: CTC")
+    assert lines[asr + 4] == "| old asr |" and "| m1 |" in lines[asr + 5] and lines[asr + 7] == "note"
+    new, lm, earlier = (lines.index(h) for h in ("## exp/new", "## exp/lm: text LM", "## Earlier experiments"))
+    assert asr < lm < new < earlier
+    assert lines[new + 2] == RESULTS_HEADER and "| m2 |" in lines[new + 4]
+    assert lines[lm + 2: lm + 5] == ["- ppl 3.0", "", "- ppl 2.9"]
+    assert lines[-1] == "- old"
+
+
+def test_section_key_is_the_exp_dir_relative_to_the_recipe(tmp_path):
+    from speechlm.scoring.results_md import section_key
+
+    assert section_key(tmp_path / "exp" / "asr", tmp_path / "RESULTS.md") == "exp/asr"
+    assert section_key("/elsewhere/exp", tmp_path / "RESULTS.md") == "/elsewhere/exp"
 
 
 def test_results_md_rejects_missing_keys(tmp_path):
@@ -203,7 +220,7 @@ def test_score_and_write_names_files_and_summarises(tmp_path):
     }
     wers = score_and_write(
         tmp_path, "test", "epoch-10", methods, {"beam_search": {"RTF": 0.5}},
-        results_md=tmp_path / "RESULTS.md", command="./run.sh --stage 5",
+        results_md=tmp_path / "RESULTS.md", command="./run.sh --stage 5", section=tmp_path / "exp",
     )
     assert wers == {"greedy_search": 50.0, "beam_search": 25.0}
     for m in methods:
@@ -211,8 +228,9 @@ def test_score_and_write_names_files_and_summarises(tmp_path):
         assert (tmp_path / f"errs-test-{m}-epoch-10.txt").read_text().startswith("%WER = ")
     summary = (tmp_path / "wer-summary-test-epoch-10.txt").read_text().splitlines()
     assert summary == ["settings\tWER\tRTF", "beam_search\t25.00\t0.5", "greedy_search\t50.00\t-"]
-    md_rows = (tmp_path / "RESULTS.md").read_text().splitlines()[2:]
-    assert [r.split(" | ")[2] for r in md_rows] == ["beam_search", "greedy_search"]
+    md = (tmp_path / "RESULTS.md").read_text().splitlines()
+    assert md[0] == "## exp"
+    assert [r.split(" | ")[3] for r in md[4:]] == ["beam_search", "greedy_search"]
 
 
 def test_score_and_write_empty_tag(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from speechlm.config import EncoderConfig, LMConfig, SpeechLMConfig
+from speechlm.base.config import EncoderConfig, LMConfig, SpeechLMConfig
 from speechlm.decode import search
 from speechlm.decode.ctc import ctc_greedy
 from speechlm.models.lm import TransformerLM

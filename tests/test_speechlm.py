@@ -8,11 +8,11 @@ import torch
 from conftest import tiny_overrides
 from test_lm import TINY_LM, _write_text
 
-from speechlm.config import EncoderConfig, LMConfig, SpeechLMConfig, load_config
-from speechlm.errors import SpeechlmError
+from speechlm.base.config import EncoderConfig, LMConfig, SpeechLMConfig, load_config
+from speechlm.base.errors import SpeechlmError
 from speechlm.models.speechlm_asr import SpeechLMAsr, load_lm_into
 from speechlm.text.symbols import ASR_ID, SOS_EOS_ID
-from speechlm.train.checkpoint import load_checkpoint, save_atomic
+from speechlm.base.checkpoint import load_checkpoint, save_atomic
 
 ALL_METHODS = ["ctc-greedy", "ctc-prefix-beam", "attention-beam", "attention-rescoring",
                "lm-shallow-fusion", "attention-lm-fusion"]
@@ -20,7 +20,7 @@ ALL_METHODS = ["ctc-greedy", "ctc-prefix-beam", "attention-beam", "attention-res
 
 @pytest.fixture(scope="module")
 def lm_ckpt(tiny_asr, tmp_path_factory):
-    from speechlm.train.tasks import LmTrainer
+    from speechlm.train.lm import LmTrainer
 
     root = tmp_path_factory.mktemp("lm")
     text = _write_text(root / "lm.txt", 200)
@@ -64,7 +64,11 @@ def test_mismatched_lm_checkpoint_is_refused(lm_ckpt, tmp_path):
 def test_text_lm_errors_name_the_option_that_gave_the_path(lm_ckpt, tmp_path):
     """Every loader of a stage-3 LM (fine-tuning init, shallow fusion) goes through one check;
     its message names the option the user set and only offers random init where it exists."""
-    from speechlm.decode.search_methods import load_text_lm, text_lm_source
+    from speechlm.decode.methods import text_lm_source
+    from speechlm.models.experiment import model_from_checkpoint
+
+    def load_text_lm(path, vocab_size, device, key="--lm-checkpoint"):
+        return model_from_checkpoint(path, key, ("lm",), vocab_size, device, user="ASR model")
 
     vocab = load_checkpoint(lm_ckpt)["vocab_size"]
     with pytest.raises(SpeechlmError, match=r"decode\.lm_checkpoint = \S+ has vocabulary size "
@@ -154,20 +158,20 @@ def test_speechlm_train_and_decode_every_method(tiny_asr, lm_ckpt, tmp_path):
 
 
 def test_attention_methods_on_ctc_model_are_refused(tiny_asr, tmp_path):
-    from speechlm.decode.recognize import recognize
-    from speechlm.train.trainer import AsrTrainer
+    from speechlm.scoring.evaluate import decode_and_score as recognize
+    from speechlm.train.ctc import CtcTrainer
 
     exp = tmp_path / "ctc"
-    AsrTrainer(load_config(None, tiny_overrides(epochs=1) + ["train.average_last=1"]), exp,
+    CtcTrainer(load_config(None, tiny_overrides(epochs=1) + ["train.average_last=1"]), exp,
                tiny_asr["train"], None, tiny_asr["tokenizer"]).run()
-    with pytest.raises(SpeechlmError, match="attention decoder"):
+    with pytest.raises(SpeechlmError, match="attention-beam needs a model that provides ctc, attention"):
         recognize(exp, tiny_asr["test"], "test", ["attention-beam"])
     with pytest.raises(SpeechlmError, match="only decode"):
         recognize(exp, tiny_asr["test"], "test", ["ctc-greedy"], overrides=["encoder.d_model=8"])
 
 
 def test_frozen_lm_steps_leave_the_lm_untouched(tiny_asr, lm_ckpt, tmp_path):
-    from speechlm.train.tasks import SpeechLMTrainer
+    from speechlm.train.speechlm import SpeechLMTrainer
 
     cfg = load_config(None, tiny_overrides(epochs=1) + [
         "train.average_last=1", f"speechlm.lm_init={lm_ckpt}", "speechlm.freeze_lm_steps=1000"])
@@ -182,7 +186,7 @@ def test_frozen_lm_steps_leave_the_lm_untouched(tiny_asr, lm_ckpt, tmp_path):
 
 def test_text_rehearsal_adds_the_lm_loss_of_a_text_batch(tiny_asr, lm_ckpt, tmp_path):
     from speechlm.models.lm import sentence_nll
-    from speechlm.train.tasks import SpeechLMTrainer
+    from speechlm.train.speechlm import SpeechLMTrainer
 
     text = _write_text(tmp_path / "text.txt", 100, seed=1)
     cfg = load_config(None, tiny_overrides(epochs=1) + [
@@ -210,7 +214,7 @@ def test_text_rehearsal_adds_the_lm_loss_of_a_text_batch(tiny_asr, lm_ckpt, tmp_
 
 
 def test_text_rehearsal_needs_a_text_file(tiny_asr, tmp_path):
-    from speechlm.train.tasks import SpeechLMTrainer
+    from speechlm.train.speechlm import SpeechLMTrainer
 
     cfg = load_config(None, tiny_overrides(epochs=1) + ["speechlm.text_weight=1.0"])
     with pytest.raises(SpeechlmError, match="needs speechlm.text"):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechlm.errors import SpeechlmError
-from speechlm.text.domain import generate_distinct_sentences, generate_sentences, is_valid_sentence
+from speechlm.base.errors import SpeechlmError
+from speechlm.corpora.synth_en_grammar import generate_distinct_sentences, generate_sentences, is_valid_sentence
 
 
 def test_domain_deterministic_varied_and_clean():
@@ -59,7 +59,7 @@ def test_espeak_output_does_not_depend_on_what_came_before():
 def test_prepare_synth_en_tiny(tmp_path):
     from lhotse import load_manifest
 
-    from speechlm.data.synth_en import prepare_synth_en
+    from speechlm.corpora.synth_en import prepare_synth_en
 
     out = tmp_path / "synth_en"
     res = prepare_synth_en(out, num_text=2000, num_train=12, num_dev=4, num_test=4, num_jobs=2)

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from speechlm.config import DataConfig, load_config, save_config
+from speechlm.base.config import DataConfig, load_config, save_config
 from speechlm.data.datamodule import spec_augment
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 from speechlm.text import symbols as sym
 from speechlm.text.tokenizer import Tokenizer, train_sentencepiece
 

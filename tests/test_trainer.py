@@ -8,16 +8,17 @@ import pytest
 import torch
 
 from conftest import REPO, tiny_overrides
-from speechlm.config import load_config
-from speechlm.decode.recognize import load_asr_model, recognize
-from speechlm.errors import SpeechlmError
-from speechlm.train.checkpoint import epoch_checkpoints, load_checkpoint
-from speechlm.train.trainer import AsrTrainer
+from speechlm.base.config import load_config
+from speechlm.models.experiment import load_experiment
+from speechlm.scoring.evaluate import decode_and_score as recognize
+from speechlm.base.errors import SpeechlmError
+from speechlm.base.checkpoint import epoch_checkpoints, load_checkpoint
+from speechlm.train.ctc import CtcTrainer
 
 
 def train(tiny_asr, exp_dir, epochs, resume=False, extra=()):
     cfg = load_config(None, tiny_overrides(epochs) + list(extra))
-    trainer = AsrTrainer(cfg, exp_dir, tiny_asr["train"], tiny_asr["test"], tiny_asr["tokenizer"])
+    trainer = CtcTrainer(cfg, exp_dir, tiny_asr["train"], tiny_asr["test"], tiny_asr["tokenizer"])
     return trainer.run(resume=resume)
 
 
@@ -63,12 +64,12 @@ def test_outputs_and_averaging(tiny_asr, tmp_path):
     # Decoding another average of the kept epochs (icefall's --avg): K = train.average_last is
     # final.pt exactly; K = 1 is the last epoch; more than the kept checkpoints is refused.
     for k, want in ((2, state["model"]), (1, e3)):
-        model, _, _ = load_asr_model(exp, torch.device("cpu"), avg=k)
+        model = load_experiment(exp, avg=k).model
         got = model.state_dict()
         assert all(torch.equal(got[n], want[n]) for n in want), k
     with pytest.raises(SpeechlmError, match=r"--avg 3: .* keeps 2 epoch checkpoints \(epoch-2\.pt, "
                        r"epoch-3\.pt\); use --avg <= 2"):
-        load_asr_model(exp, torch.device("cpu"), avg=3)
+        load_experiment(exp, avg=3)
     res1 = recognize(exp, tiny_asr["test"], "test", ["ctc-greedy"], avg=1)
     assert (exp / "decode-test" / "wer-summary-test-avg1.txt").is_file()
     assert summary == (exp / "decode-test" / "wer-summary-test.txt").read_text().splitlines()

@@ -31,11 +31,12 @@ def _espeak(text: str) -> torch.Tensor:
 
 @pytest.fixture(scope="session")
 def tiny_tts(tmp_path_factory):
-    from speechlm.config import load_config
+    from speechlm.base.config import load_config
     from speechlm.data.features import compute_fbank
-    from speechlm.data.tts_data import compute_tts_features, prepare_tts_voice
+    from speechlm.data.tts_data import prepare_tts_voice
+    from speechlm.decode.tts_features import compute_tts_features
     from speechlm.text.tokenizer import train_sentencepiece
-    from speechlm.train.trainer import AsrTrainer
+    from speechlm.train.ctc import CtcTrainer
     from speechlm.train.tts import TtsTrainer
 
     root = tmp_path_factory.mktemp("tiny_tts")
@@ -50,7 +51,7 @@ def tiny_tts(tmp_path_factory):
     compute_fbank(man / "tts_cuts_train.jsonl.gz", root / "fbank_train.jsonl.gz",
                   root / "feats_train", num_jobs=1)
     asr_cfg = load_config(None, tiny_overrides(epochs=1) + ["train.average_last=1"])
-    AsrTrainer(asr_cfg, root / "asr", root / "fbank_train.jsonl.gz", None, tokenizer).run()
+    CtcTrainer(asr_cfg, root / "asr", root / "fbank_train.jsonl.gz", None, tokenizer).run()
     compute_tts_features(man / "tts_cuts_train.jsonl.gz", root / "asr", root / "feats.pt")
     cfg = load_config(None, ["lm.d_model=32", "lm.num_layers=1", "lm.num_heads=2",
                              "lm.dropout=0.0", "tts.decoder_layers=1", "tts.max_frames=1500",
@@ -108,7 +109,7 @@ def test_ctc_forced_alignment_on_hand_built_posterior():
 
 def test_forced_alignment_refuses_too_few_frames():
     from speechlm.decode.align import ctc_forced_align
-    from speechlm.errors import SpeechlmError
+    from speechlm.base.errors import SpeechlmError
 
     with pytest.raises(SpeechlmError, match="cannot hold 3 tokens"):
         ctc_forced_align(torch.zeros(3, 8).log_softmax(-1), [5, 5, 6])
@@ -144,7 +145,7 @@ def test_mcd_zero_for_identical_and_positive_for_different():
 # ---- model ----------------------------------------------------------------------------------
 
 def test_model_overfits_one_utterance(tiny_tts):
-    from speechlm.config import LMConfig, TTSConfig
+    from speechlm.base.config import LMConfig, TTSConfig
     from speechlm.data.tts_data import TtsBatches
     from speechlm.models.tts import TtsModel
     from speechlm.text.tokenizer import Tokenizer
@@ -168,8 +169,8 @@ def test_model_overfits_one_utterance(tiny_tts):
 
 
 def test_lm_init_must_be_a_text_lm(tiny_tts, tmp_path):
-    from speechlm.config import load_config
-    from speechlm.errors import SpeechlmError
+    from speechlm.base.config import load_config
+    from speechlm.base.errors import SpeechlmError
     from speechlm.train.tts import TtsTrainer
 
     cfg = load_config(None, [f"tts.lm_init={tiny_tts['asr'] / 'final.pt'}"])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from speechlm.decode.wfst import HLGDecoder, build_hlg, build_token_graph, graph_info
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 from speechlm.text.lang import (
     add_disambig_symbols,
     map_oovs,
@@ -194,8 +194,9 @@ def test_disambig_symbols_for_homophones_and_prefixes():
 
 def test_hlg_nbest_rescoring_with_neural_lm(lang, tmp_path):
     """hlg-nbest-lm re-ranks the HLG lattice's n-best with a real (tiny, trained) text LM."""
-    from speechlm.config import ExperimentConfig, LMConfig
-    from speechlm.decode.recognize import Encoded, build_methods
+    from speechlm.base.config import ExperimentConfig, LMConfig
+    from speechlm.decode.methods import DecodeContext, build_methods
+    from speechlm.models.asr import Encoded
     from speechlm.models.lm import TransformerLM, lm_loss
 
     d, tok = lang
@@ -217,8 +218,8 @@ def test_hlg_nbest_rescoring_with_neural_lm(lang, tmp_path):
     def decode(lm_weight):
         cfg = ExperimentConfig()
         cfg.decode.lm_weight, cfg.decode.nbest, cfg.decode.lattice_beam = lm_weight, 5, 20.0
-        m = build_methods(["hlg-1best", "hlg-nbest-lm"], tok, tmp_path, d / "lang", model=lm, cfg=cfg,
-                          lm_checkpoint=tmp_path / "lm.pt")
+        ctx = DecodeContext("", lm, cfg, tok, tmp_path, d / "lang", str(tmp_path / "lm.pt"))
+        m = build_methods(["hlg-1best", "hlg-nbest-lm"], ctx)
         return {name: fn(enc)[0] for name, fn in m.items()}
 
     # weight 0: the lattice's own best path (the bigram prefers yes no yes), as hlg-1best
@@ -226,5 +227,5 @@ def test_hlg_nbest_rescoring_with_neural_lm(lang, tmp_path):
     # a heavy neural-LM weight flips it to the LM's sentence, which is in the 5-best
     assert decode(5.0)["hlg-nbest-lm"] == ["yes", "yes", "yes"]
     with pytest.raises(SpeechlmError, match="needs a text LM"):
-        build_methods(["hlg-nbest-lm"], tok, tmp_path, d / "lang", model=lm,
-                      cfg=ExperimentConfig())
+        build_methods(["hlg-nbest-lm"], DecodeContext("", lm, ExperimentConfig(), tok, tmp_path,
+                                                      d / "lang"))

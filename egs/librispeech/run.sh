@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # LibriSpeech (OpenSLR 12): read English audiobooks. Conformer-CTC trained on 100 h or 960 h,
-# WER on test-clean. Data prep is Lhotse's LibriSpeech recipe (speechlm/data/lhotse_corpora.py).
+# WER on test-clean. Data prep is Lhotse's LibriSpeech recipe (speechlm/corpora/librispeech.py).
 #   ./run.sh                                  # 100 h (train-clean-100) with conf/asr_100h.yaml
 #   ./run.sh --parts 960h --nproc 8           # 960 h with conf/asr_960h.yaml, DDP over 8 GPUs
 #   ./run.sh --corpus-dir /data/LibriSpeech   # an existing copy (missing parts are downloaded)
@@ -25,6 +25,6 @@ corpus=librispeech
 [ -n "$conf" ] || conf=conf/asr_${parts/mini/100h}.yaml
 [ "$parts" != mini ] || splits="train test"   # mini LibriSpeech has one held-out part
 run_stage 0 "data prep (download when absent)" "$data/manifests/" \
-  speechlm import librispeech "$corpus_dir" --parts "$parts" --download --num-jobs "$nj" \
+  speechlm prepare librispeech --corpus-dir "$corpus_dir" --parts "$parts" --download --num-jobs "$nj" \
     --out-dir "$data/manifests" --prefix "$corpus"
 asr_stages

@@ -20,5 +20,5 @@ nj=4                    # parallel jobs for features
 
 corpus=ljspeech
 run_stage 0 "data prep (download when absent)" "$data/manifests/" \
-  speechlm import ljspeech "$corpus_dir" --download --out-dir "$data/manifests" --prefix "$corpus"
+  speechlm prepare ljspeech --corpus-dir "$corpus_dir" --download --out-dir "$data/manifests" --prefix "$corpus"
 asr_stages

@@ -3,9 +3,11 @@ duplicate-id detection, text normalisation, downloads and atomic manifest writin
 
 An importer (``speechlm/data/<corpus>.py``) lists its files, derives ids and transcripts,
 calls :func:`load_recording` per file and hands the result to :func:`write_manifests`.
-Bad input raises :class:`~speechlm.errors.SpeechlmError` naming the file; with
+Bad input raises :class:`~speechlm.base.errors.SpeechlmError` naming the file; with
 ``on_error="skip"`` unreadable audio is left out and counted in a :class:`SkipCounter`.
 """
+
+from __future__ import annotations
 
 import logging
 import os
@@ -16,16 +18,15 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
-import soundfile as sf
-from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
-from lhotse import validate_recordings_and_supervisions
+from speechlm.base.errors import SpeechlmError
 
-from speechlm.errors import SpeechlmError
+if TYPE_CHECKING:  # lhotse and soundfile load on first use: listing corpora stays fast
+    from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
 Pathlike = Union[str, Path]
-Manifests = Dict[str, Tuple[RecordingSet, SupervisionSet]]
+Manifests = Dict[str, Tuple["RecordingSet", "SupervisionSet"]]
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,8 @@ def check_on_error(on_error: str) -> None:
 
 
 def _audio_problem(path: Path) -> Optional[str]:
+    import soundfile as sf
+
     """Return why ``path`` is unusable audio, or None when it is fine.
 
     Reads the header and the first block of samples: enough to catch missing, corrupt,
@@ -128,6 +131,8 @@ def load_recording(
     :param skips: where skipped files are counted (only used with ``on_error="skip"``).
     :return: the Recording, or None when the file was skipped.
     """
+    from lhotse import Recording
+
     check_on_error(on_error)
     path = Path(path).absolute()
     problem = _audio_problem(path)
@@ -148,6 +153,8 @@ def load_recording(
 
 def whole_recording_supervision(recording: Recording, text: str, **kwargs) -> SupervisionSegment:
     """A supervision spanning all of ``recording`` with the same id (one utterance per file)."""
+    from lhotse import SupervisionSegment
+
     return SupervisionSegment(
         id=recording.id,
         recording_id=recording.id,
@@ -183,6 +190,8 @@ def validated_sets(
 
     :raises SpeechlmError: when the split is empty or lhotse's validation fails.
     """
+    from lhotse import RecordingSet, SupervisionSet, validate_recordings_and_supervisions
+
     recs = RecordingSet.from_recordings(sorted(recordings, key=lambda r: r.id))
     sups = SupervisionSet.from_segments(sorted(supervisions, key=lambda s: s.id))
     if len(recs) == 0:
@@ -211,6 +220,8 @@ def write_manifests(
 
     :return: the sorted RecordingSet and SupervisionSet, and the CutSet built from them.
     """
+    from lhotse import CutSet
+
     recs, sups = validated_sets(recordings, supervisions, prefix, split)
     cuts = CutSet.from_manifests(recordings=recs, supervisions=sups)
     paths = manifest_paths(out_dir, prefix, split)
@@ -314,3 +325,60 @@ def find_subdir(corpus_dir: Pathlike, name: str, corpus: str) -> Path:
         f"{corpus_dir}: not a {corpus} corpus directory (expected it to contain '{name}/' "
         f"with .wav files). Pass the right --corpus-dir or download the corpus first."
     )
+
+
+def download_corpus(corpus: str, url: str, target_dir: Pathlike, folder: str, archive_name: str,
+                    select: Callable[[str], bool], force: bool = False) -> Path:
+    """Download ``url`` (a tarball) and extract its selected WAVs to ``target_dir/folder``,
+    once: a ``.<corpus>.completed`` marker makes a second call a no-op (unless ``force``).
+
+    :return: ``target_dir``, the folder to pass to the corpus's ``prepare``.
+    :raises SpeechlmError: when offline (suggests ``--corpus-dir``) or the archive is damaged.
+    """
+    target_dir = Path(target_dir)
+    dest = target_dir / folder
+    done = target_dir / f".{corpus}.completed"
+    if done.is_file() and dest.is_dir() and not force:
+        logger.info(f"{corpus}: {dest} already present, skipping download")
+        return target_dir
+    archive = download_file(url, target_dir / archive_name, corpus, force=force)
+    n = extract_wavs(archive, dest, select=select)
+    done.touch()
+    logger.info(f"{corpus}: extracted {n} files to {dest}")
+    return target_dir
+
+
+# (audio file, utterance id, transcript, speaker) of a one-utterance-per-file corpus
+FileUtterance = Tuple[Path, str, str, str]
+
+
+def prepare_file_splits(
+    corpus: str,
+    list_splits: Callable[[SkipCounter], Dict[str, List[FileUtterance]]],
+    output_dir: Optional[Pathlike],
+    on_error: str = "raise",
+    language: str = "English",
+) -> Manifests:
+    """The prepare step of a corpus with one utterance per audio file.
+
+    ``list_splits(skips)`` decides split membership from file names (before any audio is read,
+    so a skipped file never shifts the others) and counts mis-named files in ``skips``; each
+    file is then checked and loaded (:func:`load_recording`), and each split validated and,
+    with ``output_dir``, written. Skips are reported once, also when a split fails.
+    """
+    check_on_error(on_error)
+    skips = SkipCounter(corpus)
+    manifests: Manifests = {}
+    try:
+        for name, members in list_splits(skips).items():
+            recs, sups = [], []
+            for path, utt_id, text, speaker in members:
+                rec = load_recording(path, utt_id, on_error=on_error, skips=skips)
+                if rec is None:
+                    continue
+                recs.append(rec)
+                sups.append(whole_recording_supervision(rec, text, speaker=speaker, language=language))
+            manifests[name] = finish_split(recs, sups, output_dir, corpus, name)
+    finally:
+        skips.report()
+    return manifests

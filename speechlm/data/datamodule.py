@@ -15,8 +15,8 @@ from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 from lhotse.dataset.collation import collate_features
 
-from speechlm.config import DataConfig
-from speechlm.errors import SpeechlmError
+from speechlm.base.config import DataConfig
+from speechlm.base.errors import SpeechlmError
 
 
 def spec_augment(feats: torch.Tensor, lens: torch.Tensor, cfg: DataConfig) -> torch.Tensor:

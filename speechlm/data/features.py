@@ -16,7 +16,7 @@ from typing import Sequence, Tuple
 import torch
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
 
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 
 log = logging.getLogger(__name__)
 

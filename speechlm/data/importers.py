@@ -52,11 +52,11 @@ from speechlm.data.corpus import (
     normalize_text,
     whole_recording_supervision,
 )
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
+from speechlm.data.import_options import KINDS
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("kaldi-dir", "folder", "tsv")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 TRANSCRIPT_SUFFIXES = (".txt", ".lab")
 SPLIT_NAMES = {"train": "train", "dev": "dev", "valid": "dev", "validation": "dev",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 from speechlm.text.symbols import UNK_ID
 from speechlm.text.tokenizer import Tokenizer
 

@@ -7,7 +7,7 @@ Layout under ``out_dir``::
     wav/{train,test}/<utt_id>.wav                 16 kHz mono, one voice
     manifests/tts_{recordings,supervisions,cuts}_{train,test}.jsonl.gz
 
-:func:`compute_tts_features` writes one ``.pt`` file per split: for each utterance its text,
+:func:`speechlm.decode.tts_features.compute_tts_features` writes one ``.pt`` file per split: for each utterance its text,
 token ids (the ASR tokenizer's, which must be the TTS model's), durations of
 ``<tts> y1 .. yn <sos/eos>`` in mel frames and the log-mel frames (float16).
 """
@@ -17,17 +17,29 @@ from __future__ import annotations
 import logging
 import random
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
+from speechlm.text.symbols import BLANK_ID, SOS_EOS_ID, TTS_ID
 
 log = logging.getLogger(__name__)
 
 PREFIX = "tts"
-ALIGN_FRAME_TIME = 0.04  # ASR output frame: 10 ms fbank x 4 (conv subsampling)
-ALIGN_FRAME_OFFSET = 0.04  # centre of output frame 0: input frames 0..6 (+ half a window)
+
+
+def tts_input(ids: Sequence[int]) -> List[int]:
+    """The TTS model's input for one sentence: ``<tts> y1 .. yn <sos/eos>``."""
+    return [TTS_ID, *ids, SOS_EOS_ID]
+
+
+def pad_inputs(inputs: Sequence[Sequence[int]], device) -> Tuple[torch.Tensor, torch.Tensor]:
+    lens = torch.tensor([len(s) for s in inputs], dtype=torch.long)
+    tokens = torch.full((len(inputs), int(lens.max())), BLANK_ID, dtype=torch.long)
+    for i, s in enumerate(inputs):
+        tokens[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+    return tokens.to(device), lens.to(device)
 
 
 def parse_voice(spec: str) -> Dict[str, object]:
@@ -72,7 +84,7 @@ def prepare_tts_voice(out_dir: str | Path, train_text: str | Path, test_text: st
     from lhotse import Recording
 
     from speechlm.data.corpus import whole_recording_supervision, write_manifests
-    from speechlm.data.synth_en import run_synthesis_jobs
+    from speechlm.synth.jobs import run_synthesis_jobs
 
     if num_train < 1 or num_test < 1:
         raise SpeechlmError(f"prepare-tts-data: --num-train ({num_train}) and --num-test "
@@ -106,68 +118,8 @@ def prepare_tts_voice(out_dir: str | Path, train_text: str | Path, test_text: st
     return counts
 
 
-def _batched_alignment_inputs(cuts, batch_size: int):
-    """Yield lists of (cut, waveform) in batches of similar duration."""
-    ordered = sorted(cuts, key=lambda c: c.duration)
-    for start in range(0, len(ordered), batch_size):
-        group = ordered[start: start + batch_size]
-        yield [(c, torch.from_numpy(c.load_audio()[0]).float()) for c in group]
-
-
-@torch.no_grad()
-def compute_tts_features(cuts_path: str | Path, asr_dir: str | Path, out_path: str | Path,
-                         hop_length: int = 256, n_fft: int = 1024, device: str = "cpu",
-                         batch_size: int = 8) -> int:
-    """Log-mel frames and CTC-aligned token durations for every cut; written to ``out_path``."""
-    from lhotse import Fbank, FbankConfig
-
-    from speechlm.data.features import NUM_MEL_BINS, SAMPLING_RATE, load_cuts
-    from speechlm.decode.align import ctc_forced_align, speech_bounds, token_durations
-    from speechlm.decode.recognize import load_asr_model
-    from speechlm.models.vocoder import MelFrontend, MelSpec
-    from speechlm.train.checkpoint import save_atomic
-
-    cuts = load_cuts(cuts_path)
-    if len(cuts) == 0:
-        raise SpeechlmError(f"{cuts_path}: no cuts")
-    asr, _, tokenizer = load_asr_model(asr_dir, torch.device(device))
-    spec = MelSpec(n_fft=n_fft, hop_length=hop_length)
-    frontend = MelFrontend(spec).to(device)
-    fbank = Fbank(FbankConfig(sampling_rate=SAMPLING_RATE, num_mel_bins=NUM_MEL_BINS))
-    utts = []
-    for group in _batched_alignment_inputs(cuts, batch_size):
-        for cut, _ in group:
-            if cut.sampling_rate != spec.sample_rate:
-                raise SpeechlmError(f"{cuts_path}: cut {cut.id} is {cut.sampling_rate} Hz; TTS "
-                                    f"data must be {spec.sample_rate} Hz")
-        feats = [torch.from_numpy(fbank.extract(w.numpy(), SAMPLING_RATE)) for _, w in group]
-        lens = torch.tensor([f.size(0) for f in feats])
-        padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
-        log_probs, out_lens = asr(padded.to(device), lens.to(device))
-        for i, (cut, wave) in enumerate(group):
-            text = " ".join(s.text for s in cut.supervisions)
-            ids = tokenizer.encode(text, item=f"{cuts_path}, cut {cut.id}")
-            mel = frontend(wave.to(device)).cpu()
-            path = ctc_forced_align(log_probs[i, : int(out_lens[i])].cpu(), ids)
-            start, end = speech_bounds(mel)
-            durs = token_durations(path, len(ids), ALIGN_FRAME_TIME, ALIGN_FRAME_OFFSET,
-                                   spec.frame_shift, mel.size(0), start, end)
-            utts.append({"id": cut.id, "text": text, "tokens": ids, "durations": durs,
-                         "mel": mel.half()})
-        if len(utts) // 200 != (len(utts) - len(group)) // 200:  # long work shows progress
-            log.info("TTS features: %d of %d utterances aligned", len(utts), len(cuts))
-    utts.sort(key=lambda u: u["id"])
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    save_atomic({"utts": utts, "hop_length": hop_length, "n_fft": n_fft,
-                 "asr_dir": str(asr_dir)}, out_path)
-    frames = sum(u["mel"].size(0) for u in utts)
-    log.info("TTS features: %d utterances, %d mel frames -> %s", len(utts), frames, out_path)
-    return len(utts)
-
-
 def load_tts_features(path: str | Path, hop_length: int, n_fft: int) -> List[dict]:
-    from speechlm.train.checkpoint import load_checkpoint
+    from speechlm.base.checkpoint import load_checkpoint
 
     if not Path(path).is_file():
         raise SpeechlmError(f"TTS features {path} not found: run `speechlm tts-features` "
@@ -188,7 +140,6 @@ class TtsBatches(torch.utils.data.Dataset):
         self.utts = utts
 
     def __getitem__(self, indexes: List[int]) -> Dict[str, torch.Tensor]:
-        from speechlm.models.tts import pad_inputs, tts_input
 
         items = [self.utts[i] for i in indexes]
         tokens, token_lens = pad_inputs([tts_input(u["tokens"]) for u in items], "cpu")

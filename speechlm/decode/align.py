@@ -13,7 +13,7 @@ from typing import List, Sequence
 
 import torch
 
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 from speechlm.text.symbols import BLANK_ID
 
 

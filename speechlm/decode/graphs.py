@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 
 log = logging.getLogger(__name__)
 

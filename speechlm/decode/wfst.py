@@ -27,7 +27,7 @@ import kaldifst
 import numpy as np
 import torch
 
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 from speechlm.text import symbols as sym
 from speechlm.text.lang import DISAMBIG0, read_lexicon, read_table
 from speechlm.text.ngram import arpa_to_fst

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechlm.config import EncoderConfig
+from speechlm.base.config import EncoderConfig
 from speechlm.models.encoder import ConformerEncoder
 from speechlm.text.symbols import BLANK_ID
+
+
+@dataclass
+class Encoded:
+    """What an ASR model computes once per batch for decoding; every decoding method reads it.
+
+    A model family with ``ctc`` in :attr:`~speechlm.base.registry.ModelFamily.provides` returns
+    one from ``model.encode_for_decoding(feats, lens)``; ``attention`` families fill the prefix.
+    """
+
+    log_probs: torch.Tensor  # CTC log-probs (B, T, V)
+    lengths: torch.Tensor  # (B,)
+    prefix: Optional[torch.Tensor] = None  # speech-LM models: the decoder's prefix (B, P, D)
+    prefix_lens: Optional[torch.Tensor] = None
 
 
 class CTCModel(nn.Module):
@@ -36,6 +51,9 @@ class CTCModel(nn.Module):
         enc, enc_lens = self.encode(feats, lengths)
         return self.ctc_head(enc).log_softmax(dim=-1), enc_lens
 
+    def encode_for_decoding(self, feats: torch.Tensor, lengths: torch.Tensor) -> Encoded:
+        return Encoded(*self(feats, lengths))
+
     def ctc_loss(self, log_probs, lengths, targets: Sequence[List[int]]) -> torch.Tensor:
         """Summed CTC loss over the batch (caller normalises)."""
         target_lens = torch.tensor([len(t) for t in targets], dtype=torch.long)
@@ -44,6 +62,11 @@ class CTCModel(nn.Module):
             log_probs.transpose(0, 1).float(), flat, lengths.cpu(), target_lens,
             blank=BLANK_ID, reduction="sum", zero_infinity=True,
         )
+
+
+def build_ctc(cfg, vocab_size: int) -> CTCModel:
+    """The ``ctc`` model family's builder (speechlm.base.registry)."""
+    return CTCModel(cfg.encoder, vocab_size)
 
 
 def num_parameters(model: nn.Module) -> int:

@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechlm.config import LMConfig
-from speechlm.errors import SpeechlmError
+from speechlm.base.config import LMConfig
 from speechlm.models.encoder import (
     FeedForward,
     RotarySelfAttention,
@@ -29,6 +28,7 @@ from speechlm.models.encoder import (
     lengths_to_mask,
     rotary_tables,
 )
+from speechlm.models.experiment import checked_checkpoint
 from speechlm.text.symbols import ASR_ID, BLANK_ID, NUM_SPECIALS, SOS_EOS_ID
 
 
@@ -254,39 +254,24 @@ def asr_task_nll(model, sentences: Sequence[Sequence[int]], vocab_size: int, noi
 LM_ARCH_KEYS = ("d_model", "num_layers", "num_heads", "ff_mult")
 
 
-def lm_state_compatible(saved_cfg: dict, cfg: LMConfig) -> list[str]:
-    """Architecture keys where a saved LM config differs from ``cfg`` (empty: compatible)."""
-    return [k for k in LM_ARCH_KEYS if saved_cfg.get(k) != getattr(cfg, k)]
-
-
 def checked_lm_state(path, key: str, vocab_size: int | None = None, cfg: LMConfig | None = None,
                      random_init: bool = True, user: str = "tokenizer") -> dict:
-    """Load the text-LM checkpoint that option ``key`` names, refusing one that cannot serve.
+    """The text-LM checkpoint that option ``key`` names, checked (kind ``lm``, vocabulary
+    ``vocab_size``, architecture ``cfg``) by :func:`speechlm.models.experiment.checked_checkpoint`."""
+    return checked_checkpoint(path, key, ("lm",), vocab_size, section="lm", arch=cfg,
+                              arch_keys=LM_ARCH_KEYS, random_init=random_init, user=user)
 
-    Every error names ``key`` and ``path`` and says what to do. Checked: the file exists and is
-    a ``speechlm train-lm`` checkpoint; its vocabulary is ``vocab_size`` (if given; ``user`` is
-    what must share it, for the message); its architecture is ``cfg``'s (if given).
-    ``random_init``: the option may be left empty for a randomly initialised LM (the message
-    says so). Returns the checkpoint dict."""
-    from speechlm.train.checkpoint import load_checkpoint  # speechlm.train imports the models
 
-    or_random = f", or set {key}='' for random init" if random_init else ""
-    if not Path(path).is_file():
-        raise SpeechlmError(f"{key} = {path} not found: run the recipe's stage 3 "
-                            f"(text-LM pretraining) first{or_random}")
-    state = load_checkpoint(path)
-    saved = state.get("config", {})
-    if saved.get("model", {}).get("kind") != "lm":
-        raise SpeechlmError(f"{key} = {path} is not a text-LM checkpoint (train one with "
-                            f"`speechlm train-lm`, recipe stage 3){or_random}")
-    if vocab_size is not None and state.get("vocab_size") != vocab_size:
-        raise SpeechlmError(
-            f"{key} = {path} has vocabulary size {state.get('vocab_size')} but the {user} has "
-            f"{vocab_size}: the LM must be trained on the same sentencepiece model "
-            f"(re-run stage 3 after stage 2){or_random}")
-    if cfg is not None:
-        diff = lm_state_compatible(saved.get("lm", {}), cfg)
-        if diff:
-            raise SpeechlmError(f"{key} = {path} has a different LM architecture ({', '.join(diff)}); "
-                                "the config's lm section must match the LM it starts from")
-    return state
+def adopt_lm_architecture(cfg, lm_path: str | Path, key: str = "speechlm.lm_init") -> None:
+    """The LM part's architecture is the stage-3 LM's: copy it into ``cfg.lm`` (so the resolved
+    config that decoding reads is right) instead of asking the user to repeat it. ``key`` is
+    the config option that named ``lm_path`` (for messages)."""
+    saved = checked_lm_state(lm_path, key)["config"].get("lm", {})
+    for arch_key in LM_ARCH_KEYS:
+        if arch_key in saved:
+            setattr(cfg.lm, arch_key, saved[arch_key])
+
+
+def build_lm(cfg, vocab_size: int) -> TransformerLM:
+    """The ``lm`` model family's builder (speechlm.base.registry)."""
+    return TransformerLM(cfg.lm, vocab_size)

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechlm.config import EncoderConfig, LMConfig, SpeechLMConfig
-from speechlm.errors import SpeechlmError
-from speechlm.models.asr import CTCModel
+from speechlm.base.config import EncoderConfig, LMConfig, SpeechLMConfig
+from speechlm.base.errors import SpeechlmError
+from speechlm.models.asr import CTCModel, Encoded
 from speechlm.models.encoder import lengths_to_mask
 from speechlm.models.lm import KVCache, TransformerLM, checked_lm_state
 from speechlm.text.symbols import ASR_ID, SOS_EOS_ID
@@ -86,6 +86,9 @@ class SpeechLMAsr(CTCModel):
         prefix, prefix_lens = self.adapter(enc, enc_lens)
         return self.ctc_head(enc).log_softmax(-1), enc_lens, prefix, prefix_lens
 
+    def encode_for_decoding(self, feats: torch.Tensor, lengths: torch.Tensor) -> Encoded:
+        return Encoded(*self.encode_all(feats, lengths))
+
     def _pack(self, prefix: torch.Tensor, prefix_lens: torch.Tensor,
               texts: Sequence[Sequence[int]]):
         """``[prefix] <asr> y`` per utterance, left-aligned: embeddings ``(B, L, D)``, lengths."""
@@ -139,6 +142,11 @@ class SpeechLMAsr(CTCModel):
         return out
 
 
+def build_speechlm(cfg, vocab_size: int) -> SpeechLMAsr:
+    """The ``speechlm`` model family's builder (speechlm.base.registry)."""
+    return SpeechLMAsr(cfg.encoder, cfg.lm, cfg.speechlm, vocab_size)
+
+
 def asr_task_trained(state: dict) -> bool:
     """Whether a text-LM checkpoint has learnt ``<asr>`` (``lm.asr_task_weight`` > 0, in its own
     training or in the LM it continued through ``lm.init``)."""
@@ -166,5 +174,5 @@ def load_lm_into(model: SpeechLMAsr, path: str | Path, lm_cfg: LMConfig) -> None
     log.info("LM part initialised from %s", path)
 
 
-__all__ = ["Adapter", "KVCache", "SpeechLMAsr", "asr_task_trained", "load_lm_into",
+__all__ = ["Adapter", "KVCache", "SpeechLMAsr", "asr_task_trained", "build_speechlm", "load_lm_into",
            "load_lm_weights"]

@@ -32,18 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechlm.config import ExperimentConfig, LMConfig, TTSConfig, load_config
-from speechlm.errors import SpeechlmError
+from speechlm.base.config import ExperimentConfig, LMConfig, TTSConfig
+from speechlm.base.errors import SpeechlmError
 from speechlm.models.encoder import lengths_to_mask
 from speechlm.models.lm import TransformerLM, checked_lm_state
+from speechlm.data.tts_data import pad_inputs, tts_input
 from speechlm.models.vocoder import NUM_MELS, MelSpec
-from speechlm.text.symbols import BLANK_ID, SOS_EOS_ID, TTS_ID
+from speechlm.text.symbols import SOS_EOS_ID, TTS_ID
 from speechlm.text.tokenizer import Tokenizer
-
-
-def tts_input(ids: Sequence[int]) -> List[int]:
-    """The model's input for one sentence: ``<tts> y1 .. yn <sos/eos>``."""
-    return [TTS_ID, *ids, SOS_EOS_ID]
 
 
 def encode_text(text: str, tokenizer: Tokenizer, item: str = "") -> List[int]:
@@ -215,14 +211,6 @@ class TtsModel(nn.Module):
         return [mel[i, : int(frame_lens[i])] for i in range(len(sentences))]
 
 
-def pad_inputs(inputs: Sequence[Sequence[int]], device) -> Tuple[torch.Tensor, torch.Tensor]:
-    lens = torch.tensor([len(s) for s in inputs], dtype=torch.long)
-    tokens = torch.full((len(inputs), int(lens.max())), BLANK_ID, dtype=torch.long)
-    for i, s in enumerate(inputs):
-        tokens[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
-    return tokens.to(device), lens.to(device)
-
-
 def load_lm_into_tts(model: TtsModel, path: str | Path) -> None:
     """Initialise the text encoder from a stage-3 LM checkpoint; refuse one that does not fit."""
     state = checked_lm_state(path, "tts.lm_init", model.lm.vocab_size, model.lm.cfg,
@@ -232,29 +220,9 @@ def load_lm_into_tts(model: TtsModel, path: str | Path) -> None:
         model.lm.embed.weight[TTS_ID] = model.lm.embed.weight[SOS_EOS_ID]
 
 
-def load_tts_model(model_dir: str | Path, device="cpu", checkpoint: str = "final.pt"):
-    """Model, resolved config and tokenizer, all from a dir written by ``speechlm train-tts``."""
-    from speechlm.train.checkpoint import load_checkpoint
-
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise SpeechlmError(f"--model-dir {model_dir} does not exist: train a TTS model first "
-                            "(speechlm train-tts, recipe stage 4) or give its exp dir")
-    if not (model_dir / "config.yaml").is_file() or not (model_dir / checkpoint).is_file():
-        raise SpeechlmError(f"--model-dir {model_dir} has no config.yaml and {checkpoint}: it is "
-                            "not a finished TTS training dir (run speechlm train-tts to the end)")
-    cfg: ExperimentConfig = load_config(model_dir / "config.yaml")
-    if cfg.model.kind != "tts":
-        raise SpeechlmError(f"{model_dir / 'config.yaml'}: model.kind is {cfg.model.kind!r}, "
-                            "not a TTS model (expected tts)")
-    tokenizer = Tokenizer(model_dir / "tokenizer.model")
-    state = load_checkpoint(model_dir / checkpoint, map_location="cpu")
-    if state.get("vocab_size") != tokenizer.vocab_size:
-        raise SpeechlmError(f"{model_dir / checkpoint} and {model_dir / 'tokenizer.model'} are "
-                            "not from one training run (vocabulary sizes differ)")
-    model = TtsModel(cfg.lm, cfg.tts, tokenizer.vocab_size)
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), cfg, tokenizer
+def build_tts(cfg: ExperimentConfig, vocab_size: int) -> TtsModel:
+    """The ``tts`` model family's builder (speechlm.base.registry)."""
+    return TtsModel(cfg.lm, cfg.tts, vocab_size)
 
 
 class Synthesizer:
@@ -263,7 +231,10 @@ class Synthesizer:
     def __init__(self, model_dir: str | Path, device="cpu"):
         from speechlm.models.vocoder import GriffinLim
 
-        self.model, self.cfg, self.tokenizer = load_tts_model(model_dir, device)
+        from speechlm.models.experiment import load_experiment
+
+        exp = load_experiment(model_dir, device, needs="tts", option="--model-dir")
+        self.model, self.cfg, self.tokenizer = exp.model, exp.cfg, exp.tokenizer
         self.spec = mel_spec(self.cfg.tts)
         self.vocoder = GriffinLim(self.spec, iters=self.cfg.tts.griffin_lim_iters).to(device)
 

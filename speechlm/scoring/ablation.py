@@ -17,7 +17,8 @@ import re
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
+from speechlm.base.registry import DECODING_METHODS
 from speechlm.scoring.report import read_wer_summary
 
 CONDITION_ORDER = ("low", "full")  # others follow, sorted
@@ -50,9 +51,7 @@ def asr_ablation_table(out_dir: str | Path, set_name: str = "test") -> str:
         runs[key] = {m: (wer, extra.get("RTF", "-")) for m, wer, extra in read_wer_summary(path)}
     conds = _order([c for c, _ in runs], CONDITION_ORDER)
     cols = [(c, i) for c in conds for i in _order([i for cc, i in runs if cc == c], [BASELINE_INIT])]
-    from speechlm.decode.recognize import ATTENTION_METHODS, CTC_METHODS
-
-    methods = _order([m for key in cols for m in runs[key]], CTC_METHODS + ATTENTION_METHODS)
+    methods = _order([m for key in cols for m in runs[key]], DECODING_METHODS.names())
     lines = ["| method | " + " | ".join(f"{c} / {i}" for c, i in cols) + " |",
              "|---|" + "---|" * len(cols)]
     for m in methods:

@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
+from speechlm.scoring.results_md import append_to_section, current_commit, section_key
 from speechlm.scoring.wer import (
     CORR, DEL, EPS, HYP_SUB, INS, REF_SUB, Alignment, Result, WerStats, check_results, compute_wer,
 )
@@ -162,12 +163,12 @@ def read_wer_summary(path: Pathlike) -> List[Tuple[str, float, Dict[str, str]]]:
 
 
 RESULTS_COLUMNS = (
-    "date", "test set", "method", "WER %", "errors (ins/del/sub) / words", "RTF", "model / notes", "command",
+    "date", "commit", "test set", "method", "WER %", "errors (ins/del/sub) / words", "RTF", "model / notes", "command",
 )
 RESULTS_HEADER = "| " + " | ".join(RESULTS_COLUMNS) + " |"
 RESULTS_RULE = "|" + "---|" * len(RESULTS_COLUMNS)
 _REQUIRED_KEYS = ("test_set", "method", "wer", "ins", "dels", "subs", "num_words", "command")
-_OPTIONAL_KEYS = ("date", "rtf", "notes")
+_OPTIONAL_KEYS = ("date", "commit", "rtf", "notes")
 
 
 def results_row(
@@ -201,6 +202,7 @@ def _format_row(row: Mapping[str, object]) -> str:
     code = f"`` {command} ``" if "`" in command else f"`{command}`"
     cells = [
         _cell(row.get("date") or datetime.date.today().isoformat()),
+        _cell(row.get("commit") or current_commit()),
         _cell(row["test_set"]),
         _cell(row["method"]),
         f"{float(row['wer']):.2f}",
@@ -213,31 +215,11 @@ def _format_row(row: Mapping[str, object]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def append_results_row(results_md: Pathlike, row: Mapping[str, object]) -> None:
-    """Append one row to a recipe's RESULTS.md, under the last table with our header.
-
-    Without such a table, a new one (header + rule + row) is added at the end of the file;
-    everything else in the file is kept byte for byte.
-    """
-    results_md = Path(results_md)
-    line = _format_row(row)
-    text = results_md.read_text(encoding="utf-8") if results_md.exists() else ""
-    lines = text.splitlines(keepends=True)
-    headers = [i for i, s in enumerate(lines) if s.strip() == RESULTS_HEADER]
-    if headers:
-        end = headers[-1] + 1
-        while end < len(lines) and lines[end].lstrip().startswith("|"):
-            end += 1
-        if not lines[end - 1].endswith("\n"):
-            lines[end - 1] += "\n"
-        lines.insert(end, line + "\n")
-        new_text = "".join(lines)
-    else:
-        if text and not text.endswith("\n"):
-            text += "\n"
-        sep = "\n" if text.strip() else ""
-        new_text = text + sep + f"{RESULTS_HEADER}\n{RESULTS_RULE}\n{line}\n"
-    _write_text(results_md, new_text)
+def append_results_row(results_md: Pathlike, row: Mapping[str, object], section: str = "") -> None:
+    """Append one row to the results table of ``section`` (e.g. ``exp/asr``) of a recipe's
+    RESULTS.md (see :mod:`speechlm.scoring.results_md`); everything else is kept byte for byte."""
+    append_to_section(results_md, section or "results", [_format_row(row)],
+                      table=(RESULTS_HEADER, RESULTS_RULE))
 
 
 def method_tag(method: str, tag: str) -> str:
@@ -254,11 +236,13 @@ def score_and_write(
     results_md: Optional[Pathlike] = None,
     command: Optional[str] = None,
     notes: str = "",
+    section: Optional[Pathlike] = None,
 ) -> Dict[str, float]:
     """Write recogs/errs for every method and one wer-summary; return method -> WER %.
 
     With ``results_md`` (and the ``command`` that produced the results) one row per method
-    is appended there too; an ``RTF`` (or ``rtf``) entry in ``extras[method]`` fills its RTF.
+    is appended there too, in the section of ``section`` (the exp dir; see
+    :func:`speechlm.scoring.results_md.section_key`); an ``RTF`` (or ``rtf``) entry in ``extras[method]`` fills its RTF.
     """
     if not method_results:
         raise SpeechlmError(f"scoring: no decoding results for test set {set_name!r}")
@@ -280,7 +264,9 @@ def score_and_write(
     summary_name = f"wer-summary-{set_name}-{tag}.txt" if tag else f"wer-summary-{set_name}.txt"
     write_wer_summary(out_dir / summary_name, [(m, wers[m], e) for m, _, e in rows])
     if results_md is not None:
+        key = section_key(section or out_dir, results_md)
         for method, stats, extra in sorted(rows, key=lambda r: (wers[r[0]], r[0])):
             rtf = extra.get("RTF", extra.get("rtf"))
-            append_results_row(results_md, results_row(set_name, method, stats, command, rtf, notes))
+            append_results_row(results_md, results_row(set_name, method, stats, command, rtf, notes),
+                               section=key)
     return wers

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 
 log = logging.getLogger("speechlm.tts")
 
@@ -107,11 +107,11 @@ def _write_wav_manifest(waves: Dict[str, torch.Tensor], texts: Dict[str, str], w
 def _asr_round_trip(cuts: Path, name: str, out_dir: Path, asr_dir: Path, methods: Sequence[str],
                     lang_dir: Optional[Path]) -> Dict[str, Dict[str, float]]:
     from speechlm.data.features import compute_fbank
-    from speechlm.decode.recognize import recognize
+    from speechlm.scoring.evaluate import decode_and_score
 
     with_feats = out_dir / f"fbank_{name}.jsonl.gz"
     compute_fbank(cuts, with_feats, out_dir / f"fbank_{name}", num_jobs=1)
-    return recognize(asr_dir, with_feats, name, methods, out_dir=out_dir / f"asr-{name}",
+    return decode_and_score(asr_dir, with_feats, name, methods, out_dir=out_dir / f"asr-{name}",
                      lang_dir=lang_dir, device="cpu")
 
 
@@ -187,11 +187,12 @@ def _subset(cuts, out_dir: Path) -> Path:
 
 
 def _append_results(path: Path, summary: dict, methods: Sequence[str], command: str) -> None:
+    from speechlm.scoring.results_md import append_to_section, current_commit, section_key
+
     day = time.strftime("%Y-%m-%d")
     wers = "; ".join(f"{m}: {summary['wer_synthesised'][m]:.2f}% (reference "
                      f"{summary['wer_reference'][m]:.2f}%)" for m in methods)
-    row = (f"\n- {day} TTS ({summary['model_dir']}, {summary['num_utts']} test sentences): "
-           f"MCD-DTW {summary['mcd_db']:.2f} dB; round-trip WER {wers}; synthesis RTF "
-           f"{summary['synthesis_rtf']:.3f}  \n  command: `{command}`\n")
-    with path.open("a") as f:
-        f.write(row)
+    row = (f"- {day} {current_commit()} TTS ({summary['model_dir']}, {summary['num_utts']} test "
+           f"sentences): MCD-DTW {summary['mcd_db']:.2f} dB; round-trip WER {wers}; synthesis RTF "
+           f"{summary['synthesis_rtf']:.3f}  \n  command: `{command}`")
+    append_to_section(path, section_key(summary["model_dir"], path), [row], title="TTS")

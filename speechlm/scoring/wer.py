@@ -12,7 +12,7 @@ from typing import Dict, List, Sequence, Tuple, Union
 
 import kaldialign
 
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 
 # icefall prints "*" for the missing side of an insertion / deletion.
 EPS = "*"

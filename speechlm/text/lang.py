@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Tuple
 
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 from speechlm.text import symbols as sym
 from speechlm.text.tokenizer import Tokenizer
 

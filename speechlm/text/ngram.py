@@ -17,7 +17,7 @@ from typing import Iterable, Optional
 
 import kaldifst
 
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 from speechlm.text.lang import write_if_changed
 
 log = logging.getLogger(__name__)

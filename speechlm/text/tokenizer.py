@@ -14,7 +14,7 @@ from typing import Iterable, List, Sequence
 
 import sentencepiece as spm
 
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 from speechlm.text import symbols as sym
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""The training loop shared by every recipe: CTC ASR today, the same loop for later model kinds.
+"""The training loop shared by every model family; each family's trainer (``train/<family>.py``)
+subclasses :class:`Trainer` and says what a model, a batch and a loss are.
 
 Single process or DDP under ``torchrun`` (gloo on CPU, nccl on CUDA) from the same command.
 Each epoch reseeds the RNGs from ``seed + epoch`` and the sampler from the epoch number, so
@@ -14,30 +15,21 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
 import torch.distributed as dist
-from lhotse import CutSet
 from tqdm import tqdm
 
-from speechlm.config import ExperimentConfig, save_config
-from speechlm.data.datamodule import make_loader
-from speechlm.data.features import compute_cmvn, load_cuts
-from speechlm.errors import SpeechlmError
-from speechlm.models.asr import CTCModel, num_parameters
+from speechlm.base.config import ExperimentConfig, save_config
+from speechlm.base.device import resolve_device
+from speechlm.base.errors import SpeechlmError
+from speechlm.base.logs import setup_logging
+from speechlm.models.asr import num_parameters
 from speechlm.text.tokenizer import Tokenizer
-from speechlm.train import checkpoint as ckpt
+from speechlm.base import checkpoint as ckpt
 
 log = logging.getLogger("speechlm.train")
-
-
-def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise SpeechlmError(f"train.device={spec!r} but CUDA is not available; use train.device=cpu")
-    return torch.device(spec)
 
 
 class DistInfo:
@@ -66,33 +58,11 @@ class DistInfo:
         return t.tolist()
 
 
-def check_transcripts(cuts: CutSet, tokenizer: Tokenizer, where: str) -> Dict[str, List[int]]:
-    """Encode every transcript up front: a bad character fails now, naming the cut, not mid-epoch."""
-    encoded = {}
-    for cut in cuts:
-        text = " ".join(s.text for s in cut.supervisions)
-        if not text.strip():
-            raise SpeechlmError(f"{where}: cut {cut.id} has an empty transcript; remove it in data prep")
-        encoded[text] = tokenizer.encode(text, item=f"{where}, cut {cut.id}")
-    return encoded
-
-
 def lr_factor(step: int, warmup: int, total: int, final_ratio: float) -> float:
     """Linear warm-up, then cosine decay to ``final_ratio`` at step ``total``."""
     warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
     progress = min(1.0, step / max(total, 1))
     return warm * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def setup_logging(log_file: Optional[Path], is_main: bool) -> None:
-    handlers: List[logging.Handler] = [logging.StreamHandler(sys.stderr)] if is_main else []
-    if log_file is not None and is_main:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file))
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
-        handlers=handlers or [logging.NullHandler()], force=True,
-    )
 
 
 class Trainer:
@@ -275,43 +245,3 @@ class Trainer:
             total, count = total + loss.item(), count + n
         total, count = self.dist.all_reduce_sum([total, float(count)])
         return total / max(count, 1)
-
-
-class AsrTrainer(Trainer):
-    """CTC speech recognition on precomputed fbank cuts."""
-
-    kind = "asr"
-
-    def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, train_cuts: str | Path,
-                 dev_cuts: Optional[str | Path], tokenizer_model: str | Path):
-        super().__init__(cfg, exp_dir, tokenizer_model)
-        self.train_cuts = load_cuts(train_cuts)
-        self.dev_cuts = load_cuts(dev_cuts) if dev_cuts else None
-        self.has_dev = self.dev_cuts is not None
-        if len(self.train_cuts) == 0:
-            raise SpeechlmError(f"{train_cuts}: no training cuts")
-        self.targets = check_transcripts(self.train_cuts, self.tokenizer, str(train_cuts))
-        if self.dev_cuts is not None:
-            self.targets.update(check_transcripts(self.dev_cuts, self.tokenizer, str(dev_cuts)))
-        self.setup()
-
-    def build_model(self) -> CTCModel:
-        model = CTCModel(self.cfg.encoder, self.tokenizer.vocab_size)
-        model.set_cmvn(*compute_cmvn(self.train_cuts))
-        return model
-
-    def describe_data(self) -> str:
-        hours = sum(c.duration for c in self.train_cuts) / 3600
-        return f"{len(self.train_cuts)} training cuts ({hours:.2f} h)"
-
-    def make_loader(self, train: bool):
-        cuts = self.train_cuts if train else self.dev_cuts
-        return make_loader(cuts, self.cfg.data, train=train, seed=self.cfg.train.seed,
-                           world_size=self.dist.world_size, rank=self.dist.rank)
-
-    def batch_loss(self, batch: Dict, model) -> tuple:
-        feats = batch["feats"].to(self.device)
-        lens = batch["feat_lens"].to(self.device)
-        log_probs, out_lens = model(feats, lens)
-        targets = [self.targets[t] for t in batch["texts"]]
-        return self.model.ctc_loss(log_probs, out_lens, targets), len(targets)

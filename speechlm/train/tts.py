@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-from speechlm.config import ExperimentConfig
+from speechlm.base.config import ExperimentConfig
 from speechlm.data.tts_data import load_tts_features, make_tts_loader
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 from speechlm.models.tts import TtsModel, load_lm_into_tts
-from speechlm.train.tasks import adopt_lm_architecture
+from speechlm.models.lm import adopt_lm_architecture
 from speechlm.train.trainer import Trainer
 
 log = logging.getLogger("speechlm.train")

@@ -103,10 +103,7 @@ done
   echo "text LM: $(cat "$(dirname "$lm")/perplexity.txt")"
 } | tee "$out/table.md"
 {
-  echo
-  echo "## Speech-language pretraining ablation: $out ($(date +%F))"
-  echo
-  echo "Speech-LM ASR ($conf): LM part random-init vs from the text LM $lm."
+  echo "Run $(date +%F). Speech-LM ASR ($conf): LM part random-init vs from the text LM $lm."
   case " $conditions " in *" low "*) echo "low = $low_fraction of the paired training utterances (random subset, seed $subset_seed${low_speed_perturb:+, plus speed-perturbed copies at $low_speed_perturb}; $low_args)." ;; esac
   case " $conditions " in *" full "*) echo "full = all paired training utterances (${full_args:-the schedule of $conf})." ;; esac
   [ -z "$random_args" ] || echo "random-init runs also: $random_args."
@@ -114,5 +111,5 @@ done
   echo "Every method decodes the test set in one pass ($decode_args; the rest of the decode section of $conf); RTF on a shared 2-core CPU."
   echo
   cat "$out/table.md"
-} >> RESULTS.md
+} | speechlm results-md --section "$out" --title "speech-language pretraining ablation"
 echo "== ablation table appended to RESULTS.md (also in $out/table.md)"

@@ -57,11 +57,8 @@ done
 
 speechlm ablation-table --kind tts --dir "$out" --inits "$inits" --command "$cmd" | tee "$out/table.md"
 {
-  echo
-  echo "### TTS ablation: LM-pretrained vs random text encoder ($(date +%F))"
-  echo
-  echo "Same one-voice data, config ($tts_conf${tts_args:+, $tts_args}), steps and seed; only tts.lm_init differs."
+  echo "Run $(date +%F). Same one-voice data, config ($tts_conf${tts_args:+, $tts_args}), steps and seed; only tts.lm_init differs."
   echo
   cat "$out/table.md"
-} >> RESULTS.md
+} | speechlm results-md --section "$out" --title "TTS ablation: LM-pretrained vs random text encoder"
 echo "== TTS ablation table appended to RESULTS.md (also in $out/table.md)"

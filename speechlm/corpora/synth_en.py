@@ -1,6 +1,6 @@
 """The embedded default corpus ``synth_en``: spoken requests synthesised locally with espeak-ng.
 
-No download: sentences come from :mod:`speechlm.text.domain`, audio from
+No download: sentences come from :mod:`speechlm.corpora.synth_en_grammar`, audio from
 :mod:`speechlm.synth.espeak`. Layout under ``output_dir``::
 
     text/lm_text.txt                       text-only split for LM pretraining
@@ -15,26 +15,20 @@ dev/test sentences never occur in the LM text.
 
 import json
 import logging
-import multiprocessing
 import os
 import random
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Union
 
-import soundfile as sf
-from tqdm import tqdm
+from speechlm.base.errors import SpeechlmError
+from speechlm.corpora.synth_en_grammar import generate_distinct_sentences
+from speechlm.synth.jobs import SAMPLE_RATE, Voice, run_synthesis_jobs
 
-from speechlm.errors import SpeechlmError
-from speechlm.text.domain import generate_distinct_sentences
-
-SAMPLE_RATE = 16000
 SPLITS = ("train", "dev", "test")
 # Variant files in espeak-ng-data/voices/!v that sound like plain human voices.
 VOICE_VARIANTS = tuple([f"m{i}" for i in range(1, 9)] + [f"f{i}" for i in range(1, 6)])
 # Bump when the text/voice recipe changes, so stale WAVs are never reused with new texts.
 _LAYOUT_VERSION = 1
-
-Voice = Dict[str, Union[str, int]]
 
 
 def make_voices(seed: int = 0) -> List[Voice]:
@@ -67,64 +61,6 @@ def split_voices(voices: Sequence[Voice], num_dev_voices: int, num_test_voices: 
         )
     nt, nd = num_test_voices, num_dev_voices
     return {"test": list(voices[:nt]), "dev": list(voices[nt:nt + nd]), "train": list(voices[nt + nd:])}
-
-
-# ---- synthesis workers (one espeak engine per process) ----
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _existing_num_samples(path: Path) -> Optional[int]:
-    try:
-        info = sf.info(str(path))
-    except Exception:
-        return None  # corrupt or partial: synthesise again
-    if info.samplerate != SAMPLE_RATE or info.channels != 1 or info.frames == 0:
-        return None
-    return int(info.frames)
-
-
-def _synthesize_one(job: Tuple[str, str, Voice]) -> Tuple[str, int, bool]:
-    """Write one WAV (atomically) unless a valid one exists; return (path, num_samples, synthesised)."""
-    from speechlm.synth.espeak import get_synth
-
-    path_str, text, voice = job
-    path = Path(path_str)
-    n = _existing_num_samples(path)
-    if n is not None:
-        return path_str, n, False
-    audio, sr = get_synth().synthesize(text, str(voice["espeak_voice"]), int(voice["rate"]), int(voice["pitch"]))
-    tmp = path.with_name(path.stem + ".tmp.wav")
-    sf.write(str(tmp), audio, sr, subtype="PCM_16")
-    os.replace(tmp, path)
-    return path_str, int(len(audio)), True
-
-
-def run_synthesis_jobs(jobs: List[Tuple[str, str, Voice]], num_jobs: int) -> Dict[str, Tuple[int, bool]]:
-    """Synthesise (path, text, voice) jobs in ``num_jobs`` processes; {path: (num_samples, new)}."""
-    results = {}
-    progress = tqdm(total=len(jobs), desc="synth_en: synthesising", unit="utt", mininterval=2.0)
-    if num_jobs <= 1:
-        _init_worker()
-        it = map(_synthesize_one, jobs)
-        pool = None
-    else:
-        # spawn: forking a process that already ran torch/espeak can deadlock.
-        pool = multiprocessing.get_context("spawn").Pool(num_jobs, initializer=_init_worker)
-        it = pool.imap_unordered(_synthesize_one, jobs, chunksize=16)
-    try:
-        for path, n, synthesised in it:
-            results[path] = (n, synthesised)
-            progress.update()
-    finally:
-        progress.close()
-        if pool is not None:
-            pool.close()
-            pool.join()
-    return results
 
 
 # ---- main entry point ----
@@ -247,3 +183,22 @@ def prepare_synth_en(
         summary[f"num_{split}_synthesised"] = sum(results[u[1]][1] for u in utts[split])
     logging.info("synth_en prepared under %s: %s", out, summary)
     return summary
+
+
+def add_arguments(p) -> None:
+    """``speechlm prepare synth_en`` options (``--out-dir`` gets text/, wav/ and manifests/)."""
+    p.add_argument("--num-text", type=int, default=100_000, help="LM text sentences")
+    p.add_argument("--num-train", type=int, default=3000, help="paired train utterances")
+    p.add_argument("--num-dev", type=int, default=200, help="dev utterances")
+    p.add_argument("--num-test", type=int, default=300, help="test utterances")
+    p.add_argument("--seed", type=int, default=0, help="seeds sentences, voices and the voice split")
+    p.add_argument("--num-jobs", type=int, default=2, help="synthesis processes")
+
+
+def prepare(args) -> str:
+    info = prepare_synth_en(args.out_dir, num_text=args.num_text, num_train=args.num_train,
+                            num_dev=args.num_dev, num_test=args.num_test, seed=args.seed,
+                            num_jobs=args.num_jobs)
+    counts = ", ".join(f"{k[4:]}={v}" for k, v in info.items() if k.startswith("num_"))
+    return f"synth_en: {counts}; manifests in {Path(args.out_dir) / 'manifests'}"
+

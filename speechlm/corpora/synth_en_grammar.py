@@ -300,7 +300,7 @@ def generate_distinct_sentences(n: int, seed: int = 0, max_tries_factor: int = 2
             if len(seen) >= n:
                 return list(seen)[:n]
         rng_seed += 1_000_003
-    from speechlm.errors import SpeechlmError
+    from speechlm.base.errors import SpeechlmError
 
     raise SpeechlmError(
         f"The text domain yielded only {len(seen)} distinct sentences, fewer than the {n} "

@@ -14,43 +14,25 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from speechlm.errors import SpeechlmError
-
-CORPORA = ("synth_en", "fsdd", "yesno")
+from speechlm.base.errors import SpeechlmError
 
 # Modules that add verbs: each has ``register(subparsers, formatter_class)``, which adds its
 # parsers and sets ``func`` on them. Keeps this file small as capabilities are added.
-EXTRA_VERB_MODULES: List[str] = ["speechlm.cli_lm", "speechlm.cli_recipe", "speechlm.cli_tts"]
+VERB_MODULES: List[str] = ["speechlm.cli.corpus", "speechlm.cli.lm", "speechlm.cli.tts"]
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default only where there is one (no "(default: None)"), and keeps the
+    line breaks of descriptions and epilogs (the method and family lists)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, "", argparse.SUPPRESS) or not action.help:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _floats(text: str) -> List[float]:
     return [float(x) for x in text.split(",") if x.strip()]
-
-
-def cmd_prepare(args) -> None:
-    if args.corpus == "synth_en":
-        from speechlm.data.synth_en import prepare_synth_en
-
-        info = prepare_synth_en(args.out_dir, num_text=args.num_text, num_train=args.num_train,
-                                num_dev=args.num_dev, num_test=args.num_test, seed=args.seed,
-                                num_jobs=args.num_jobs)
-        counts = ", ".join(f"{k[4:]}={v}" for k, v in info.items() if k.startswith("num_"))
-        print(f"synth_en: {counts}; manifests in {Path(args.out_dir) / 'manifests'}")
-        return
-    corpus_dir = args.corpus_dir
-    if args.corpus == "fsdd":
-        from speechlm.data.fsdd import download_fsdd, prepare_fsdd
-
-        if corpus_dir is None:
-            corpus_dir = download_fsdd(Path(args.out_dir).parent / "download")
-        prepare_fsdd(corpus_dir, args.out_dir, split=args.split, heldout_speaker=args.heldout_speaker,
-                     on_error=args.on_error)
-    elif args.corpus == "yesno":
-        from speechlm.data.yesno import download_yesno, prepare_yesno
-
-        if corpus_dir is None:
-            corpus_dir = download_yesno(Path(args.out_dir).parent / "download")
-        prepare_yesno(corpus_dir, args.out_dir, on_error=args.on_error)
 
 
 def cmd_compute_fbank(args) -> None:
@@ -92,57 +74,65 @@ def cmd_prepare_lang(args) -> None:
                             ngram_order=args.ngram_order, oov_policy=args.oov_policy)
 
 
+def family_trainer(cfg, verb: str):
+    """The trainer class of ``cfg.model.kind``'s family, which ``verb`` must be the one to train."""
+    from speechlm.base.registry import MODEL_FAMILIES, resolve
+
+    family = MODEL_FAMILIES.get(cfg.model.kind, "model.kind")
+    if family.train_verb != verb:
+        raise SpeechlmError(f"model.kind = {family.name!r} ({family.help}) is trained with "
+                            f"`speechlm {family.train_verb}`, not `speechlm {verb}`")
+    return resolve(family.trainer)
+
+
 def cmd_train(args) -> None:
-    from speechlm.config import load_config
-    from speechlm.train.trainer import AsrTrainer
+    from speechlm.base.config import load_config
 
     cfg = load_config(args.config, args.set or [])
-    if cfg.model.kind == "speechlm":  # Conformer -> adapter -> text LM (speechlm/train/tasks.py)
-        from speechlm.train.tasks import SpeechLMTrainer as AsrTrainer
-    elif cfg.model.kind != "ctc":
-        raise SpeechlmError(f"model.kind = {cfg.model.kind!r}: `train` takes ctc or speechlm "
-                            "(text LMs: speechlm train-lm)")
-    trainer = AsrTrainer(cfg, args.exp_dir, args.train_cuts, args.dev_cuts, args.tokenizer)
+    trainer = family_trainer(cfg, "train")(cfg, args.exp_dir, args.train_cuts, args.dev_cuts,
+                                           args.tokenizer)
     trainer.run(resume=args.resume)
 
 
 def cmd_decode(args) -> None:
-    from speechlm.decode.recognize import recognize
-    from speechlm.train.trainer import setup_logging
+    from speechlm.base.logs import setup_logging
+    from speechlm.scoring.evaluate import decode_and_score
 
     setup_logging(Path(args.exp_dir) / "log" / f"decode-{args.set_name}.log", True)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     command = args.command or " ".join(shlex.quote(a) for a in ["speechlm"] + sys.argv[1:])
-    res = recognize(args.exp_dir, args.cuts, args.set_name, methods, out_dir=args.out_dir,
-                    lang_dir=args.lang_dir, device=args.device, results_md=args.results_md,
-                    command=command, tag=args.tag, overrides=args.set or [],
-                    lm_checkpoint=args.lm_checkpoint, avg=args.avg)
+    res = decode_and_score(args.exp_dir, args.cuts, args.set_name, methods, out_dir=args.out_dir,
+                           lang_dir=args.lang_dir, device=args.device, results_md=args.results_md,
+                           command=command, tag=args.tag, overrides=args.set or [],
+                           lm_checkpoint=args.lm_checkpoint, avg=args.avg)
     for m, r in res.items():
         print(f"{args.set_name}\t{m}\tWER {r['wer']:.2f}%\tRTF {r['rtf']:.4f}")
 
 
+def _methods_help() -> str:
+    from speechlm.base.registry import DECODING_METHODS
+
+    lines = []
+    for m in DECODING_METHODS:
+        needs = "" if m.needs == ("ctc",) else f" [needs {'+'.join(m.needs)}]"
+        res = f" [uses {', '.join(m.resources)}]" if m.resources else ""
+        lines.append(f"  {m.name:20} {m.help}{needs}{res}")
+    return "decoding methods (--methods):\n" + "\n".join(lines)
+
+
+def _families_help() -> str:
+    from speechlm.base.registry import MODEL_FAMILIES
+
+    return "model families (model.kind):\n" + "\n".join(
+        f"  {f.name:10} {f.help} (trained by `speechlm {f.train_verb}`)" for f in MODEL_FAMILIES)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="speechlm", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-
-    s = sub.add_parser("prepare", help="corpus -> Lhotse manifests", formatter_class=fmt)
-    s.add_argument("corpus", choices=CORPORA)
-    s.add_argument("--out-dir", required=True, help="where the manifests are written")
-    s.add_argument("--corpus-dir", help="local copy of the corpus (downloaded when omitted)")
-    s.add_argument("--split", default="official", choices=["official", "speaker"], help="fsdd: split kind")
-    s.add_argument("--heldout-speaker", help="fsdd --split speaker: the test speaker")
-    s.add_argument("--on-error", default="raise", choices=["raise", "skip"],
-                   help="bad audio: stop with an error, or skip it with a counted warning")
-    s.add_argument("--num-text", type=int, default=100_000, help="synth_en: LM text sentences")
-    s.add_argument("--num-train", type=int, default=3000, help="synth_en: paired train utterances")
-    s.add_argument("--num-dev", type=int, default=200, help="synth_en: dev utterances")
-    s.add_argument("--num-test", type=int, default=300, help="synth_en: test utterances")
-    s.add_argument("--seed", type=int, default=0, help="synth_en: seed")
-    s.add_argument("--num-jobs", type=int, default=2, help="parallel processes")
-    s.set_defaults(func=cmd_prepare)
+    fmt = HelpFormatter
 
     s = sub.add_parser("compute-fbank", help="80-dim log-mel fbank (16 kHz), stored with Lhotse",
                        formatter_class=fmt)
@@ -173,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="words outside words.txt at scoring time: error, or map to <unk>")
     s.set_defaults(func=cmd_prepare_lang)
 
-    s = sub.add_parser("train", help="train a CTC ASR model (torchrun for DDP)", formatter_class=fmt)
+    s = sub.add_parser("train", help="train an ASR model of any family on cut manifests (torchrun for DDP)",
+                       formatter_class=HelpFormatter, epilog=_families_help())
     s.add_argument("--config", help="YAML config (defaults when omitted)")
     s.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="config overrides")
     s.add_argument("--exp-dir", required=True, help="checkpoints, resolved config, logs")
@@ -184,14 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("decode", help="decode + score a test set with several methods",
-                       formatter_class=fmt)
+                       formatter_class=HelpFormatter, epilog=_methods_help())
     s.add_argument("--exp-dir", required=True, help="training output (config, tokenizer, final.pt)")
     s.add_argument("--cuts", required=True, help="test cut manifest with features")
     s.add_argument("--set-name", default="test", help="name used in report file names")
     s.add_argument("--methods", default="",
-                   help="comma-separated: ctc-greedy,ctc-prefix-beam,attention-beam,"
-                        "attention-rescoring,lm-shallow-fusion,attention-lm-fusion,hlg-1best,hlg-nbest-lm "
-                        "(default: decode.methods of the exp dir's config)")
+                   help="comma-separated decoding methods (listed below); default: decode.methods "
+                        "of the exp dir's config")
     s.add_argument("--set", nargs="*", metavar="decode.KEY=VALUE",
                    help="decoding overrides, e.g. decode.beam_size=8 decode.lm_weight=0.5")
     s.add_argument("--lm-checkpoint", help="text LM for lm-shallow-fusion (e.g. exp/lm/final.pt)")
@@ -199,19 +189,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decode the average of the last K epoch checkpoints (epoch-*.pt) instead "
                         "of final.pt (which averages train.average_last); reports get tag avgK")
     s.add_argument("--lang-dir", help="lang dir with HLG.fst (for hlg-1best, hlg-nbest-lm)")
-    s.add_argument("--out-dir", help="report dir (default: EXP_DIR/decode-SET)")
+    s.add_argument("--out-dir", help="report dir; default EXP_DIR/decode-SET")
     s.add_argument("--tag", default="", help="extra tag in report file names")
-    s.add_argument("--device", default="auto")
-    s.add_argument("--results-md", help="append one row per method to this RESULTS.md")
-    s.add_argument("--command", help="command recorded in RESULTS.md (default: this one)")
+    s.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
+    s.add_argument("--results-md", help="add one row per method to this RESULTS.md, in the "
+                                        "section of --exp-dir")
+    s.add_argument("--command", help="command recorded in RESULTS.md; default: this one")
     s.set_defaults(func=cmd_decode)
 
-    for module in EXTRA_VERB_MODULES:
+    for module in VERB_MODULES:
         importlib.import_module(module).register(sub, fmt)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from speechlm.base.registry import load_plugins
+
+    try:
+        load_plugins()  # modules named in $SPEECHLM_PLUGINS register families, methods, corpora
+    except SpeechlmError as e:
+        print(f"speechlm: error: {e}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
@@ -226,5 +224,3 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())

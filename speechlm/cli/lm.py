@@ -1,28 +1,32 @@
-"""Verbs of the speech-language pretraining work, registered through ``cli.EXTRA_VERB_MODULES``:
+"""Verbs of the speech-language pretraining work, registered through ``cli.VERB_MODULES``:
 
 - ``speechlm train-lm``: text-LM pretraining (recipe stage 3), validation perplexity to
   ``EXP_DIR/perplexity.txt``.
 - ``speechlm subset-cuts``: the first (or a random) N or fraction of a cut manifest, e.g. a low-resource
   training subset.
 - ``speechlm ablation-table``: the markdown table of a recipe's pretraining ablation (ASR or TTS).
+- ``speechlm results-md``: add text to a named section of a recipe's RESULTS.md.
 
 Speech-LM ASR training is ``speechlm train`` with ``model.kind: speechlm`` in the config.
 """
 
 from __future__ import annotations
 
+import sys
+
 
 def cmd_train_lm(args) -> None:
-    from speechlm.config import load_config
-    from speechlm.train.tasks import LmTrainer
+    from speechlm.base.config import load_config
+    from speechlm.cli import family_trainer
 
     cfg = load_config(args.config, args.set or [])
-    LmTrainer(cfg, args.exp_dir, args.text, args.tokenizer).run(resume=args.resume)
+    cfg.model.kind = "lm"
+    family_trainer(cfg, "train-lm")(cfg, args.exp_dir, args.text, args.tokenizer).run(resume=args.resume)
 
 
 def cmd_subset_cuts(args) -> None:
     from speechlm.data.features import load_cuts
-    from speechlm.errors import SpeechlmError
+    from speechlm.base.errors import SpeechlmError
 
     cuts = load_cuts(args.cuts)
     n = args.first if args.first else round(len(cuts) * args.fraction)
@@ -47,6 +51,13 @@ def cmd_ablation_table(args) -> None:
     if args.command:
         table += f"\ncommand: `{args.command}`\n"
     print(table, end="")
+
+
+def cmd_results_md(args) -> None:
+    from speechlm.scoring.results_md import append_to_section
+
+    text = sys.stdin.read() if args.text == "-" else args.text
+    append_to_section(args.file, args.section, text.rstrip("\n").split("\n"), title=args.title)
 
 
 def register(sub, fmt) -> None:
@@ -80,3 +91,11 @@ def register(sub, fmt) -> None:
     s.add_argument("--inits", default="random pretrained", help="tts: the run dirs, in row order")
     s.add_argument("--command", default="", help="command line to print under the table")
     s.set_defaults(func=cmd_ablation_table)
+
+    s = sub.add_parser("results-md", formatter_class=fmt,
+                       help="add text to a section of a recipe's RESULTS.md (created if absent)")
+    s.add_argument("--file", default="RESULTS.md", help="the RESULTS.md")
+    s.add_argument("--section", required=True, help="section key: the run's exp dir, e.g. exp/lm")
+    s.add_argument("--title", default="", help="title of a new section (## KEY: TITLE)")
+    s.add_argument("--text", default="-", help="the text to add; - reads it from stdin")
+    s.set_defaults(func=cmd_results_md)

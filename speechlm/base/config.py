@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
+from speechlm.base.registry import DECODING_METHODS, MODEL_FAMILIES
 
 
 @dataclass
@@ -84,7 +85,7 @@ class DecodeConfig:
 
 @dataclass
 class ModelConfig:
-    kind: str = "ctc"  # ctc (Conformer-CTC) | speechlm (Conformer -> adapter -> text LM) | lm | tts
+    kind: str = "ctc"  # a model family of speechlm.base.registry.MODEL_FAMILIES: ctc | speechlm | lm | tts
 
 
 @dataclass
@@ -138,39 +139,7 @@ class TTSConfig:
     valid_utterances: int = 50  # held out from the training utterances for the dev loss
 
 
-@dataclass
-class ExperimentConfig:
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    lm: LMConfig = field(default_factory=LMConfig)
-    speechlm: SpeechLMConfig = field(default_factory=SpeechLMConfig)
-    tts: TTSConfig = field(default_factory=TTSConfig)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _build(cls, values: Dict[str, Any], where: str):
-    if not isinstance(values, dict):
-        raise SpeechlmError(f"{where}: expected a mapping, got {type(values).__name__}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise SpeechlmError(
-            f"{where}: unknown config key(s) {unknown}; known keys: {sorted(known)}"
-        )
-    kwargs = {}
-    for name, value in values.items():
-        sub = _SECTIONS.get(name) if cls is ExperimentConfig else None
-        kwargs[name] = _build(sub, value, f"{where}.{name}") if sub else value
-    return cls(**kwargs)
-
-
-_SECTIONS = {
+SECTIONS: Dict[str, type] = {
     "encoder": EncoderConfig,
     "data": DataConfig,
     "optim": OptimConfig,
@@ -183,14 +152,76 @@ _SECTIONS = {
 }
 
 
+def register_section(name: str, cls: type) -> None:
+    """Declare a config section (a dataclass with defaults) for a new model family's options;
+    it is then read from YAML, overridable as ``name.key=value`` and saved with the config."""
+    if name in SECTIONS and SECTIONS[name] is not cls:
+        raise SpeechlmError(f"config section {name!r} is already declared")
+    if not dataclasses.is_dataclass(cls):
+        raise SpeechlmError(f"config section {name!r}: {cls!r} is not a dataclass")
+    SECTIONS[name] = cls
+
+
+class ExperimentConfig:
+    """One instance of every declared section (:data:`SECTIONS`), e.g. ``cfg.encoder.d_model``."""
+
+    encoder: EncoderConfig
+    data: DataConfig
+    optim: OptimConfig
+    train: TrainConfig
+    decode: DecodeConfig
+    model: ModelConfig
+    lm: LMConfig
+    speechlm: SpeechLMConfig
+    tts: TTSConfig
+
+    def __init__(self, **sections: Any):
+        unknown = sorted(set(sections) - set(SECTIONS))
+        if unknown:
+            raise SpeechlmError(f"unknown config section(s) {unknown}; known: {sorted(SECTIONS)}")
+        for name, cls in SECTIONS.items():
+            setattr(self, name, sections[name] if name in sections else cls())
+
+    def __getattr__(self, name: str) -> Any:  # a section declared after this config was made
+        if name in SECTIONS:
+            value = SECTIONS[name]()
+            setattr(self, name, value)
+            return value
+        raise AttributeError(name)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ExperimentConfig) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"ExperimentConfig({self.to_dict()})"
+
+
+def _build(cls, values: Dict[str, Any], where: str):
+    if not isinstance(values, dict):
+        raise SpeechlmError(f"{where}: expected a mapping, got {type(values).__name__}")
+    known = set(SECTIONS) if cls is ExperimentConfig else {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SpeechlmError(
+            f"{where}: unknown config key(s) {unknown}; known keys: {sorted(known)}"
+        )
+    if cls is ExperimentConfig:
+        return cls(**{name: _build(SECTIONS[name], value, f"{where}.{name}")
+                      for name, value in values.items()})
+    return cls(**values)
+
+
 def _set_override(tree: Dict[str, Any], item: str) -> None:
     if "=" not in item:
         raise SpeechlmError(f"override {item!r}: expected section.key=value, e.g. train.num_epochs=3")
     key, raw = item.split("=", 1)
     parts = key.strip().split(".")
-    if len(parts) != 2 or parts[0] not in _SECTIONS:
+    if len(parts) != 2 or parts[0] not in SECTIONS:
         raise SpeechlmError(
-            f"override {item!r}: key must be section.key with section one of {sorted(_SECTIONS)}"
+            f"override {item!r}: key must be section.key with section one of {sorted(SECTIONS)}"
         )
     tree.setdefault(parts[0], {})[parts[1]] = yaml.safe_load(raw)
 
@@ -216,15 +247,38 @@ def load_config(path: Optional[str | Path], overrides: Sequence[str] = ()) -> Ex
     return cfg
 
 
+def _coerce_number(default: Any, value: Any) -> Any:
+    """YAML reads ``2e-3`` as a string and ``3.0`` as a float: take them as the declared type."""
+    if isinstance(default, float) and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) \
+            and value.is_integer():
+        return int(value)
+    return value
+
+
+def config_from_dict(tree: Dict[str, Any], where: str) -> ExperimentConfig:
+    """A checked config from a saved dict (e.g. the ``config`` entry of a checkpoint)."""
+    cfg = _build(ExperimentConfig, dict(tree), where)
+    _check_types(cfg, where)
+    return cfg
+
+
 def _check_types(cfg: ExperimentConfig, where: str) -> None:
-    for sname in _SECTIONS:
+    for sname in SECTIONS:
         section = getattr(cfg, sname)
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            value = _coerce_number(default, value)
+            setattr(section, f.name, value)
             if isinstance(default, bool) != isinstance(value, bool) or (
                 isinstance(default, (int, float)) and not isinstance(value, (int, float))
-            ) or (isinstance(default, str) and not isinstance(value, str)) or (
+            ) or (isinstance(default, int) and not isinstance(default, bool)
+                  and not isinstance(value, int)) or (isinstance(default, str) and not isinstance(value, str)) or (
                 isinstance(default, list) and not isinstance(value, list)
             ):
                 raise SpeechlmError(
@@ -233,7 +287,10 @@ def _check_types(cfg: ExperimentConfig, where: str) -> None:
                 )
             if isinstance(default, float) and isinstance(value, int):
                 setattr(section, f.name, float(value))
-    lm_methods = ("lm-shallow-fusion", "attention-lm-fusion", "hlg-nbest-lm")
+    if cfg.model.kind not in MODEL_FAMILIES:
+        raise SpeechlmError(f"{where}: model.kind = {cfg.model.kind!r} is not a model family; "
+                            f"known: {', '.join(MODEL_FAMILIES.names())}")
+    lm_methods = [m.name for m in DECODING_METHODS if "text_lm" in m.resources]
     weights = cfg.decode.lm_weights
     if weights is None:  # `lm_weights:` in YAML with every entry under it commented out
         cfg.decode.lm_weights = weights = {}

@@ -17,6 +17,8 @@ each remaining speaker in the speaker split. ``dev_fraction=0`` gives no dev spl
 Audio stays at its native 8 kHz in the manifests; the feature stage resamples.
 """
 
+from __future__ import annotations
+
 import logging
 import math
 import re
@@ -24,20 +26,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional
 
+from speechlm.base.errors import SpeechlmError
 from speechlm.data.corpus import (
     Manifests,
     Pathlike,
     SkipCounter,
     UniqueIds,
-    check_on_error,
-    download_file,
-    extract_wavs,
+    download_corpus,
     find_subdir,
-    finish_split,
-    load_recording,
-    whole_recording_supervision,
+    prepare_file_splits,
 )
-from speechlm.errors import SpeechlmError
 
 logger = logging.getLogger(__name__)
 
@@ -66,30 +64,11 @@ class FsddFile(NamedTuple):
         return f"{self.speaker}-{self.digit}-{self.index:02d}"
 
 
-def download_fsdd(
-    target_dir: Pathlike = ".",
-    force_download: bool = False,
-    url: str = FSDD_URL,
-) -> Path:
-    """Download the pinned upstream snapshot and extract its ``recordings/`` folder.
-
-    :param target_dir: where to put ``recordings/*.wav`` (and the downloaded archive).
-    :param force_download: download and extract again even if the data is present.
-    :param url: archive URL (a GitHub tarball whose top folder contains ``recordings/``).
-    :return: ``target_dir``, i.e. the folder to pass to :func:`prepare_fsdd`.
-    :raises SpeechlmError: when offline (suggests ``--corpus-dir``) or the archive is damaged.
-    """
-    target_dir = Path(target_dir)
-    recordings = target_dir / "recordings"
-    done = target_dir / ".fsdd.completed"
-    if done.is_file() and recordings.is_dir() and not force_download:
-        logger.info(f"fsdd: {recordings} already present, skipping download")
-        return target_dir
-    archive = download_file(url, target_dir / "fsdd.tar.gz", "fsdd", force=force_download)
-    n = extract_wavs(archive, recordings, select=lambda name: "/recordings/" in name)
-    done.touch()
-    logger.info(f"fsdd: extracted {n} files to {recordings}")
-    return target_dir
+def download_fsdd(target_dir: Pathlike = ".", force_download: bool = False, url: str = FSDD_URL) -> Path:
+    """Download the pinned upstream snapshot and extract its ``recordings/`` folder into
+    ``target_dir``; returns ``target_dir`` (the folder to pass to :func:`prepare_fsdd`)."""
+    return download_corpus("fsdd", url, target_dir, "recordings", "fsdd.tar.gz",
+                           select=lambda name: "/recordings/" in name, force=force_download)
 
 
 def _parse_name(path: Path) -> Optional[FsddFile]:
@@ -179,24 +158,26 @@ def prepare_fsdd(
         names do not follow the pattern are always skipped with a counted warning.
     :return: ``{split name: (RecordingSet, SupervisionSet)}``, items sorted by id.
     """
-    check_on_error(on_error)
-    skips = SkipCounter("fsdd")
-    manifests: Manifests = {}
-    try:
+    def list_splits(skips: SkipCounter):
         files = list_fsdd_files(corpus_dir, skips)
-        for name, members in assign_splits(files, split, heldout_speaker, dev_fraction).items():
-            recs, sups = [], []
-            for f in members:
-                rec = load_recording(f.path, f.utt_id, on_error=on_error, skips=skips)
-                if rec is None:
-                    continue
-                recs.append(rec)
-                sups.append(
-                    whole_recording_supervision(
-                        rec, DIGIT_WORDS[f.digit], speaker=f.speaker, language="English"
-                    )
-                )
-            manifests[name] = finish_split(recs, sups, output_dir, "fsdd", name)
-    finally:
-        skips.report()  # also when a split fails, so the reason is visible
-    return manifests
+        return {name: [(f.path, f.utt_id, DIGIT_WORDS[f.digit], f.speaker) for f in members]
+                for name, members in assign_splits(files, split, heldout_speaker, dev_fraction).items()}
+
+    return prepare_file_splits("fsdd", list_splits, output_dir, on_error)
+
+
+def add_arguments(p) -> None:
+    """``speechlm prepare fsdd`` options."""
+    p.add_argument("--corpus-dir", help="local copy (holds recordings/); downloaded when omitted")
+    p.add_argument("--split", default="official", choices=SPLITS,
+                   help="official: index 0-4 is test; speaker: --heldout-speaker is test")
+    p.add_argument("--heldout-speaker", help="--split speaker: the test speaker")
+    p.add_argument("--on-error", default="raise", choices=["raise", "skip"],
+                   help="bad audio: stop with an error, or skip it with a counted warning")
+
+
+def prepare(args) -> str:
+    corpus_dir = args.corpus_dir or download_fsdd(Path(args.out_dir).parent / "download")
+    m = prepare_fsdd(corpus_dir, args.out_dir, split=args.split, heldout_speaker=args.heldout_speaker,
+                     on_error=args.on_error)
+    return f"fsdd ({args.split} split): " + ", ".join(f"{k}={len(v[0])}" for k, v in m.items())

@@ -1,4 +1,4 @@
-"""TTS verbs, registered through ``cli.EXTRA_VERB_MODULES``:
+"""TTS verbs, registered through ``cli.VERB_MODULES``:
 
 - ``speechlm prepare-tts-data``: one espeak-ng voice reads training sentences and the test
   sentences (references); Lhotse manifests.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 
 
 def cmd_prepare_tts_data(args) -> None:
@@ -26,8 +26,8 @@ def cmd_prepare_tts_data(args) -> None:
 
 
 def cmd_tts_features(args) -> None:
-    from speechlm.config import load_config
-    from speechlm.data.tts_data import compute_tts_features
+    from speechlm.base.config import load_config
+    from speechlm.decode.tts_features import compute_tts_features
 
     cfg = load_config(args.config, args.set or [])
     n = compute_tts_features(args.cuts, args.asr_dir, args.out, hop_length=cfg.tts.hop_length,
@@ -37,11 +37,12 @@ def cmd_tts_features(args) -> None:
 
 
 def cmd_train_tts(args) -> None:
-    from speechlm.config import load_config
-    from speechlm.train.tts import TtsTrainer
+    from speechlm.base.config import load_config
+    from speechlm.cli import family_trainer
 
     cfg = load_config(args.config, args.set or [])
-    TtsTrainer(cfg, args.exp_dir, args.features, args.tokenizer).run(resume=args.resume)
+    cfg.model.kind = "tts"
+    family_trainer(cfg, "train-tts")(cfg, args.exp_dir, args.features, args.tokenizer).run(resume=args.resume)
 
 
 def cmd_synthesize(args) -> None:

@@ -9,7 +9,7 @@ from typing import Dict, List
 
 import torch
 
-from speechlm.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError
 
 _EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
 
@@ -52,3 +52,19 @@ def average_state_dicts(paths: List[Path]) -> Dict[str, torch.Tensor]:
         else:
             avg[key] = last.clone()
     return avg
+
+
+def averaged_state(exp_dir: Path, avg: int) -> Dict:
+    """The last epoch checkpoint of ``exp_dir`` with its weights replaced by the average of the
+    last ``avg`` epoch checkpoints (icefall's ``--avg``; training keeps ``train.keep_last``)."""
+    paths = epoch_checkpoints(exp_dir)
+    if avg < 1:
+        raise SpeechlmError(f"--avg {avg}: must be >= 1 (or 0 for final.pt)")
+    if len(paths) < avg:
+        kept = ", ".join(p.name for p in paths) or "none"
+        raise SpeechlmError(f"--avg {avg}: {exp_dir} keeps {len(paths)} epoch checkpoints ({kept}); "
+                            f"use --avg <= {len(paths)}, or train with train.keep_last >= {avg}")
+    state = load_checkpoint(paths[-1], map_location="cpu")
+    state["model"] = average_state_dicts(paths[-avg:])
+    state["averaged"] = [p.name for p in paths[-avg:]]
+    return state

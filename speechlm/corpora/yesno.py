@@ -12,26 +12,24 @@ Membership is decided from the sorted list of well-named files before any audio 
 so a corrupt file skipped with ``on_error="skip"`` drops out without shifting the others.
 """
 
+from __future__ import annotations
+
 import logging
 import re
 from pathlib import Path
 from typing import List, Optional
 
+from speechlm.base.errors import SpeechlmError
 from speechlm.data.corpus import (
     Manifests,
     Pathlike,
     SkipCounter,
     UniqueIds,
-    check_on_error,
-    download_file,
-    extract_wavs,
+    download_corpus,
     find_subdir,
-    finish_split,
-    load_recording,
     normalize_text,
-    whole_recording_supervision,
+    prepare_file_splits,
 )
-from speechlm.errors import SpeechlmError
 
 logger = logging.getLogger(__name__)
 
@@ -41,30 +39,11 @@ _NAME = re.compile(r"^[01](_[01]){7}$")
 _BAD_NAME = "name is not eight 0/1 digits joined by '_' (e.g. 0_1_1_0_0_1_1_0.wav)"
 
 
-def download_yesno(
-    target_dir: Pathlike = ".",
-    force_download: bool = False,
-    url: str = YESNO_URL,
-) -> Path:
-    """Download ``waves_yesno.tar.gz`` from OpenSLR and extract it to ``target_dir/waves_yesno``.
-
-    :param target_dir: where to put the archive and ``waves_yesno/*.wav``.
-    :param force_download: download and extract again even if the data is present.
-    :param url: archive URL (OpenSLR resource 1, or a mirror of it).
-    :return: ``target_dir``, i.e. the folder to pass to :func:`prepare_yesno`.
-    :raises SpeechlmError: when offline (suggests ``--corpus-dir``) or the archive is damaged.
-    """
-    target_dir = Path(target_dir)
-    waves = target_dir / "waves_yesno"
-    done = target_dir / ".yesno.completed"
-    if done.is_file() and waves.is_dir() and not force_download:
-        logger.info(f"yesno: {waves} already present, skipping download")
-        return target_dir
-    archive = download_file(url, target_dir / "waves_yesno.tar.gz", "yesno", force=force_download)
-    n = extract_wavs(archive, waves, select=lambda name: True)
-    done.touch()
-    logger.info(f"yesno: extracted {n} files to {waves}")
-    return target_dir
+def download_yesno(target_dir: Pathlike = ".", force_download: bool = False, url: str = YESNO_URL) -> Path:
+    """Download ``waves_yesno.tar.gz`` from OpenSLR and extract it to ``target_dir/waves_yesno``;
+    returns ``target_dir`` (the folder to pass to :func:`prepare_yesno`)."""
+    return download_corpus("yesno", url, target_dir, "waves_yesno", "waves_yesno.tar.gz",
+                           select=lambda name: True, force=force_download)
 
 
 def transcript_from_name(stem: str) -> str:
@@ -107,24 +86,22 @@ def prepare_yesno(
     :return: ``{"train": (RecordingSet, SupervisionSet), "test": (...)}``, items sorted by id;
         transcripts are lowercase words, e.g. ``"no yes yes no no yes yes no"``.
     """
-    check_on_error(on_error)
-    skips = SkipCounter("yesno")
-    manifests: Manifests = {}
-    try:
+    def list_splits(skips: SkipCounter):
         files = list_yesno_files(corpus_dir, skips)
-        for name, members in (("train", files[0::2]), ("test", files[1::2])):
-            recs, sups = [], []
-            for path in members:
-                rec = load_recording(path, path.stem, on_error=on_error, skips=skips)
-                if rec is None:
-                    continue
-                recs.append(rec)
-                sups.append(
-                    whole_recording_supervision(
-                        rec, transcript_from_name(path.stem), speaker="yesno", language="English"
-                    )
-                )
-            manifests[name] = finish_split(recs, sups, output_dir, "yesno", name)
-    finally:
-        skips.report()
-    return manifests
+        return {name: [(path, path.stem, transcript_from_name(path.stem), "yesno") for path in members]
+                for name, members in (("train", files[0::2]), ("test", files[1::2]))}
+
+    return prepare_file_splits("yesno", list_splits, output_dir, on_error)
+
+
+def add_arguments(p) -> None:
+    """``speechlm prepare yesno`` options."""
+    p.add_argument("--corpus-dir", help="local copy (holds waves_yesno/); downloaded when omitted")
+    p.add_argument("--on-error", default="raise", choices=["raise", "skip"],
+                   help="bad audio: stop with an error, or skip it with a counted warning")
+
+
+def prepare(args) -> str:
+    corpus_dir = args.corpus_dir or download_yesno(Path(args.out_dir).parent / "download")
+    m = prepare_yesno(corpus_dir, args.out_dir, on_error=args.on_error)
+    return "yesno: " + ", ".join(f"{k}={len(v[0])}" for k, v in m.items())

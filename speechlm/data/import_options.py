@@ -1,0 +1,36 @@
+"""The options of ``speechlm import`` (the layouts :mod:`speechlm.data.importers` reads), declared
+without importing lhotse, so that building any verb's parser stays fast; ``new-recipe`` parses
+its ``--import-args`` with the same parser."""
+
+from __future__ import annotations
+
+import argparse
+
+KINDS = ("kaldi-dir", "folder", "tsv")
+
+IMPORT_HELP = """\
+layouts:
+  kaldi-dir  wav.scp (<rec-id> <audio file>), text, utt2spk, optional segments; or a folder whose
+             train/ dev/ test/ subfolders are such data dirs
+  folder     audio (.wav .flac .ogg .mp3) + same-named .txt/.lab transcripts; a subfolder name is
+             the speaker; train/ dev/ test/ subfolders give the split
+  tsv        .tsv/.csv with a header: path, text, optional speaker, id, split (paths relative to it)
+Known corpora in their upstream layouts (librispeech, fsdd, ...): speechlm prepare NAME.
+Without a split of its own the corpus is split deterministically, by speaker when known."""
+
+
+def add_import_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", choices=KINDS)
+    p.add_argument("path", help="the data dir, folder, table or corpus dir")
+    p.add_argument("--on-error", default="raise", choices=["raise", "skip"],
+                   help="bad utterances: stop with one message listing them all, or leave them out")
+    p.add_argument("--dev-fraction", type=float, default=0.1, help="dev share when the corpus has no split")
+    p.add_argument("--test-fraction", type=float, default=0.1, help="test share when the corpus has no split")
+    p.add_argument("--speaker-regex", help="folder: regex with (?P<speaker>...) matched on file names")
+    p.add_argument("--keep-case", action="store_true", help="do not lowercase transcripts")
+
+
+def import_parser(fmt=argparse.ArgumentDefaultsHelpFormatter) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="speechlm import", formatter_class=fmt)
+    add_import_options(p)
+    return p

@@ -1,0 +1,67 @@
+"""The ``ctc`` model family's trainer: Conformer-CTC on precomputed fbank cuts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from lhotse import CutSet
+
+from speechlm.base.config import ExperimentConfig
+from speechlm.base.errors import SpeechlmError
+from speechlm.data.datamodule import make_loader
+from speechlm.data.features import compute_cmvn, load_cuts
+from speechlm.models.asr import CTCModel
+from speechlm.text.tokenizer import Tokenizer
+from speechlm.train.trainer import Trainer
+
+
+def check_transcripts(cuts: CutSet, tokenizer: Tokenizer, where: str) -> Dict[str, List[int]]:
+    """Encode every transcript up front: a bad character fails now, naming the cut, not mid-epoch."""
+    encoded = {}
+    for cut in cuts:
+        text = " ".join(s.text for s in cut.supervisions)
+        if not text.strip():
+            raise SpeechlmError(f"{where}: cut {cut.id} has an empty transcript; remove it in data prep")
+        encoded[text] = tokenizer.encode(text, item=f"{where}, cut {cut.id}")
+    return encoded
+
+
+class CtcTrainer(Trainer):
+    """CTC speech recognition on precomputed fbank cuts."""
+
+    kind = "asr"
+
+    def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, train_cuts: str | Path,
+                 dev_cuts: Optional[str | Path], tokenizer_model: str | Path):
+        super().__init__(cfg, exp_dir, tokenizer_model)
+        self.train_cuts = load_cuts(train_cuts)
+        self.dev_cuts = load_cuts(dev_cuts) if dev_cuts else None
+        self.has_dev = self.dev_cuts is not None
+        if len(self.train_cuts) == 0:
+            raise SpeechlmError(f"{train_cuts}: no training cuts")
+        self.targets = check_transcripts(self.train_cuts, self.tokenizer, str(train_cuts))
+        if self.dev_cuts is not None:
+            self.targets.update(check_transcripts(self.dev_cuts, self.tokenizer, str(dev_cuts)))
+        self.setup()
+
+    def build_model(self) -> CTCModel:
+        model = CTCModel(self.cfg.encoder, self.tokenizer.vocab_size)
+        model.set_cmvn(*compute_cmvn(self.train_cuts))
+        return model
+
+    def describe_data(self) -> str:
+        hours = sum(c.duration for c in self.train_cuts) / 3600
+        return f"{len(self.train_cuts)} training cuts ({hours:.2f} h)"
+
+    def make_loader(self, train: bool):
+        cuts = self.train_cuts if train else self.dev_cuts
+        return make_loader(cuts, self.cfg.data, train=train, seed=self.cfg.train.seed,
+                           world_size=self.dist.world_size, rank=self.dist.rank)
+
+    def batch_loss(self, batch: Dict, model) -> tuple:
+        feats = batch["feats"].to(self.device)
+        lens = batch["feat_lens"].to(self.device)
+        log_probs, out_lens = model(feats, lens)
+        targets = [self.targets[t] for t in batch["texts"]]
+        return self.model.ctc_loss(log_probs, out_lens, targets), len(targets)
