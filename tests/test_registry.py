@@ -142,3 +142,24 @@ def test_registry_errors_are_clear():
 
     with pytest.raises(SpeechlmError, match="is trained with `speechlm train-lm`"):
         family_trainer(load_config(None, ["model.kind=lm"]), "train")
+
+
+def test_plugins_named_in_the_environment_register_at_cli_start(tmp_path, monkeypatch, capsys):
+    """SPEECHLM_PLUGINS: a user's own module registers a corpus; `speechlm prepare` offers it."""
+    (tmp_path / "my_corpus_plugin.py").write_text(
+        "from speechlm.base.registry import CORPORA, Corpus\n"
+        "def add_arguments(p):\n    p.add_argument('--greeting', default='hi')\n"
+        "def prepare(args):\n    return f'my_corpus said {args.greeting}'\n"
+        "CORPORA.register(Corpus('my_corpus', 'a plugin corpus', add_arguments, prepare), replace=True)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("SPEECHLM_PLUGINS", "my_corpus_plugin")
+    try:
+        assert main(["prepare", "my_corpus", "--out-dir", str(tmp_path), "--greeting", "hello"]) == 0
+        assert "my_corpus said hello" in capsys.readouterr().out
+        monkeypatch.setenv("SPEECHLM_PLUGINS", "no_such_plugin_module")
+        assert main(["prepare", "--help"]) == 2
+        assert "SPEECHLM_PLUGINS: cannot import plugin module 'no_such_plugin_module'" in capsys.readouterr().err
+    finally:
+        from speechlm.base.registry import CORPORA
+
+        CORPORA.unregister("my_corpus")

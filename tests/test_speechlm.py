@@ -157,7 +157,7 @@ def test_speechlm_train_and_decode_every_method(tiny_asr, lm_ckpt, tmp_path):
     assert cfg.decode.lm_weights == {} and cfg.decode.lm_weight_for("attention-lm-fusion") == 0.7
 
 
-def test_attention_methods_on_ctc_model_are_refused(tiny_asr, tmp_path):
+def test_attention_methods_on_ctc_model_are_refused(tiny_asr, lm_ckpt, tmp_path):
     from speechlm.scoring.evaluate import decode_and_score as recognize
     from speechlm.train.ctc import CtcTrainer
 
@@ -168,6 +168,9 @@ def test_attention_methods_on_ctc_model_are_refused(tiny_asr, tmp_path):
         recognize(exp, tiny_asr["test"], "test", ["attention-beam"])
     with pytest.raises(SpeechlmError, match="only decode"):
         recognize(exp, tiny_asr["test"], "test", ["ctc-greedy"], overrides=["encoder.d_model=8"])
+    # shallow fusion needs no decoder: it runs on a CTC model (it used to touch model.lm)
+    res = recognize(exp, tiny_asr["test"], "test", ["lm-shallow-fusion"], lm_checkpoint=lm_ckpt)
+    assert 0 <= res["lm-shallow-fusion"]["wer"] <= 1000
 
 
 def test_frozen_lm_steps_leave_the_lm_untouched(tiny_asr, lm_ckpt, tmp_path):

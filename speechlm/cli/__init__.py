@@ -31,6 +31,16 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         return super()._get_help_string(action)
 
 
+def add_training_options(s: argparse.ArgumentParser, config_help: str, exp_help: str,
+                         tokenizer_help: str) -> None:
+    """The options every training verb shares (train, train-lm, train-tts)."""
+    s.add_argument("--config", help=config_help)
+    s.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="config overrides")
+    s.add_argument("--exp-dir", required=True, help=exp_help)
+    s.add_argument("--tokenizer", required=True, help=tokenizer_help)
+    s.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint")
+
+
 def _floats(text: str) -> List[float]:
     return [float(x) for x in text.split(",") if x.strip()]
 
@@ -165,13 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train an ASR model of any family on cut manifests (torchrun for DDP)",
                        formatter_class=HelpFormatter, epilog=_families_help())
-    s.add_argument("--config", help="YAML config (defaults when omitted)")
-    s.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="config overrides")
-    s.add_argument("--exp-dir", required=True, help="checkpoints, resolved config, logs")
-    s.add_argument("--train-cuts", required=True)
-    s.add_argument("--dev-cuts")
-    s.add_argument("--tokenizer", required=True, help="sentencepiece model from train-tokenizer")
-    s.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint")
+    add_training_options(s, "YAML config (defaults when omitted)", "checkpoints, resolved config, logs",
+                         "sentencepiece model from train-tokenizer")
+    s.add_argument("--train-cuts", required=True, help="training cut manifest with features")
+    s.add_argument("--dev-cuts", help="dev cut manifest with features (dev loss per epoch)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("decode", help="decode + score a test set with several methods",

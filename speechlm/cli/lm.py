@@ -61,14 +61,14 @@ def cmd_results_md(args) -> None:
 
 
 def register(sub, fmt) -> None:
+    from speechlm.cli import add_training_options
+
     s = sub.add_parser("train-lm", help="pretrain the decoder-only text LM (stage 3)",
                        formatter_class=fmt)
-    s.add_argument("--config", help="YAML config; its lm/optim/train sections are used")
-    s.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="config overrides")
-    s.add_argument("--exp-dir", required=True, help="checkpoints, resolved config, perplexity.txt")
+    add_training_options(s, "YAML config; its lm/optim/train sections are used",
+                         "checkpoints, resolved config, perplexity.txt",
+                         "sentencepiece model from train-tokenizer")
     s.add_argument("--text", required=True, help="LM text, one sentence a line")
-    s.add_argument("--tokenizer", required=True, help="sentencepiece model from train-tokenizer")
-    s.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint")
     s.set_defaults(func=cmd_train_lm)
 
     s = sub.add_parser("subset-cuts", help="first N (or a fraction) of a cut manifest",

@@ -91,6 +91,8 @@ def cmd_eval_tts(args) -> None:
 
 
 def register(sub, fmt) -> None:
+    from speechlm.cli import add_training_options
+
     s = sub.add_parser("prepare-tts-data", formatter_class=fmt,
                        help="one espeak-ng voice reads training and test sentences (TTS data)")
     s.add_argument("--out-dir", required=True, help="wav/ and manifests/ go here")
@@ -116,12 +118,9 @@ def register(sub, fmt) -> None:
 
     s = sub.add_parser("train-tts", formatter_class=fmt,
                        help="fine-tune TTS (text encoder from the stage-3 LM when tts.lm_init)")
-    s.add_argument("--config", help="YAML config; its tts/lm/optim/train sections are used")
-    s.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="config overrides")
-    s.add_argument("--exp-dir", required=True, help="checkpoints, resolved config, logs")
+    add_training_options(s, "YAML config; its tts/lm/optim/train sections are used",
+                         "checkpoints, resolved config, logs", "sentencepiece model (the LM's and ASR's)")
     s.add_argument("--features", required=True, help="training features from tts-features")
-    s.add_argument("--tokenizer", required=True, help="sentencepiece model (the LM's and ASR's)")
-    s.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint")
     s.set_defaults(func=cmd_train_tts)
 
     s = sub.add_parser("synthesize", formatter_class=fmt,

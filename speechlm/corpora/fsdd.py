@@ -31,9 +31,9 @@ from speechlm.data.corpus import (
     Manifests,
     Pathlike,
     SkipCounter,
-    UniqueIds,
     download_corpus,
     find_subdir,
+    list_named_wavs,
     prepare_file_splits,
 )
 
@@ -80,21 +80,10 @@ def _parse_name(path: Path) -> Optional[FsddFile]:
 
 def list_fsdd_files(corpus_dir: Pathlike, skips: SkipCounter) -> List[FsddFile]:
     """Parse every ``*.wav`` name in the corpus, sorted; mis-named files are counted in skips."""
-    rec_dir = find_subdir(corpus_dir, "recordings", "FSDD")
-    files, ids = [], UniqueIds()
-    for path in sorted(rec_dir.glob("*.wav")):
-        item = _parse_name(path)
-        if item is None:
-            skips.add(_BAD_NAME, path.name)
-            continue
-        ids.add(item.utt_id, path)
-        files.append(item)
-    if not files:
-        raise SpeechlmError(
-            f"{rec_dir}: no FSDD files named {{digit}}_{{speaker}}_{{index}}.wav found. "
-            "Pass the folder that contains recordings/ as --corpus-dir."
-        )
-    return files
+    return list_named_wavs(
+        find_subdir(corpus_dir, "recordings", "FSDD"), _parse_name, lambda f: f.utt_id, skips,
+        _BAD_NAME, "no FSDD files named {digit}_{speaker}_{index}.wav found. Pass the folder that "
+        "contains recordings/ as --corpus-dir.")
 
 
 def assign_splits(

@@ -19,14 +19,13 @@ import re
 from pathlib import Path
 from typing import List, Optional
 
-from speechlm.base.errors import SpeechlmError
 from speechlm.data.corpus import (
     Manifests,
     Pathlike,
     SkipCounter,
-    UniqueIds,
     download_corpus,
     find_subdir,
+    list_named_wavs,
     normalize_text,
     prepare_file_splits,
 )
@@ -54,18 +53,10 @@ def transcript_from_name(stem: str) -> str:
 def list_yesno_files(corpus_dir: Pathlike, skips: SkipCounter) -> List[Path]:
     """All well-named ``*.wav`` files, sorted by name; others are counted in ``skips``."""
     wave_dir = find_subdir(corpus_dir, "waves_yesno", "yesno")
-    files, ids = [], UniqueIds()
-    for path in sorted(wave_dir.glob("*.wav"), key=lambda p: p.name):
-        if not _NAME.match(path.stem):
-            skips.add(_BAD_NAME, path.name)
-            continue
-        ids.add(path.stem, path)
-        files.append(path)
-    if not files:
-        raise SpeechlmError(
-            f"{wave_dir}: no yesno files (like 0_1_1_0_0_1_1_0.wav) found. "
-            "Pass the folder that contains waves_yesno/ as --corpus-dir."
-        )
+    files = list_named_wavs(
+        wave_dir, lambda p: p if _NAME.match(p.stem) else None, lambda p: p.stem, skips, _BAD_NAME,
+        "no yesno files (like 0_1_1_0_0_1_1_0.wav) found. Pass the folder that contains "
+        "waves_yesno/ as --corpus-dir.")
     if len(files) != 60:
         logger.warning(f"yesno: found {len(files)} files in {wave_dir}, the corpus has 60")
     return files

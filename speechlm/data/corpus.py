@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
 
 from speechlm.base.errors import SpeechlmError
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # lhotse and soundfile load on first use: listing corpora sta
     from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
 Pathlike = Union[str, Path]
+T = TypeVar("T")
 Manifests = Dict[str, Tuple["RecordingSet", "SupervisionSet"]]
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,24 @@ class UniqueIds:
                 f"duplicate {self.what} '{item_id}': produced by both {first} and {path}. "
                 "Remove or rename one of the two files."
             )
+
+
+def list_named_wavs(folder: Path, parse: Callable[[Path], Optional[T]], id_of: Callable[[T], str],
+                    skips: SkipCounter, bad_name: str, none_found: str) -> List[T]:
+    """Every ``*.wav`` in ``folder``, sorted by name, as ``parse(path)``; a file ``parse`` rejects
+    (None) is counted in ``skips`` under ``bad_name``, a repeated ``id_of(item)`` is an error,
+    and no file at all is the error ``none_found`` (it should say which folder to pass)."""
+    items, ids = [], UniqueIds()
+    for path in sorted(folder.glob("*.wav"), key=lambda p: p.name):
+        item = parse(path)
+        if item is None:
+            skips.add(bad_name, path.name)
+            continue
+        ids.add(id_of(item), path)
+        items.append(item)
+    if not items:
+        raise SpeechlmError(f"{folder}: {none_found}")
+    return items
 
 
 def check_on_error(on_error: str) -> None:

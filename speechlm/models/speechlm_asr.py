@@ -25,6 +25,7 @@ from speechlm.base.config import EncoderConfig, LMConfig, SpeechLMConfig
 from speechlm.base.errors import SpeechlmError
 from speechlm.models.asr import CTCModel, Encoded
 from speechlm.models.encoder import lengths_to_mask
+from speechlm.models.experiment import init_part
 from speechlm.models.lm import KVCache, TransformerLM, checked_lm_state
 from speechlm.text.symbols import ASR_ID, SOS_EOS_ID
 
@@ -160,7 +161,7 @@ def load_lm_weights(lm: TransformerLM, path: str | Path, lm_cfg: LMConfig,
     training through ``lm.init``); refuse one that does not fit. ``key`` is the config option
     that named ``path`` (for messages). Returns the checkpoint."""
     state = checked_lm_state(path, key, lm.vocab_size, lm_cfg)
-    lm.load_state_dict(state["model"])
+    init_part(lm, state, key)
     return state
 
 

@@ -35,6 +35,7 @@ from torch import nn
 from speechlm.base.config import ExperimentConfig, LMConfig, TTSConfig
 from speechlm.base.errors import SpeechlmError
 from speechlm.models.encoder import lengths_to_mask
+from speechlm.models.experiment import init_part
 from speechlm.models.lm import TransformerLM, checked_lm_state
 from speechlm.data.tts_data import pad_inputs, tts_input
 from speechlm.models.vocoder import NUM_MELS, MelSpec
@@ -215,7 +216,7 @@ def load_lm_into_tts(model: TtsModel, path: str | Path) -> None:
     """Initialise the text encoder from a stage-3 LM checkpoint; refuse one that does not fit."""
     state = checked_lm_state(path, "tts.lm_init", model.lm.vocab_size, model.lm.cfg,
                              user="TTS tokenizer (--tokenizer)")
-    model.lm.load_state_dict(state["model"])
+    init_part(model.lm, state, "tts.lm_init")
     with torch.no_grad():  # <tts> plays the LM's sentence-start role
         model.lm.embed.weight[TTS_ID] = model.lm.embed.weight[SOS_EOS_ID]
 

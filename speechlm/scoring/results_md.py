@@ -41,7 +41,7 @@ def current_commit(cwd: Optional[Pathlike] = None) -> str:
         run = lambda *a: subprocess.run(["git", *a], cwd=cwd, capture_output=True, text=True,  # noqa: E731
                                         timeout=10, check=True).stdout.strip()
         head = run("rev-parse", "--short", "HEAD")
-        dirty = run("status", "--porcelain", "--untracked-files=no", "--", "speechlm", "tools")
+        dirty = run("status", "--porcelain", "--untracked-files=no", "--", ":/speechlm", ":/tools")
         return head + ("+" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "-"
