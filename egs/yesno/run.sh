@@ -22,7 +22,7 @@ methods=ctc-greedy,hlg-1best   # decoding methods, comma-separated
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 corpus=yesno
-splits="train test"   # the conventional split has no dev (see speechlm/data/yesno.py)
+splits="train test"   # the conventional split has no dev (see speechlm/corpora/yesno.py)
 [ -d "$corpus_dir" ] || { echo "run.sh: $corpus_dir not found; yesno will be downloaded"; corpus_dir=; }
 run_stage 0 "data prep" "$data/manifests/" \
   speechlm prepare yesno ${corpus_dir:+--corpus-dir "$corpus_dir"} --out-dir "$data/manifests"

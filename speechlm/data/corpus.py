@@ -1,7 +1,7 @@
 """Helpers shared by every corpus importer: checked audio loading, skip accounting,
 duplicate-id detection, text normalisation, downloads and atomic manifest writing.
 
-An importer (``speechlm/data/<corpus>.py``) lists its files, derives ids and transcripts,
+A corpus module (``speechlm/corpora/<name>.py``) or importer lists its files, derives ids and transcripts,
 calls :func:`load_recording` per file and hands the result to :func:`write_manifests`.
 Bad input raises :class:`~speechlm.base.errors.SpeechlmError` naming the file; with
 ``on_error="skip"`` unreadable audio is left out and counted in a :class:`SkipCounter`.
