@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import torch
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
@@ -24,15 +24,52 @@ SAMPLING_RATE = 16000
 NUM_MEL_BINS = 80
 
 
-def load_cuts(path: str | Path) -> CutSet:
-    """Load a cut manifest with a clear error when it is missing or unreadable."""
+ALLOW_COMMAND_AUDIO_ENV = "SPEECHLM_ALLOW_COMMAND_AUDIO"
+
+
+def _audio_commands(tree) -> Iterator[str]:
+    """The shell commands of every ``"type": "command"`` audio source anywhere in a cut's dict
+    (a MixedCut holds its tracks' cuts, each with its own recording)."""
+    if isinstance(tree, dict):
+        if tree.get("type") == "command" and "source" in tree:
+            yield str(tree["source"])
+        for value in tree.values():
+            yield from _audio_commands(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _audio_commands(value)
+
+
+def check_no_command_audio(cuts: CutSet, where: str) -> None:
+    """Refuse cuts whose audio comes from running a shell command: a manifest is data, and
+    loading its audio must not run what someone wrote into it."""
+    bad = [(cut.id, cmd) for cut in cuts for cmd in _audio_commands(cut.to_dict())]
+    if bad:
+        cut_id, cmd = bad[0]
+        more = f" (and {len(bad) - 1} more sources)" if len(bad) > 1 else ""
+        raise SpeechlmError(
+            f"cut manifest {where}: cut {cut_id} reads its audio by running the shell command "
+            f"{cmd[:80]!r}{more}; speechlm does not run commands from manifests. Convert that audio "
+            f"to files, or, if you trust the manifest, set {ALLOW_COMMAND_AUDIO_ENV}=1 (or pass "
+            "--allow-command-audio to speechlm compute-fbank)")
+
+
+def load_cuts(path: str | Path, allow_command_audio: Optional[bool] = None) -> CutSet:
+    """Load a cut manifest with a clear error when it is missing or unreadable, or when its audio
+    would be read by running a shell command (unless ``allow_command_audio``, by default
+    ``$SPEECHLM_ALLOW_COMMAND_AUDIO=1``)."""
     path = Path(path)
     if not path.is_file():
         raise SpeechlmError(f"cut manifest {path} not found: run the earlier recipe stage that writes it")
     try:
-        return CutSet.from_file(path).to_eager()
+        cuts = CutSet.from_file(path).to_eager()
     except Exception as e:  # lhotse raises many types for a bad manifest
         raise SpeechlmError(f"cut manifest {path} could not be read ({type(e).__name__}: {e})") from None
+    if allow_command_audio is None:
+        allow_command_audio = os.environ.get(ALLOW_COMMAND_AUDIO_ENV) == "1"
+    if not allow_command_audio:
+        check_no_command_audio(cuts, str(path))
+    return cuts
 
 
 def compute_fbank(
@@ -41,13 +78,15 @@ def compute_fbank(
     storage_dir: str | Path,
     num_jobs: int = 2,
     speed_perturb: Sequence[float] = (),
+    allow_command_audio: Optional[bool] = None,
 ) -> CutSet:
     """Resample to 16 kHz, optionally add speed-perturbed copies, compute and store fbank.
 
     Writes features under ``storage_dir`` and the feature-bearing cuts to ``out_cuts_path``
-    (atomically: a half-written manifest never exists under the final name).
+    (atomically: a half-written manifest never exists under the final name). Audio read by a
+    shell command is refused unless ``allow_command_audio`` (see :func:`load_cuts`).
     """
-    cuts = load_cuts(cuts_path).resample(SAMPLING_RATE)
+    cuts = load_cuts(cuts_path, allow_command_audio).resample(SAMPLING_RATE)
     if speed_perturb:
         copies = [cuts] + [cuts.perturb_speed(f) for f in speed_perturb]
         cuts = CutSet.from_cuts(c for cs in copies for c in cs)
