@@ -69,3 +69,71 @@ def test_command_audio_inside_a_mixed_cut_is_refused_by_every_reader(tmp_path, m
         load_cuts(path)
     monkeypatch.setenv("SPEECHLM_ALLOW_COMMAND_AUDIO", "1")
     assert len(load_cuts(path)) == 1
+
+
+# ---- no stale models -----------------------------------------------------------------------
+
+def fake_checkpoint(path, run_id, value):
+    import torch
+
+    from speechlm.base.checkpoint import save_atomic
+
+    save_atomic({"model": {"w": torch.full((2,), float(value))}, "run_id": run_id}, path)
+
+
+def test_pruning_averaging_and_moving_aside_see_one_run(tmp_path):
+    from speechlm.base import checkpoint as ckpt
+
+    for epoch, run in ((5, "old"), (6, "old"), (1, "new"), (2, "new")):
+        fake_checkpoint(tmp_path / f"epoch-{epoch}.pt", run, epoch)
+    names = lambda paths: [p.name for p in paths]  # noqa: E731
+    assert names(ckpt.epoch_checkpoints(tmp_path, "new")) == ["epoch-1.pt", "epoch-2.pt"]
+    ckpt.prune_checkpoints(tmp_path, 1, "new")
+    assert names(ckpt.epoch_checkpoints(tmp_path)) == ["epoch-2.pt", "epoch-5.pt", "epoch-6.pt"]
+    # decode --avg averages the run that wrote the last epoch, never across runs
+    assert ckpt.averaged_state(tmp_path, 2)["averaged"] == ["epoch-5.pt", "epoch-6.pt"]
+    with pytest.raises(SpeechlmError, match="--avg 3: .* keeps 2 epoch checkpoints"):
+        ckpt.averaged_state(tmp_path, 3)
+    (tmp_path / "config.yaml").write_text("x")
+    (tmp_path / "decode-test").mkdir()
+    (tmp_path / "log").mkdir()
+    moved = ckpt.move_previous_run(tmp_path)
+    assert moved == tmp_path / "previous-runs" / "1"
+    assert sorted(p.name for p in moved.iterdir()) == ["config.yaml", "decode-test", "epoch-2.pt",
+                                                       "epoch-5.pt", "epoch-6.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log", "previous-runs"]
+    assert ckpt.move_previous_run(tmp_path) is None  # nothing of a run left: nothing to move
+    fake_checkpoint(tmp_path / "final.pt", "x", 0)
+    assert ckpt.move_previous_run(tmp_path) == tmp_path / "previous-runs" / "2"
+
+
+def train_tiny(tiny_asr, exp_dir, epochs, resume=False, extra=()):
+    from conftest import tiny_overrides
+    from speechlm.base.config import load_config
+    from speechlm.train.ctc import CtcTrainer
+
+    cfg = load_config(None, tiny_overrides(epochs) + list(extra))
+    trainer = CtcTrainer(cfg, exp_dir, tiny_asr["train"], None, tiny_asr["tokenizer"])
+    return trainer.run(resume=resume)
+
+
+def test_retraining_with_fewer_epochs_reports_the_new_model(tiny_asr, tmp_path):
+    import torch
+
+    from speechlm.base.checkpoint import load_checkpoint
+
+    exp = tmp_path / "exp"
+    old_final = load_checkpoint(train_tiny(tiny_asr, exp, epochs=3))
+    assert old_final["averaged"] == ["epoch-2.pt", "epoch-3.pt"]
+    new_final = load_checkpoint(train_tiny(tiny_asr, exp, epochs=1))
+    assert new_final["averaged"] == ["epoch-1.pt"]
+    epoch1 = load_checkpoint(exp / "epoch-1.pt")
+    assert epoch1["epoch"] == 1 and epoch1["run_id"] == new_final["run_id"] != old_final["run_id"]
+    assert all(torch.equal(new_final["model"][k], epoch1["model"][k]) for k in epoch1["model"])
+    # the earlier run is kept whole, beside the new one
+    previous = exp / "previous-runs" / "1"
+    assert sorted(p.name for p in previous.glob("*.pt")) == ["epoch-1.pt", "epoch-2.pt",
+                                                             "epoch-3.pt", "final.pt"]
+    assert load_checkpoint(previous / "final.pt")["run_id"] == old_final["run_id"]
+    assert sorted(p.name for p in exp.glob("*.pt")) == ["epoch-1.pt", "final.pt"]
+    assert (exp / "log" / "train.log").read_text().count("moved them and their outputs to") == 1
