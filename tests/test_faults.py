@@ -137,3 +137,72 @@ def test_retraining_with_fewer_epochs_reports_the_new_model(tiny_asr, tmp_path):
     assert load_checkpoint(previous / "final.pt")["run_id"] == old_final["run_id"]
     assert sorted(p.name for p in exp.glob("*.pt")) == ["epoch-1.pt", "final.pt"]
     assert (exp / "log" / "train.log").read_text().count("moved them and their outputs to") == 1
+
+
+# ---- validation at the door (config) -----------------------------------------------------------
+
+@pytest.mark.parametrize("override, shown, allowed", [
+    ("optim.grad_clip=-1", "optim.grad_clip = -1.0", "a number > 0"),
+    ("optim.lr=0", "optim.lr = 0.0", "a number > 0"),
+    ("optim.warmup_steps=-5", "optim.warmup_steps = -5", "a number >= 0"),
+    ("train.average_last=-1", "train.average_last = -1", "a number >= 1"),
+    ("train.num_epochs=0", "train.num_epochs = 0", "a number >= 1"),
+    ("train.log_interval=0", "train.log_interval = 0", "a number >= 1"),
+    ("data.max_duration=0", "data.max_duration = 0.0", "a number > 0"),
+    ("data.num_workers=-1", "data.num_workers = -1", "a number >= 0"),
+    ("encoder.num_heads=0", "encoder.num_heads = 0", "a number >= 1"),
+    ("encoder.conv_kernel=0", "encoder.conv_kernel = 0", "an odd number >= 1"),
+    ("encoder.conv_kernel=4", "encoder.conv_kernel = 4", "an odd number >= 1"),
+    ("encoder.dropout=2", "encoder.dropout = 2.0", "a number in [0, 1)"),
+    ("optim.final_lr_ratio=.nan", "optim.final_lr_ratio = nan", "a number in [0, 1]"),
+    ("train.device=tpu", "train.device = 'tpu'", "auto, cpu, cuda or cuda:N"),
+    ("speechlm.adapter=lstm", "speechlm.adapter = 'lstm'", "one of stack, conv"),
+])
+def test_out_of_range_values_are_refused_naming_key_value_and_range(override, shown, allowed):
+    from speechlm.base.config import load_config
+
+    with pytest.raises(SpeechlmError) as err:
+        load_config(None, [override])
+    assert f"{shown} is not allowed: it must be {allowed}" in str(err.value)
+
+
+def test_relations_between_keys_and_registry_names_are_checked():
+    from speechlm.base.config import load_config
+
+    with pytest.raises(SpeechlmError, match=r"encoder.d_model = 144 with encoder.num_heads = 5: "
+                                            r".* num_heads that fit: 1, 2, 3, 4, 6, 8, 9, 12"):
+        load_config(None, ["encoder.num_heads=5"])
+    with pytest.raises(SpeechlmError, match="lm.d_model = 256 with lm.num_heads = 3"):
+        load_config(None, ["lm.num_heads=3"])
+    with pytest.raises(SpeechlmError, match="decode.methods has 'ctc-greedyy', which is not a "
+                                            "decoding method; known: ctc-greedy, "):
+        load_config(None, ["decode.methods=[ctc-greedy, ctc-greedyy]"])
+    for fine in ("train.device=cuda:1", "optim.grad_clip=.inf", "encoder.conv_kernel=31"):
+        load_config(None, [fine])
+
+
+def test_set_with_invalid_yaml_is_a_clear_error(tmp_path):
+    proc = speechlm("train", "--exp-dir", tmp_path / "e", "--train-cuts", tmp_path / "none.jsonl.gz",
+                    "--tokenizer", tmp_path / "none.model", "--set", "decode.lm_weights={a: [1}")
+    assert_clean_error(proc, "override 'decode.lm_weights={a: [1}'", "is not valid YAML")
+
+
+def test_values_split_at_spaces_by_the_shell_are_joined_back():
+    """--train-args reaches `--set $train_args` unquoted: a value with a space arrives in pieces."""
+    from speechlm.base.config import load_config
+
+    words = "speechlm.text=my lm text.txt decode.lm_weights={attention-lm-fusion: 0.5} " \
+            "train.num_epochs=3"
+    cfg = load_config(None, words.split())
+    assert cfg.speechlm.text == "my lm text.txt"
+    assert cfg.decode.lm_weights == {"attention-lm-fusion": 0.5}
+    assert cfg.train.num_epochs == 3
+    with pytest.raises(SpeechlmError, match="key must be section.key"):
+        load_config(None, ["train.num_epochs=3", "epochs=4"])  # a key=value word stays a key
+
+
+def test_feature_dimension_is_checked_against_the_encoder_before_training(tiny_asr, tmp_path):
+    with pytest.raises(SpeechlmError, match=r"cut .* has 80-dim features but the model takes "
+                                            r"encoder.num_mel_bins = 40: set encoder.num_mel_bins=80"):
+        train_tiny(tiny_asr, tmp_path / "exp", epochs=1, extra=["encoder.num_mel_bins=40"])
+    assert not (tmp_path / "exp" / "epoch-1.pt").exists()

@@ -72,6 +72,20 @@ def load_cuts(path: str | Path, allow_command_audio: Optional[bool] = None) -> C
     return cuts
 
 
+def check_features(cuts: CutSet, num_mel_bins: int, where: str) -> None:
+    """Every cut has precomputed features of the model's input dimension (checked from the
+    manifest, before a model or batch is built)."""
+    for cut in cuts:
+        if not cut.has_features:
+            raise SpeechlmError(f"{where}: cut {cut.id} has no features: give the manifest that "
+                                "`speechlm compute-fbank` wrote (recipe stage 1)")
+        if cut.num_features != num_mel_bins:
+            raise SpeechlmError(
+                f"{where}: cut {cut.id} has {cut.num_features}-dim features but the model takes "
+                f"encoder.num_mel_bins = {num_mel_bins}: set encoder.num_mel_bins={cut.num_features} "
+                f"(compute-fbank writes {NUM_MEL_BINS}) or recompute the features")
+
+
 def compute_fbank(
     cuts_path: str | Path,
     out_cuts_path: str | Path,
@@ -117,15 +131,14 @@ def compute_fbank(
 
 def compute_cmvn(cuts: CutSet, max_cuts: int = 1000) -> Tuple[torch.Tensor, torch.Tensor]:
     """Global per-dimension mean/std over (a deterministic subset of) the cuts' features."""
-    total = torch.zeros(NUM_MEL_BINS, dtype=torch.float64)
-    total_sq = torch.zeros(NUM_MEL_BINS, dtype=torch.float64)
+    total = total_sq = 0.0
     frames = 0
     for i, cut in enumerate(cuts):
         if i >= max_cuts:
             break
         feats = torch.from_numpy(cut.load_features()).double()
-        total += feats.sum(0)
-        total_sq += (feats**2).sum(0)
+        total = total + feats.sum(0)
+        total_sq = total_sq + (feats**2).sum(0)
         frames += feats.shape[0]
     if frames == 0:
         raise SpeechlmError("cannot compute feature statistics: the training cuts have no frames")

@@ -10,7 +10,7 @@ from lhotse import CutSet
 from speechlm.base.config import ExperimentConfig
 from speechlm.base.errors import SpeechlmError
 from speechlm.data.datamodule import make_loader
-from speechlm.data.features import compute_cmvn, load_cuts
+from speechlm.data.features import check_features, compute_cmvn, load_cuts
 from speechlm.models.asr import CTCModel
 from speechlm.text.tokenizer import Tokenizer
 from speechlm.train.trainer import Trainer
@@ -40,6 +40,9 @@ class CtcTrainer(Trainer):
         self.has_dev = self.dev_cuts is not None
         if len(self.train_cuts) == 0:
             raise SpeechlmError(f"{train_cuts}: no training cuts")
+        check_features(self.train_cuts, cfg.encoder.num_mel_bins, str(train_cuts))
+        if self.dev_cuts is not None:
+            check_features(self.dev_cuts, cfg.encoder.num_mel_bins, str(dev_cuts))
         self.targets = check_transcripts(self.train_cuts, self.tokenizer, str(train_cuts))
         if self.dev_cuts is not None:
             self.targets.update(check_transcripts(self.dev_cuts, self.tokenizer, str(dev_cuts)))
