@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -206,3 +207,75 @@ def test_feature_dimension_is_checked_against_the_encoder_before_training(tiny_a
                                             r"encoder.num_mel_bins = 40: set encoder.num_mel_bins=80"):
         train_tiny(tiny_asr, tmp_path / "exp", epochs=1, extra=["encoder.num_mel_bins=40"])
     assert not (tmp_path / "exp" / "epoch-1.pt").exists()
+
+
+# ---- recipe markers that know their inputs ----------------------------------------------------
+
+FAKE_RUN = """\
+#!/usr/bin/env bash
+set -euo pipefail
+# begin options
+stage=0
+stop_stage=3
+conf=conf.yaml       # a file: its content is an input too
+train_args=""
+nj=2                 # how many jobs: never an input
+# end options
+. "{tools}/parse_options.sh"
+. "{tools}/stage_lib.sh"
+stage_data() {{ local out=ran.txt; echo data >> "$out"; }}
+_train_cmd() {{ echo "train --config $conf --set $train_args -j $nj"; }}
+stage_train() {{ echo "train: $(_train_cmd)" >> ran.txt; }}
+stage_decode() {{ echo decode >> ran.txt; }}
+run_stage 1 data "" stage_data
+run_stage 2 train "" stage_train
+run_stage 3 decode "" stage_decode
+"""
+
+
+def fake_recipe(tmp_path):
+    script = tmp_path / "run.sh"
+    script.write_text(FAKE_RUN.format(tools=REPO / "tools"))
+    script.chmod(0o755)
+    (tmp_path / "conf.yaml").write_text("a: 1\n")
+
+    def run(*args):
+        proc = subprocess.run([str(script), *args], cwd=tmp_path, capture_output=True, text=True,
+                              env=dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"))
+        assert proc.returncode == 0, proc.stderr
+        ran = (tmp_path / "ran.txt").read_text().splitlines()
+        (tmp_path / "ran.txt").write_text("")
+        return proc.stdout, ran
+    return run
+
+
+def test_a_stage_whose_inputs_changed_runs_again_and_so_does_what_follows(tmp_path):
+    run = fake_recipe(tmp_path)
+    out, ran = run("--train-args", "train.num_epochs=40")
+    assert ran == ["data", "train: train --config conf.yaml --set train.num_epochs=40 -j 2", "decode"]
+    out, ran = run("--train-args", "train.num_epochs=40", "--nj", "4")
+    assert ran == [] and out.count("already done, skipping (same inputs") == 3
+    out, ran = run("--stage", "2", "--train-args", "train.num_epochs=10")
+    assert ("== stage 2 (train): inputs changed since it was done: train_args: "
+            "'train.num_epochs=40' -> 'train.num_epochs=10'; running it again") in out
+    assert "stage 3 (decode): inputs changed since it was done: stage marker .done/stage-2.done " \
+           "(that stage ran again)" in out
+    assert ran == ["train: train --config conf.yaml --set train.num_epochs=10 -j 2", "decode"]
+    (tmp_path / "conf.yaml").write_text("a: 2\n")
+    out, ran = run("--train-args", "train.num_epochs=10")
+    assert "stage 1 (data): already done, skipping" in out
+    assert "stage 2 (train): inputs changed since it was done: conf (conf.yaml: content changed)" in out
+    assert ran[1:] == ["decode"]
+    # the marker is written last, after success, and records what the stage read
+    marker = (tmp_path / ".done" / "stage-2.done").read_text()
+    assert "train_args=train.num_epochs=10" in marker and "nj=" not in marker and "out=" not in marker
+
+
+def test_markers_from_before_input_tracking_are_kept_and_said_once(tmp_path):
+    run = fake_recipe(tmp_path)
+    run()
+    for n in (1, 2, 3):
+        (tmp_path / ".done" / f"stage-{n}.done").write_text("12\n")  # the old format: seconds
+    out, ran = run("--train-args", "train.num_epochs=10")
+    assert ran == [] and out.count("already done, skipping (inputs unknown") == 3
+    assert out.count("predates recorded stage inputs") == 1
