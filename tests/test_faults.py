@@ -279,3 +279,88 @@ def test_markers_from_before_input_tracking_are_kept_and_said_once(tmp_path):
     out, ran = run("--train-args", "train.num_epochs=10")
     assert ran == [] and out.count("already done, skipping (inputs unknown") == 3
     assert out.count("predates recorded stage inputs") == 1
+
+
+# ---- audio checked at import ----------------------------------------------------------------
+
+YESNO = FSDD.parents[1] / "yesno" / "waves_yesno"
+
+
+def yesno_folder(tmp_path, n=3):
+    """A folder corpus of ``n`` yesno recordings (8 words each) with their transcripts."""
+    require_shared(YESNO, "yesno")
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for wav in sorted(YESNO.glob("*.wav"))[:n]:
+        (folder / wav.name).write_bytes(wav.read_bytes())
+        words = ["yes" if c == "1" else "no" for c in wav.stem.split("_")]
+        (folder / wav.with_suffix(".txt").name).write_text(" ".join(words) + "\n")
+    return folder
+
+
+def test_a_truncated_wav_is_bad_audio_not_a_short_utterance(tmp_path):
+    from speechlm.data.corpus import load_recording
+    from speechlm.data.importers import import_corpus
+
+    folder = yesno_folder(tmp_path)
+    cut_off = sorted(folder.glob("*.wav"))[0]
+    cut_off.write_bytes(cut_off.read_bytes()[:44 + 2 * 480])  # the header and 0.06 s of samples
+    with pytest.raises(SpeechlmError, match=rf"{cut_off.name}: audio file is truncated \(its header "
+                                            r"promises 6\.\d\d s of audio, the file holds 0\.06 s"):
+        load_recording(cut_off, "x")
+    result = import_corpus("folder", folder, on_error="skip", dev_fraction=0, test_fraction=0.34)
+    assert result.num_skipped == 1 and result.num_utterances == 2
+    # A WAV written to a pipe has no size in its header: not truncated.
+    streamed = bytearray((folder / sorted(p.name for p in folder.glob("*.wav"))[1]).read_bytes())
+    streamed[40:44] = (0xFFFFFFFF).to_bytes(4, "little")
+    (tmp_path / "streamed.wav").write_bytes(bytes(streamed))
+    assert load_recording(tmp_path / "streamed.wav", "s").duration > 5
+
+
+def test_stereo_audio_is_said_and_mixed_down_to_mono(tmp_path, caplog):
+    import numpy as np
+    import soundfile as sf
+
+    from speechlm.data.corpus import load_recording, whole_recording_supervision, write_manifests
+    from speechlm.data.features import compute_fbank
+
+    require_shared(FSDD, "FSDD")
+    speech, rate = sf.read(FSDD / "0_theo_0.wav")
+    sf.write(tmp_path / "mono.wav", speech, rate)
+    sf.write(tmp_path / "stereo.wav", np.stack([np.zeros_like(speech), speech], 1), rate)  # left silent
+    feats = {}
+    for name in ("mono", "stereo"):
+        rec = load_recording(tmp_path / f"{name}.wav", name)
+        with caplog.at_level("WARNING"):
+            write_manifests([rec], [whole_recording_supervision(rec, "zero")], tmp_path, name, "train")
+        cuts = compute_fbank(tmp_path / f"{name}_cuts_train.jsonl.gz", tmp_path / f"{name}_fbank.jsonl.gz",
+                             tmp_path / f"feats_{name}", num_jobs=1)
+        assert len(cuts) == 1 and [s.text for s in cuts[0].supervisions] == ["zero"]  # said once
+        feats[name] = cuts[0].load_features()
+    assert "stereo: train: 1 of 1 recordings have more than one channel" in caplog.text
+    assert "fbank: 1 of 1 cuts have more than one channel" in caplog.text
+    # the mean of a silent and a speech channel: the speech, 6 dB down (not the silent channel)
+    assert feats["stereo"].shape == feats["mono"].shape
+    assert np.corrcoef(feats["stereo"].ravel(), feats["mono"].ravel())[0, 1] > 0.95
+
+
+def test_cuts_longer_than_a_batch_are_left_out_at_training_start(tiny_asr, tmp_path):
+    from conftest import tiny_overrides
+    from speechlm.base.config import load_config
+    from speechlm.train.ctc import CtcTrainer
+
+    def trainer(max_duration):
+        cfg = load_config(None, tiny_overrides(1) + [f"data.max_duration={max_duration}"])
+        return CtcTrainer(cfg, tmp_path / "exp", tiny_asr["train"], None, tiny_asr["tokenizer"])
+
+    all_cuts = len(trainer(8).train_cuts)
+    durations = sorted(c.duration for c in trainer(8).train_cuts)
+    limit = durations[len(durations) // 2]
+    kept = trainer(limit).train_cuts
+    assert 0 < len(kept) < all_cuts and max(c.duration for c in kept) <= limit
+    log = (tmp_path / "exp" / "log" / "train.log").read_text()
+    assert f"{all_cuts - len(kept)} of {all_cuts} cuts are longer than data.max_duration = " \
+           f"{limit:g} s (longest: " in log and "left out" in log
+    with pytest.raises(SpeechlmError, match="cuts are longer than data.max_duration = 0.1 s .* "
+                                            "none is left"):
+        trainer(0.1)

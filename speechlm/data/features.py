@@ -15,6 +15,8 @@ from typing import Iterator, Optional, Sequence, Tuple
 
 import torch
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
+from lhotse.cut import Cut, MixedCut, MixTrack, MultiCut
+from lhotse.utils import fastcopy
 
 from speechlm.base.errors import SpeechlmError
 
@@ -86,6 +88,18 @@ def check_features(cuts: CutSet, num_mel_bins: int, where: str) -> None:
                 f"(compute-fbank writes {NUM_MEL_BINS}) or recompute the features")
 
 
+def downmix(cut: Cut) -> Cut:
+    """A multi-channel cut as one channel, the mean of its channels (a mix of its channels at
+    1/N volume each, which feature extraction mixes before computing); other cuts as they are."""
+    if not isinstance(cut, MultiCut):
+        return cut
+    parts = cut.to_mono()
+    tracks = [MixTrack(cut=fastcopy(part.perturb_volume(1 / len(parts), affix_id=False),
+                                    supervisions=part.supervisions if i == 0 else []))
+              for i, part in enumerate(parts)]  # the supervisions once, not once per channel
+    return MixedCut(id=cut.id, tracks=tracks)
+
+
 def compute_fbank(
     cuts_path: str | Path,
     out_cuts_path: str | Path,
@@ -100,7 +114,12 @@ def compute_fbank(
     (atomically: a half-written manifest never exists under the final name). Audio read by a
     shell command is refused unless ``allow_command_audio`` (see :func:`load_cuts`).
     """
-    cuts = load_cuts(cuts_path, allow_command_audio).resample(SAMPLING_RATE)
+    cuts = load_cuts(cuts_path, allow_command_audio)
+    multi = sum(isinstance(c, MultiCut) for c in cuts)
+    if multi:
+        log.warning("fbank: %d of %d cuts have more than one channel: features from the mean of "
+                    "their channels", multi, len(cuts))
+    cuts = cuts.map(downmix).resample(SAMPLING_RATE)
     if speed_perturb:
         copies = [cuts] + [cuts.perturb_speed(f) for f in speed_perturb]
         cuts = CutSet.from_cuts(c for cs in copies for c in cs)
