@@ -11,21 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import FSDD, REPO, require_shared
+from test_cli import assert_clean_error, speechlm
 from speechlm.base.errors import SpeechlmError
-
-
-def speechlm(*args, cwd=REPO, env=None):
-    return subprocess.run([sys.executable, "-m", "speechlm.cli", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, **(env or {})))
-
-
-def assert_clean_error(proc, *needles):
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert "speechlm: error:" in proc.stderr
-    for n in needles:
-        assert n in proc.stderr, proc.stderr
 
 
 # ---- untrusted manifests -------------------------------------------------------------------
