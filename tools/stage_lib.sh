@@ -12,8 +12,10 @@
 
 done_dir=${done_dir:-.done}
 log_dir=${log_dir:-exp/log}
-# variables that never change what a stage makes: how it was started, how many jobs it used
-stage_inputs_ignore=${stage_inputs_ignore:-"recipe_args resume nj PWD OLDPWD"}
+# variables that never change what a stage makes: how it was started, how many jobs it used, and
+# bash's own that change by themselves
+stage_inputs_ignore=${stage_inputs_ignore:-"recipe_args resume nj PWD OLDPWD RANDOM SECONDS LINENO
+  BASHPID EPOCHSECONDS EPOCHREALTIME"}
 _sl_upstream=""   # "N:marker" of every run_stage call so far, in script order
 _sl_told_old=""   # said once that a marker predates input tracking
 
