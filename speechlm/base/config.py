@@ -77,7 +77,8 @@ class EncoderConfig:
 
     num_mel_bins: int = checked(80, AT_LEAST_1)  # must be the features' dimension (80: compute-fbank)
     d_model: int = checked(144, AT_LEAST_1)  # a multiple of num_heads, with an even head size
-    subsampling_channels: int = checked(64, AT_LEAST_1)  # conv2d subsampling width; the costliest layer at input rate
+    subsampling_channels: int = checked(64, AT_LEAST_1)  # conv2d subsampling width; the costliest
+    #   layer at input rate
     num_layers: int = checked(6, AT_LEAST_1)
     num_heads: int = checked(4, AT_LEAST_1)
     ff_mult: int = checked(4, AT_LEAST_1)
@@ -95,7 +96,7 @@ class DataConfig:
     num_freq_masks: int = checked(2, NON_NEGATIVE)
     freq_mask_width: int = checked(15, NON_NEGATIVE)
     num_time_masks: int = checked(2, NON_NEGATIVE)
-    time_mask_ratio: float = checked(0.05, FRACTION)  # max width of a time mask as a fraction of the utterance
+    time_mask_ratio: float = checked(0.05, FRACTION)  # max width of a time mask, a fraction of the utterance
 
 
 @dataclass
@@ -121,13 +122,14 @@ class TrainConfig:
 class DecodeConfig:
     methods: List[str] = field(default_factory=lambda: ["ctc-greedy"])  # of DECODING_METHODS
     batch_max_duration: float = checked(300.0, POSITIVE)
-    beam_size: int = checked(4, AT_LEAST_1)  # ctc-prefix-beam and the attention-* / lm-shallow-fusion searches
+    beam_size: int = checked(4, AT_LEAST_1)  # ctc-prefix-beam, the attention-* / lm-shallow-fusion searches
     ctc_weight: float = checked(0.3, FRACTION)  # attention-*: (1 - w) * decoder + w * CTC
     lm_weight: float = 0.3  # lm-shallow-fusion / attention-lm-fusion / hlg-nbest-lm: + w * text-LM log-prob
     lm_weights: Dict[str, float] = field(default_factory=dict)  # per method, in place of lm_weight,
     #   e.g. {attention-lm-fusion: 0.3} (one decoding pass, a weight fit to each method)
     nbest: int = checked(10, AT_LEAST_1)  # hlg-nbest-lm: paths taken from each utterance's HLG lattice
-    lattice_beam: float = checked(8.0, POSITIVE)  # hlg-nbest-lm: lattice pruning beam (larger: more alternatives)
+    lattice_beam: float = checked(8.0, POSITIVE)  # hlg-nbest-lm: lattice pruning beam (larger: more
+    #   alternatives)
     length_bonus: float = 0.0  # per-token bonus in the label-synchronous searches
     lm_checkpoint: str = ""  # text LM for the fusion methods (default: speechlm.lm_init)
 
@@ -154,9 +156,11 @@ class LMConfig:
     sentences_per_epoch: int = checked(0, NON_NEGATIVE)  # LM "epoch" = this many random sentences (0: all)
     valid_sentences: int = checked(1000, NON_NEGATIVE)  # held out from the LM text for validation perplexity
     init: str = ""  # start from this LM checkpoint's weights (continued pretraining); "" = random
-    asr_task_weight: float = checked(0.0, NON_NEGATIVE)  # > 0: also learn to transcribe simulated CTC frame streams of
-    #   each sentence, [frames] <asr> y <sos/eos>, from text alone (the speech-LM ASR's layout)
-    asr_task_noise: float = checked(0.4, FRACTION)  # per-sentence piece error rate of those streams ~ U(0, this)
+    asr_task_weight: float = checked(0.0, NON_NEGATIVE)  # > 0: also learn to transcribe simulated CTC
+    #   frame streams of each sentence, [frames] <asr> y <sos/eos>, from text alone (the speech-LM
+    #   ASR's layout)
+    asr_task_noise: float = checked(0.4, FRACTION)  # per-sentence piece error rate of those streams
+    #   ~ U(0, this)
     asr_task_max_repeat: int = checked(2, AT_LEAST_1)  # frames per piece 1..this, then 0..this blank frames
 
 
@@ -171,8 +175,8 @@ class SpeechLMConfig:
     lm_init: str = ""  # stage-3 LM checkpoint (e.g. exp/lm/final.pt); "" = random init
     freeze_lm_steps: int = checked(0, NON_NEGATIVE)  # LM parameters not updated for this many steps
     lm_lr_scale: float = checked(1.0, NON_NEGATIVE)  # learning rate of the LM part = optim.lr * this
-    text_weight: float = checked(0.0, NON_NEGATIVE)  # > 0: mix a text-only LM batch into every step (rehearsal), weighted so
-    #   1.0 makes a text sentence count as much as one utterance's decoder loss
+    text_weight: float = checked(0.0, NON_NEGATIVE)  # > 0: mix a text-only LM batch into every step
+    #   (rehearsal), weighted so 1.0 makes a text sentence count as much as one utterance's decoder loss
     text: str = ""  # text for those batches, one sentence a line (e.g. data/text/lm_text.txt)
     text_max_tokens: int = checked(1500, AT_LEAST_1)  # padded tokens per text batch
 
@@ -190,7 +194,7 @@ class TTSConfig:
     hop_length: int = checked(256, AT_LEAST_1)  # mel analysis hop in samples at 16 kHz (16 ms)
     n_fft: int = checked(1024, AT_LEAST_1)
     griffin_lim_iters: int = checked(32, AT_LEAST_1)
-    valid_utterances: int = checked(50, NON_NEGATIVE)  # held out from the training utterances for the dev loss
+    valid_utterances: int = checked(50, NON_NEGATIVE)  # held out from the training utterances (dev loss)
 
 
 SECTIONS: Dict[str, type] = {
