@@ -35,7 +35,7 @@ stage_lang() {
 
 stage_tokenizer_and_lang() {
   stage_tokenizer || return 1
-  case ",$methods," in *,hlg*) stage_lang ;; esac
+  if [ -n "$hlg_graph" ]; then stage_lang; fi
 }
 
 stage_lm() {
@@ -72,6 +72,9 @@ stage_decode() {
 }
 
 asr_stages() {
+  # stage 2 reads whether an hlg-* method is asked for, not the list (its marker records what
+  # the stage read: adding a method that needs no graph re-runs decoding only)
+  hlg_graph=$(case ",$methods," in *,hlg*) echo yes ;; esac)
   run_stage 1 "fbank features" "$data/fbank/" stage_features
   run_stage 2 "tokenizer + lang" "$data/lang_bpe/ (bpe.model; HLG.fst when decoding with hlg-*)" \
     stage_tokenizer_and_lang

@@ -1,17 +1,42 @@
-"""Atomic checkpoint files, discovery of the latest one, and averaging of the last N."""
+"""Atomic checkpoint files, discovery of the latest one, and averaging of the last N.
+
+A training run owns its exp dir: every checkpoint it writes carries its ``run_id``, averaging and
+pruning only take that run's checkpoints, and a new (not resumed) run first moves an earlier
+run's outputs to ``previous-runs/<n>/`` (:func:`move_previous_run`).
+"""
 
 from __future__ import annotations
 
 import os
 import re
+import uuid
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
 from speechlm.base.errors import SpeechlmError
 
 _EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
+ANY_RUN = object()  # epoch_checkpoints: every run's checkpoints
+PREVIOUS_RUNS = "previous-runs"
+# What a run leaves in its exp dir (besides log/, which every run appends to): checkpoints, the
+# config and tokenizer they need, and what was made from them (decode-*/ and eval-*/ reports).
+RUN_OUTPUTS = ("epoch-*.pt", "final.pt", "*.pt.tmp", "config.yaml", "tokenizer.model",
+               "tensorboard", "perplexity.txt", "decode-*", "eval-*")
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def run_id_of(path: Path) -> Optional[str]:
+    """The ``run_id`` saved in a checkpoint (None for one written before run ids existed);
+    memory-mapped, so no weights are read."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("run_id")
+    except Exception as e:
+        raise SpeechlmError(f"checkpoint {path} could not be loaded ({type(e).__name__}: {e})") from None
 
 
 def save_atomic(obj: Dict, path: Path) -> None:
@@ -31,15 +56,37 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> Dict:
         raise SpeechlmError(f"checkpoint {path} could not be loaded ({type(e).__name__}: {e})") from None
 
 
-def epoch_checkpoints(exp_dir: Path) -> List[Path]:
-    """Epoch checkpoints in ``exp_dir`` sorted by epoch number."""
+def epoch_checkpoints(exp_dir: Path, run_id=ANY_RUN) -> List[Path]:
+    """Epoch checkpoints in ``exp_dir`` sorted by epoch number; only those of ``run_id`` when given."""
     found = [(int(m.group(1)), p) for p in exp_dir.glob("epoch-*.pt") if (m := _EPOCH_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
+    return [p for _, p in sorted(found) if run_id is ANY_RUN or run_id_of(p) == run_id]
 
 
-def prune_checkpoints(exp_dir: Path, keep: int) -> None:
-    for p in epoch_checkpoints(exp_dir)[:-keep] if keep > 0 else []:
+def last_run_checkpoints(exp_dir: Path) -> List[Path]:
+    """The epoch checkpoints of the run that wrote the highest-numbered one."""
+    found = epoch_checkpoints(exp_dir)
+    return epoch_checkpoints(exp_dir, run_id_of(found[-1])) if found else []
+
+
+def prune_checkpoints(exp_dir: Path, keep: int, run_id=ANY_RUN) -> None:
+    """Delete all but the last ``keep`` epoch checkpoints (of ``run_id`` only, when given)."""
+    for p in epoch_checkpoints(exp_dir, run_id)[:-keep] if keep > 0 else []:
         p.unlink()
+
+
+def move_previous_run(exp_dir: Path) -> Optional[Path]:
+    """Move an earlier run's outputs (:data:`RUN_OUTPUTS`) from ``exp_dir`` to the next free
+    ``exp_dir/previous-runs/<n>/`` when it left checkpoints there; return that folder, or None."""
+    if not (epoch_checkpoints(exp_dir) or (exp_dir / "final.pt").exists()):
+        return None
+    root = exp_dir / PREVIOUS_RUNS
+    taken = [int(p.name) for p in root.glob("*") if p.name.isdigit()] if root.is_dir() else []
+    dest = root / str(max(taken, default=0) + 1)
+    dest.mkdir(parents=True)
+    for pattern in RUN_OUTPUTS:
+        for p in exp_dir.glob(pattern):
+            os.replace(p, dest / p.name)
+    return dest
 
 
 def average_state_dicts(paths: List[Path]) -> Dict[str, torch.Tensor]:
@@ -56,8 +103,9 @@ def average_state_dicts(paths: List[Path]) -> Dict[str, torch.Tensor]:
 
 def averaged_state(exp_dir: Path, avg: int) -> Dict:
     """The last epoch checkpoint of ``exp_dir`` with its weights replaced by the average of the
-    last ``avg`` epoch checkpoints (icefall's ``--avg``; training keeps ``train.keep_last``)."""
-    paths = epoch_checkpoints(exp_dir)
+    last ``avg`` epoch checkpoints of its run (icefall's ``--avg``; training keeps
+    ``train.keep_last``)."""
+    paths = last_run_checkpoints(exp_dir)
     if avg < 1:
         raise SpeechlmError(f"--avg {avg}: must be >= 1 (or 0 for final.pt)")
     if len(paths) < avg:

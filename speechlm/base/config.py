@@ -8,9 +8,10 @@ decoding reads it from there, so architecture flags are never repeated.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
@@ -18,63 +19,117 @@ from speechlm.base.errors import SpeechlmError
 from speechlm.base.registry import DECODING_METHODS, MODEL_FAMILIES
 
 
+@dataclass(frozen=True)
+class Allowed:
+    """The values a config key takes, declared with the key (:func:`checked`) and checked by
+    :func:`load_config`: a number in a range (``lo``/``hi``, inclusive unless ``*_open``),
+    optionally odd; or a string from ``choices`` or matching ``pattern`` (said as ``says``)."""
+
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+    odd: bool = False
+    choices: Tuple[str, ...] = ()
+    pattern: str = ""
+    says: str = ""
+
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.pattern:
+            return self.says
+        what = "an odd number" if self.odd else "a number"
+        if self.hi is None:
+            return f"{what} {'>' if self.lo_open else '>='} {self.lo:g}"
+        return (f"{what} in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}"
+                f"{')' if self.hi_open else ']'}")
+
+    def admits(self, value: Any) -> bool:
+        if value != value:  # NaN
+            return False
+        if self.choices:
+            return value in self.choices
+        if self.pattern:
+            return re.fullmatch(self.pattern, value) is not None
+        return not ((self.lo is not None and (value < self.lo or self.lo_open and value == self.lo))
+                    or (self.hi is not None and (value > self.hi or self.hi_open and value == self.hi))
+                    or (self.odd and value % 2 != 1))
+
+
+def checked(default: Any, allowed: Allowed) -> Any:
+    """A config key with its default and the values it allows."""
+    return field(default=default, metadata={"allowed": allowed})
+
+
+POSITIVE = Allowed(lo=0, lo_open=True)
+AT_LEAST_1 = Allowed(lo=1)
+NON_NEGATIVE = Allowed(lo=0)
+FRACTION = Allowed(lo=0, hi=1)
+DROPOUT = Allowed(lo=0, hi=1, hi_open=True)
+ODD_KERNEL = Allowed(lo=1, odd=True)  # conv widths: "same" padding keeps the length only when odd
+DEVICE = Allowed(pattern=r"auto|cpu|cuda(:\d+)?", says="auto, cpu, cuda or cuda:N")
+
+
 @dataclass
 class EncoderConfig:
     """Conformer encoder with conv2d subsampling (x4)."""
 
-    num_mel_bins: int = 80
-    d_model: int = 144
-    subsampling_channels: int = 64  # conv2d subsampling width; the costliest layer at input rate
-    num_layers: int = 6
-    num_heads: int = 4
-    ff_mult: int = 4
-    conv_kernel: int = 15
-    dropout: float = 0.1
+    num_mel_bins: int = checked(80, AT_LEAST_1)  # must be the features' dimension (80: compute-fbank)
+    d_model: int = checked(144, AT_LEAST_1)  # a multiple of num_heads, with an even head size
+    subsampling_channels: int = checked(64, AT_LEAST_1)  # conv2d subsampling width; the costliest
+    #   layer at input rate
+    num_layers: int = checked(6, AT_LEAST_1)
+    num_heads: int = checked(4, AT_LEAST_1)
+    ff_mult: int = checked(4, AT_LEAST_1)
+    conv_kernel: int = checked(15, ODD_KERNEL)
+    dropout: float = checked(0.1, DROPOUT)
 
 
 @dataclass
 class DataConfig:
-    max_duration: float = 120.0  # seconds of audio per batch (Lhotse dynamic bucketing)
-    num_buckets: int = 10
-    num_workers: int = 0
+    max_duration: float = checked(120.0, POSITIVE)  # seconds of audio per batch (Lhotse dynamic bucketing)
+    num_buckets: int = checked(10, AT_LEAST_1)
+    num_workers: int = checked(0, NON_NEGATIVE)
     shuffle: bool = True
     spec_augment: bool = True
-    num_freq_masks: int = 2
-    freq_mask_width: int = 15
-    num_time_masks: int = 2
-    time_mask_ratio: float = 0.05  # max width of a time mask as a fraction of the utterance
+    num_freq_masks: int = checked(2, NON_NEGATIVE)
+    freq_mask_width: int = checked(15, NON_NEGATIVE)
+    num_time_masks: int = checked(2, NON_NEGATIVE)
+    time_mask_ratio: float = checked(0.05, FRACTION)  # max width of a time mask, a fraction of the utterance
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 2e-3
-    weight_decay: float = 1e-3
-    warmup_steps: int = 300
-    final_lr_ratio: float = 0.02  # cosine decay from lr to lr * ratio over the whole run
-    grad_clip: float = 5.0
+    lr: float = checked(2e-3, POSITIVE)
+    weight_decay: float = checked(1e-3, NON_NEGATIVE)
+    warmup_steps: int = checked(300, NON_NEGATIVE)
+    final_lr_ratio: float = checked(0.02, FRACTION)  # cosine decay from lr to lr * ratio over the whole run
+    grad_clip: float = checked(5.0, POSITIVE)  # max gradient norm (.inf: no clipping)
 
 
 @dataclass
 class TrainConfig:
-    num_epochs: int = 20
+    num_epochs: int = checked(20, AT_LEAST_1)
     seed: int = 42
-    log_interval: int = 20  # steps between log lines
-    keep_last: int = 5  # epoch checkpoints kept on disk
-    average_last: int = 3  # checkpoints averaged into the final model
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    log_interval: int = checked(20, AT_LEAST_1)  # steps between log lines
+    keep_last: int = checked(5, AT_LEAST_1)  # epoch checkpoints kept on disk
+    average_last: int = checked(3, AT_LEAST_1)  # checkpoints averaged into the final model
+    device: str = checked("auto", DEVICE)  # auto | cpu | cuda | cuda:N
 
 
 @dataclass
 class DecodeConfig:
-    methods: List[str] = field(default_factory=lambda: ["ctc-greedy"])
-    batch_max_duration: float = 300.0
-    beam_size: int = 4  # ctc-prefix-beam and the attention-* / lm-shallow-fusion searches
-    ctc_weight: float = 0.3  # attention-*: (1 - w) * decoder + w * CTC
+    methods: List[str] = field(default_factory=lambda: ["ctc-greedy"])  # of DECODING_METHODS
+    batch_max_duration: float = checked(300.0, POSITIVE)
+    beam_size: int = checked(4, AT_LEAST_1)  # ctc-prefix-beam, the attention-* / lm-shallow-fusion searches
+    ctc_weight: float = checked(0.3, FRACTION)  # attention-*: (1 - w) * decoder + w * CTC
     lm_weight: float = 0.3  # lm-shallow-fusion / attention-lm-fusion / hlg-nbest-lm: + w * text-LM log-prob
     lm_weights: Dict[str, float] = field(default_factory=dict)  # per method, in place of lm_weight,
     #   e.g. {attention-lm-fusion: 0.3} (one decoding pass, a weight fit to each method)
-    nbest: int = 10  # hlg-nbest-lm: paths taken from each utterance's HLG lattice
-    lattice_beam: float = 8.0  # hlg-nbest-lm: lattice pruning beam (larger: more alternatives)
+    nbest: int = checked(10, AT_LEAST_1)  # hlg-nbest-lm: paths taken from each utterance's HLG lattice
+    lattice_beam: float = checked(8.0, POSITIVE)  # hlg-nbest-lm: lattice pruning beam (larger: more
+    #   alternatives)
     length_bonus: float = 0.0  # per-token bonus in the label-synchronous searches
     lm_checkpoint: str = ""  # text LM for the fusion methods (default: speechlm.lm_init)
 
@@ -92,35 +147,38 @@ class ModelConfig:
 class LMConfig:
     """Decoder-only Transformer text LM (pre-norm, rotary positions, tied embeddings)."""
 
-    d_model: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
-    ff_mult: int = 4
-    dropout: float = 0.1
-    max_tokens: int = 6000  # tokens per LM training batch
-    sentences_per_epoch: int = 0  # LM "epoch" = this many random sentences (0: all)
-    valid_sentences: int = 1000  # held out from the LM text for validation perplexity
+    d_model: int = checked(256, AT_LEAST_1)  # a multiple of num_heads, with an even head size
+    num_layers: int = checked(4, AT_LEAST_1)
+    num_heads: int = checked(4, AT_LEAST_1)
+    ff_mult: int = checked(4, AT_LEAST_1)
+    dropout: float = checked(0.1, DROPOUT)
+    max_tokens: int = checked(6000, AT_LEAST_1)  # tokens per LM training batch
+    sentences_per_epoch: int = checked(0, NON_NEGATIVE)  # LM "epoch" = this many random sentences (0: all)
+    valid_sentences: int = checked(1000, NON_NEGATIVE)  # held out from the LM text for validation perplexity
     init: str = ""  # start from this LM checkpoint's weights (continued pretraining); "" = random
-    asr_task_weight: float = 0.0  # > 0: also learn to transcribe simulated CTC frame streams of
-    #   each sentence, [frames] <asr> y <sos/eos>, from text alone (the speech-LM ASR's layout)
-    asr_task_noise: float = 0.4  # per-sentence piece error rate of those streams ~ U(0, this)
-    asr_task_max_repeat: int = 2  # frames per piece 1..this, then 0..this blank frames
+    asr_task_weight: float = checked(0.0, NON_NEGATIVE)  # > 0: also learn to transcribe simulated CTC
+    #   frame streams of each sentence, [frames] <asr> y <sos/eos>, from text alone (the speech-LM
+    #   ASR's layout)
+    asr_task_noise: float = checked(0.4, FRACTION)  # per-sentence piece error rate of those streams
+    #   ~ U(0, this)
+    asr_task_max_repeat: int = checked(2, AT_LEAST_1)  # frames per piece 1..this, then 0..this blank frames
 
 
 @dataclass
 class SpeechLMConfig:
     """Speech-LM ASR: encoder -> adapter -> prefix decoded by the (pretrained) text LM."""
 
-    adapter: str = "stack"  # stack (frame stacking + projection) | conv (strided conv + projection)
-    adapter_stride: int = 2  # encoder frames per prefix position
-    ctc_weight: float = 0.3  # loss = w * CTC + (1 - w) * decoder cross-entropy
+    adapter: str = checked("stack", Allowed(choices=("stack", "conv")))  # stack (frame stacking +
+    #   projection) | conv (strided conv + projection)
+    adapter_stride: int = checked(2, AT_LEAST_1)  # encoder frames per prefix position
+    ctc_weight: float = checked(0.3, FRACTION)  # loss = w * CTC + (1 - w) * decoder cross-entropy
     lm_init: str = ""  # stage-3 LM checkpoint (e.g. exp/lm/final.pt); "" = random init
-    freeze_lm_steps: int = 0  # LM parameters not updated for this many steps
-    lm_lr_scale: float = 1.0  # learning rate of the LM part = optim.lr * this
-    text_weight: float = 0.0  # > 0: mix a text-only LM batch into every step (rehearsal), weighted so
-    #   1.0 makes a text sentence count as much as one utterance's decoder loss
+    freeze_lm_steps: int = checked(0, NON_NEGATIVE)  # LM parameters not updated for this many steps
+    lm_lr_scale: float = checked(1.0, NON_NEGATIVE)  # learning rate of the LM part = optim.lr * this
+    text_weight: float = checked(0.0, NON_NEGATIVE)  # > 0: mix a text-only LM batch into every step
+    #   (rehearsal), weighted so 1.0 makes a text sentence count as much as one utterance's decoder loss
     text: str = ""  # text for those batches, one sentence a line (e.g. data/text/lm_text.txt)
-    text_max_tokens: int = 1500  # padded tokens per text batch
+    text_max_tokens: int = checked(1500, AT_LEAST_1)  # padded tokens per text batch
 
 
 @dataclass
@@ -128,15 +186,15 @@ class TTSConfig:
     """Non-autoregressive TTS: text LM backbone (bidirectional) -> durations -> mel decoder."""
 
     lm_init: str = ""  # stage-3 LM checkpoint (e.g. exp/lm/final.pt); "" = random init
-    decoder_layers: int = 2  # Transformer blocks over the upsampled (mel-rate) sequence
-    decoder_kernel: int = 5  # conv width of their feed-forward (FastSpeech FFT blocks)
-    duration_kernel: int = 3  # conv width of the duration predictor
-    duration_weight: float = 1.0  # loss = mel L1 + w * log-duration MSE
-    max_frames: int = 6000  # mel frames per training batch (padded)
-    hop_length: int = 256  # mel analysis hop in samples at 16 kHz (16 ms)
-    n_fft: int = 1024
-    griffin_lim_iters: int = 32
-    valid_utterances: int = 50  # held out from the training utterances for the dev loss
+    decoder_layers: int = checked(2, AT_LEAST_1)  # Transformer blocks over the upsampled (mel-rate) sequence
+    decoder_kernel: int = checked(5, ODD_KERNEL)  # conv width of their feed-forward (FastSpeech FFT blocks)
+    duration_kernel: int = checked(3, ODD_KERNEL)  # conv width of the duration predictor
+    duration_weight: float = checked(1.0, NON_NEGATIVE)  # loss = mel L1 + w * log-duration MSE
+    max_frames: int = checked(6000, AT_LEAST_1)  # mel frames per training batch (padded)
+    hop_length: int = checked(256, AT_LEAST_1)  # mel analysis hop in samples at 16 kHz (16 ms)
+    n_fft: int = checked(1024, AT_LEAST_1)
+    griffin_lim_iters: int = checked(32, AT_LEAST_1)
+    valid_utterances: int = checked(50, NON_NEGATIVE)  # held out from the training utterances (dev loss)
 
 
 SECTIONS: Dict[str, type] = {
@@ -214,20 +272,43 @@ def _build(cls, values: Dict[str, Any], where: str):
     return cls(**values)
 
 
+_OVERRIDE_RE = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*=")
+
+
+def _rejoin(overrides: Sequence[str]) -> List[str]:
+    """Overrides with the pieces of a value that the shell split at its spaces joined back
+    (``--train-args "speechlm.text=my file.txt"`` arrives as ``speechlm.text=my``, ``file.txt``):
+    a word that does not start with ``key=`` continues the one before it."""
+    items: List[str] = []
+    for word in overrides:
+        if items and not _OVERRIDE_RE.match(word):
+            items[-1] += " " + word
+        else:
+            items.append(word)
+    return items
+
+
 def _set_override(tree: Dict[str, Any], item: str) -> None:
     if "=" not in item:
         raise SpeechlmError(f"override {item!r}: expected section.key=value, e.g. train.num_epochs=3")
-    key, raw = item.split("=", 1)
-    parts = key.strip().split(".")
+    name, raw = item.split("=", 1)
+    parts = name.strip().split(".")
     if len(parts) != 2 or parts[0] not in SECTIONS:
         raise SpeechlmError(
             f"override {item!r}: key must be section.key with section one of {sorted(SECTIONS)}"
         )
-    tree.setdefault(parts[0], {})[parts[1]] = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpeechlmError(f"override {item!r}: the value {raw!r} is not valid YAML ({problem}); "
+                            "quote a string that holds YAML syntax, e.g. key='a: b'") from None
+    tree.setdefault(parts[0], {})[parts[1]] = value
 
 
 def load_config(path: Optional[str | Path], overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides; every
+    value is checked (type, :class:`Allowed` values, the relations between keys)."""
     tree: Dict[str, Any] = {}
     where = "config"
     if path is not None:
@@ -239,7 +320,7 @@ def load_config(path: Optional[str | Path], overrides: Sequence[str] = ()) -> Ex
             tree = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise SpeechlmError(f"{path}: not valid YAML: {e}") from None
-    for item in overrides:
+    for item in _rejoin(overrides):
         _set_override(tree, item)
         where = f"{where} (with overrides)" if "overrides" not in where else where
     cfg = _build(ExperimentConfig, tree, where)
@@ -271,25 +352,59 @@ def _check_types(cfg: ExperimentConfig, where: str) -> None:
     for sname in SECTIONS:
         section = getattr(cfg, sname)
         for f in dataclasses.fields(section):
-            value = getattr(section, f.name)
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            value = _coerce_number(default, value)
-            setattr(section, f.name, value)
-            if isinstance(default, bool) != isinstance(value, bool) or (
-                isinstance(default, (int, float)) and not isinstance(value, (int, float))
-            ) or (isinstance(default, int) and not isinstance(default, bool)
-                  and not isinstance(value, int)) or (isinstance(default, str) and not isinstance(value, str)) or (
-                isinstance(default, list) and not isinstance(value, list)
-            ):
-                raise SpeechlmError(
-                    f"{where}: {sname}.{f.name} = {value!r} has the wrong type; "
-                    f"expected {type(default).__name__} like {default!r}"
-                )
-            if isinstance(default, float) and isinstance(value, int):
-                setattr(section, f.name, float(value))
+            _check_field(section, f, f"{where}: {sname}.{f.name}")
+    _check_relations(cfg, where)
+
+
+def _wrong_type(default: Any, value: Any) -> bool:
+    return isinstance(default, bool) != isinstance(value, bool) or (
+        isinstance(default, (int, float)) and not isinstance(value, (int, float))
+    ) or (isinstance(default, int) and not isinstance(default, bool)
+          and not isinstance(value, int)) or (isinstance(default, str) and not isinstance(value, str)) or (
+        isinstance(default, list) and not isinstance(value, list))
+
+
+def _check_field(section: Any, f: dataclasses.Field, what: str) -> None:
+    """Coerce, type-check and range-check one key; ``what`` is ``where: section.key``."""
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    value = _coerce_number(default, getattr(section, f.name))
+    if _wrong_type(default, value):
+        raise SpeechlmError(f"{what} = {value!r} has the wrong type; "
+                            f"expected {type(default).__name__} like {default!r}")
+    if isinstance(default, float) and isinstance(value, int):
+        value = float(value)
+    setattr(section, f.name, value)
+    allowed = f.metadata.get("allowed")
+    if allowed is not None and not allowed.admits(value):
+        raise SpeechlmError(f"{what} = {value!r} is not allowed: it must be {allowed.describe()} "
+                            f"(default {default!r})")
+
+
+def _check_heads(where: str, sname: str, d_model: int, num_heads: int) -> None:
+    """Attention splits d_model into num_heads heads, each rotated in pairs of channels."""
+    if d_model % num_heads or (d_model // num_heads) % 2:
+        fits = [h for h in range(1, 17) if d_model % h == 0 and (d_model // h) % 2 == 0]
+        raise SpeechlmError(
+            f"{where}: {sname}.d_model = {d_model} with {sname}.num_heads = {num_heads}: d_model "
+            f"must split into num_heads heads of an even size; num_heads that fit: "
+            f"{', '.join(map(str, fits)) or 'none (make d_model even)'}")
+
+
+def _check_relations(cfg: ExperimentConfig, where: str) -> None:
     if cfg.model.kind not in MODEL_FAMILIES:
         raise SpeechlmError(f"{where}: model.kind = {cfg.model.kind!r} is not a model family; "
                             f"known: {', '.join(MODEL_FAMILIES.names())}")
+    _check_heads(where, "encoder", cfg.encoder.d_model, cfg.encoder.num_heads)
+    _check_heads(where, "lm", cfg.lm.d_model, cfg.lm.num_heads)
+    known = DECODING_METHODS.names()
+    for method in cfg.decode.methods:
+        if method not in known:
+            raise SpeechlmError(f"{where}: decode.methods has {method!r}, which is not a decoding "
+                                f"method; known: {', '.join(known)}")
+    _check_lm_weights(cfg, where)
+
+
+def _check_lm_weights(cfg: ExperimentConfig, where: str) -> None:
     lm_methods = [m.name for m in DECODING_METHODS if "text_lm" in m.resources]
     weights = cfg.decode.lm_weights
     if weights is None:  # `lm_weights:` in YAML with every entry under it commented out

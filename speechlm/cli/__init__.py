@@ -49,7 +49,8 @@ def cmd_compute_fbank(args) -> None:
     from speechlm.data.features import compute_fbank
 
     compute_fbank(args.cuts, args.out, args.storage, num_jobs=args.num_jobs,
-                  speed_perturb=_floats(args.speed_perturb))
+                  speed_perturb=_floats(args.speed_perturb),
+                  allow_command_audio=args.allow_command_audio or None)
 
 
 def _read_texts(args) -> List[str]:
@@ -151,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", required=True, help="feature storage directory")
     s.add_argument("--num-jobs", type=int, default=2)
     s.add_argument("--speed-perturb", default="", help="comma-separated factors, e.g. 0.9,1.1")
+    s.add_argument("--allow-command-audio", action="store_true",
+                   help="let recordings whose audio source is a shell command (\"type\": \"command\") "
+                        "run it; refused by default, as a manifest is data "
+                        "(SPEECHLM_ALLOW_COMMAND_AUDIO=1 allows it for every verb)")
     s.set_defaults(func=cmd_compute_fbank)
 
     s = sub.add_parser("train-tokenizer", help="sentencepiece model with speechlm's special ids",

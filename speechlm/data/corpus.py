@@ -113,14 +113,42 @@ def check_on_error(on_error: str) -> None:
         raise SpeechlmError(f"on_error must be one of {ON_ERROR_CHOICES}, got '{on_error}'")
 
 
-def _audio_problem(path: Path) -> Optional[str]:
-    import soundfile as sf
+_WAV_UNKNOWN_SIZES = (0, 0xFFFFFFFF, 0x7FFFFFFF)  # data sizes a streaming writer leaves behind
 
+
+def _wav_data_sizes(path: Path) -> Optional[Tuple[int, int]]:
+    """(bytes of audio a RIFF/WAVE header declares, bytes the file holds after that header), or
+    None for another format or a header that does not say."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        while len(chunk := f.read(8)) == 8:
+            size = int.from_bytes(chunk[4:], "little")
+            if chunk[:4] == b"data":
+                return size, path.stat().st_size - f.tell()
+            f.seek(size + (size & 1), os.SEEK_CUR)
+    return None
+
+
+def _truncation(path: Path, duration: float) -> Optional[str]:
+    """Why ``path`` is a cut-off WAV (its header promises more audio than the file holds), or None."""
+    sizes = _wav_data_sizes(path)
+    if sizes is None or sizes[0] in _WAV_UNKNOWN_SIZES or sizes[0] <= sizes[1]:
+        return None
+    declared = duration * sizes[0] / max(sizes[1], 1)
+    return (f"audio file is truncated (its header promises {declared:.2f} s of audio, the file "
+            f"holds {duration:.2f} s: an interrupted copy or download)")
+
+
+def _audio_problem(path: Path) -> Optional[str]:
     """Return why ``path`` is unusable audio, or None when it is fine.
 
     Reads the header and the first block of samples: enough to catch missing, corrupt,
-    truncated-header and empty files without decoding whole corpora twice.
+    truncated and empty files without decoding whole corpora twice.
     """
+    import soundfile as sf
+
     if not path.is_file():
         return "audio file is missing"
     try:
@@ -130,9 +158,9 @@ def _audio_problem(path: Path) -> Optional[str]:
         with sf.SoundFile(str(path)) as f:
             if len(f.read(frames=min(info.frames, 1024))) == 0:
                 return "audio file is empty (0 samples)"
+        return _truncation(path, info.duration)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         return f"audio file is corrupt or not a supported format ({e})"
-    return None
 
 
 def load_recording(
@@ -218,6 +246,11 @@ def validated_sets(
             f"{prefix} split '{split}' has no usable recordings; check the corpus directory "
             "and the skipped-items warnings above."
         )
+    multi = [r.id for r in recs if r.num_channels > 1]
+    if multi:
+        logger.warning(f"{prefix}: {split}: {len(multi)} of {len(recs)} recordings have more than "
+                       f"one channel (e.g. {multi[0]}); their features will be computed from the "
+                       "mean of the channels")
     try:
         validate_recordings_and_supervisions(recs, sups)
     except (AssertionError, ValueError) as e:

@@ -7,6 +7,7 @@ resumed run sees exactly the masks an uninterrupted run would.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Dict, Optional, Union
 
@@ -17,6 +18,8 @@ from lhotse.dataset.collation import collate_features
 
 from speechlm.base.config import DataConfig
 from speechlm.base.errors import SpeechlmError
+
+log = logging.getLogger(__name__)
 
 
 def spec_augment(feats: torch.Tensor, lens: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
@@ -64,6 +67,22 @@ class AsrDataset(torch.utils.data.Dataset):
             feats = spec_augment(feats, lens, self.cfg)
         texts = [" ".join(s.text for s in c.supervisions) for c in cuts]
         return {"feats": feats, "feat_lens": lens, "texts": texts, "ids": [c.id for c in cuts]}
+
+
+def drop_long_cuts(cuts: CutSet, max_duration: float, where: str) -> CutSet:
+    """The cuts that fit in a batch of ``data.max_duration`` seconds; the others are left out with
+    one warning (a sampler would make each a batch of its own, far beyond the memory planned)."""
+    long = [c for c in cuts if c.duration > max_duration]
+    if not long:
+        return cuts
+    longest = max(long, key=lambda c: c.duration)
+    what = (f"{where}: {len(long)} of {len(cuts)} cuts are longer than data.max_duration = "
+            f"{max_duration:g} s (longest: {longest.id}, {longest.duration:.1f} s)")
+    if len(long) == len(cuts):
+        raise SpeechlmError(f"{what}: none is left; raise data.max_duration or split the "
+                            "recordings into utterances")
+    log.warning("%s: left out; raise data.max_duration or split those recordings to use them", what)
+    return cuts.filter(lambda c: c.duration <= max_duration).to_eager()
 
 
 def make_sampler(

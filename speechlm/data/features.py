@@ -11,10 +11,12 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import torch
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
+from lhotse.cut import Cut, MixedCut, MixTrack, MultiCut
+from lhotse.utils import fastcopy
 
 from speechlm.base.errors import SpeechlmError
 
@@ -24,15 +26,78 @@ SAMPLING_RATE = 16000
 NUM_MEL_BINS = 80
 
 
-def load_cuts(path: str | Path) -> CutSet:
-    """Load a cut manifest with a clear error when it is missing or unreadable."""
+ALLOW_COMMAND_AUDIO_ENV = "SPEECHLM_ALLOW_COMMAND_AUDIO"
+
+
+def _audio_commands(tree) -> Iterator[str]:
+    """The shell commands of every ``"type": "command"`` audio source anywhere in a cut's dict
+    (a MixedCut holds its tracks' cuts, each with its own recording)."""
+    if isinstance(tree, dict):
+        if tree.get("type") == "command" and "source" in tree:
+            yield str(tree["source"])
+        for value in tree.values():
+            yield from _audio_commands(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _audio_commands(value)
+
+
+def check_no_command_audio(cuts: CutSet, where: str) -> None:
+    """Refuse cuts whose audio comes from running a shell command: a manifest is data, and
+    loading its audio must not run what someone wrote into it."""
+    bad = [(cut.id, cmd) for cut in cuts for cmd in _audio_commands(cut.to_dict())]
+    if bad:
+        cut_id, cmd = bad[0]
+        more = f" (and {len(bad) - 1} more sources)" if len(bad) > 1 else ""
+        raise SpeechlmError(
+            f"cut manifest {where}: cut {cut_id} reads its audio by running the shell command "
+            f"{cmd[:80]!r}{more}; speechlm does not run commands from manifests. Convert that audio "
+            f"to files, or, if you trust the manifest, set {ALLOW_COMMAND_AUDIO_ENV}=1 (or pass "
+            "--allow-command-audio to speechlm compute-fbank)")
+
+
+def load_cuts(path: str | Path, allow_command_audio: Optional[bool] = None) -> CutSet:
+    """Load a cut manifest with a clear error when it is missing or unreadable, or when its audio
+    would be read by running a shell command (unless ``allow_command_audio``, by default
+    ``$SPEECHLM_ALLOW_COMMAND_AUDIO=1``)."""
     path = Path(path)
     if not path.is_file():
         raise SpeechlmError(f"cut manifest {path} not found: run the earlier recipe stage that writes it")
     try:
-        return CutSet.from_file(path).to_eager()
+        cuts = CutSet.from_file(path).to_eager()
     except Exception as e:  # lhotse raises many types for a bad manifest
         raise SpeechlmError(f"cut manifest {path} could not be read ({type(e).__name__}: {e})") from None
+    if allow_command_audio is None:
+        allow_command_audio = os.environ.get(ALLOW_COMMAND_AUDIO_ENV) == "1"
+    if not allow_command_audio:
+        check_no_command_audio(cuts, str(path))
+    return cuts
+
+
+def check_features(cuts: CutSet, num_mel_bins: int, where: str) -> None:
+    """Every cut has precomputed features of the model's input dimension (checked from the
+    manifest, before a model or batch is built)."""
+    for cut in cuts:
+        if not cut.has_features:
+            raise SpeechlmError(f"{where}: cut {cut.id} has no features: give the manifest that "
+                                "`speechlm compute-fbank` wrote (recipe stage 1)")
+        if cut.num_features != num_mel_bins:
+            raise SpeechlmError(
+                f"{where}: cut {cut.id} has {cut.num_features}-dim features but the model takes "
+                f"encoder.num_mel_bins = {num_mel_bins}: set encoder.num_mel_bins={cut.num_features} "
+                f"(compute-fbank writes {NUM_MEL_BINS}) or recompute the features")
+
+
+def downmix(cut: Cut) -> Cut:
+    """A multi-channel cut as one channel, the mean of its channels (a mix of its channels at
+    1/N volume each, which feature extraction mixes before computing); other cuts as they are."""
+    if not isinstance(cut, MultiCut):
+        return cut
+    parts = cut.to_mono()
+    tracks = [MixTrack(cut=fastcopy(part.perturb_volume(1 / len(parts), affix_id=False),
+                                    supervisions=part.supervisions if i == 0 else []))
+              for i, part in enumerate(parts)]  # the supervisions once, not once per channel
+    return MixedCut(id=cut.id, tracks=tracks)
 
 
 def compute_fbank(
@@ -41,13 +106,20 @@ def compute_fbank(
     storage_dir: str | Path,
     num_jobs: int = 2,
     speed_perturb: Sequence[float] = (),
+    allow_command_audio: Optional[bool] = None,
 ) -> CutSet:
     """Resample to 16 kHz, optionally add speed-perturbed copies, compute and store fbank.
 
     Writes features under ``storage_dir`` and the feature-bearing cuts to ``out_cuts_path``
-    (atomically: a half-written manifest never exists under the final name).
+    (atomically: a half-written manifest never exists under the final name). Audio read by a
+    shell command is refused unless ``allow_command_audio`` (see :func:`load_cuts`).
     """
-    cuts = load_cuts(cuts_path).resample(SAMPLING_RATE)
+    cuts = load_cuts(cuts_path, allow_command_audio)
+    multi = sum(isinstance(c, MultiCut) for c in cuts)
+    if multi:
+        log.warning("fbank: %d of %d cuts have more than one channel: features from the mean of "
+                    "their channels", multi, len(cuts))
+    cuts = cuts.map(downmix).resample(SAMPLING_RATE)
     if speed_perturb:
         copies = [cuts] + [cuts.perturb_speed(f) for f in speed_perturb]
         cuts = CutSet.from_cuts(c for cs in copies for c in cs)
@@ -78,15 +150,14 @@ def compute_fbank(
 
 def compute_cmvn(cuts: CutSet, max_cuts: int = 1000) -> Tuple[torch.Tensor, torch.Tensor]:
     """Global per-dimension mean/std over (a deterministic subset of) the cuts' features."""
-    total = torch.zeros(NUM_MEL_BINS, dtype=torch.float64)
-    total_sq = torch.zeros(NUM_MEL_BINS, dtype=torch.float64)
+    total = total_sq = 0.0
     frames = 0
     for i, cut in enumerate(cuts):
         if i >= max_cuts:
             break
         feats = torch.from_numpy(cut.load_features()).double()
-        total += feats.sum(0)
-        total_sq += (feats**2).sum(0)
+        total = total + feats.sum(0)
+        total_sq = total_sq + (feats**2).sum(0)
         frames += feats.shape[0]
     if frames == 0:
         raise SpeechlmError("cannot compute feature statistics: the training cuts have no frames")

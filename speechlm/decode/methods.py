@@ -75,8 +75,6 @@ def build_methods(names: Sequence[str], ctx: DecodeContext) -> Dict[str, Method]
             raise SpeechlmError(
                 f"{name} needs a model that provides {', '.join(entry.needs)}; {ctx.exp_dir} holds a "
                 f"{family.name!r} model ({family.help}), whose methods are: {', '.join(usable)}")
-        if ctx.cfg.decode.beam_size < 1:
-            raise SpeechlmError(f"decode.beam_size = {ctx.cfg.decode.beam_size}: must be >= 1")
         ctx.name = name
         methods[name] = resolve(entry.build)(ctx)
     return methods
@@ -188,8 +186,6 @@ def hlg_nbest_lm_method(ctx: DecodeContext) -> Method:
     from speechlm.models.lm import sentence_nll
 
     d = ctx.decode
-    if d.nbest < 1:
-        raise SpeechlmError(f"decode.nbest = {d.nbest}: must be >= 1")
     hlg = _hlg_decoder(ctx, lattice_beam=d.lattice_beam)
     lm = load_text_lm(ctx, init_fallback=False)
     lm_weight = d.lm_weight_for(ctx.name)

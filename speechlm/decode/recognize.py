@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from speechlm.data.datamodule import make_loader
-from speechlm.data.features import load_cuts
+from speechlm.data.features import check_features, load_cuts
 from speechlm.decode.methods import DecodeContext, build_methods
 from speechlm.models.experiment import Experiment
 
@@ -43,6 +43,7 @@ def decode_cuts(exp: Experiment, cuts_path: str | Path, methods: Sequence[str],
                         Path(lang_dir) if lang_dir else None, lm_checkpoint)
     fns = build_methods(methods, ctx)
     cuts = load_cuts(cuts_path)
+    check_features(cuts, exp.cfg.encoder.num_mel_bins, str(cuts_path))
     loader, _ = make_loader(cuts, exp.cfg.data, train=False, max_duration=exp.cfg.decode.batch_max_duration)
     dev = next(exp.model.parameters()).device
     results: Dict[str, list] = {m: [] for m in fns}

@@ -9,8 +9,8 @@ from lhotse import CutSet
 
 from speechlm.base.config import ExperimentConfig
 from speechlm.base.errors import SpeechlmError
-from speechlm.data.datamodule import make_loader
-from speechlm.data.features import compute_cmvn, load_cuts
+from speechlm.data.datamodule import drop_long_cuts, make_loader
+from speechlm.data.features import check_features, compute_cmvn, load_cuts
 from speechlm.models.asr import CTCModel
 from speechlm.text.tokenizer import Tokenizer
 from speechlm.train.trainer import Trainer
@@ -35,15 +35,23 @@ class CtcTrainer(Trainer):
     def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, train_cuts: str | Path,
                  dev_cuts: Optional[str | Path], tokenizer_model: str | Path):
         super().__init__(cfg, exp_dir, tokenizer_model)
-        self.train_cuts = load_cuts(train_cuts)
-        self.dev_cuts = load_cuts(dev_cuts) if dev_cuts else None
+        self.train_cuts = self.read_cuts(train_cuts)
+        self.dev_cuts = self.read_cuts(dev_cuts) if dev_cuts else None
         self.has_dev = self.dev_cuts is not None
-        if len(self.train_cuts) == 0:
-            raise SpeechlmError(f"{train_cuts}: no training cuts")
         self.targets = check_transcripts(self.train_cuts, self.tokenizer, str(train_cuts))
         if self.dev_cuts is not None:
             self.targets.update(check_transcripts(self.dev_cuts, self.tokenizer, str(dev_cuts)))
         self.setup()
+
+    def read_cuts(self, path: str | Path) -> CutSet:
+        """A cut manifest checked before training: cuts, features of the encoder's dimension,
+        none longer than a batch (those are left out, with a warning)."""
+        cuts = load_cuts(path)
+        if len(cuts) == 0:
+            raise SpeechlmError(f"{path}: no cuts")
+        cuts = drop_long_cuts(cuts, self.cfg.data.max_duration, str(path))
+        check_features(cuts, self.cfg.encoder.num_mel_bins, str(path))
+        return cuts
 
     def build_model(self) -> CTCModel:
         model = CTCModel(self.cfg.encoder, self.tokenizer.vocab_size)

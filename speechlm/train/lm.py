@@ -39,15 +39,8 @@ class LmTrainer(Trainer):
         self.text_path = Path(text)
         self.train_sents, self.valid_sents = read_lm_text(text, self.tokenizer, cfg.lm.valid_sentences)
         self.has_dev = True
-        lm = cfg.lm
-        if lm.asr_task_weight < 0:
-            raise SpeechlmError(f"lm.asr_task_weight = {lm.asr_task_weight}: must be >= 0")
-        if not 0.0 <= lm.asr_task_noise <= 1.0:
-            raise SpeechlmError(f"lm.asr_task_noise = {lm.asr_task_noise}: must be in [0, 1]")
-        if lm.asr_task_max_repeat < 1:
-            raise SpeechlmError(f"lm.asr_task_max_repeat = {lm.asr_task_max_repeat}: must be >= 1")
-        if lm.init:
-            adopt_lm_architecture(cfg, lm.init, key="lm.init")
+        if cfg.lm.init:
+            adopt_lm_architecture(cfg, cfg.lm.init, key="lm.init")
         self.setup()
 
     def build_model(self) -> TransformerLM:

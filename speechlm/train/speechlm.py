@@ -24,12 +24,8 @@ class SpeechLMTrainer(CtcTrainer):
     def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, train_cuts: str | Path,
                  dev_cuts: str | Path | None, tokenizer_model: str | Path):
         cfg.model.kind = "speechlm"
-        if not 0.0 <= cfg.speechlm.ctc_weight <= 1.0:
-            raise SpeechlmError(f"speechlm.ctc_weight = {cfg.speechlm.ctc_weight}: must be in [0, 1]")
         if cfg.speechlm.lm_init:
             adopt_lm_architecture(cfg, cfg.speechlm.lm_init)
-        if cfg.speechlm.text_weight < 0:
-            raise SpeechlmError(f"speechlm.text_weight = {cfg.speechlm.text_weight}: must be >= 0")
         if cfg.speechlm.text_weight > 0 and not cfg.speechlm.text:
             raise SpeechlmError("speechlm.text_weight > 0 needs speechlm.text: a text file, one "
                                 "sentence a line (the recipe's LM text, e.g. data/text/lm_text.txt)")

@@ -143,14 +143,30 @@ class Trainer:
             "step": self.step,
             "vocab_size": self.tokenizer.vocab_size,
             "config": self.cfg.to_dict(),
+            "run_id": self.run_id,
             **self.extra_state(),
         }
+
+    def claim_exp_dir(self, resume: bool) -> None:
+        """A new run (not resuming one that left epoch checkpoints) starts from an exp dir of its
+        own: rank 0 moves an earlier run's outputs to ``previous-runs/<n>/`` while the other ranks
+        wait. The run id that marks its checkpoints is new here; :meth:`resume` takes the resumed
+        checkpoint's (only rank 0 writes, prunes and averages checkpoints, so only its id counts)."""
+        resuming = resume and bool(ckpt.epoch_checkpoints(self.exp_dir))
+        if self.dist.is_main and not resuming:
+            moved = ckpt.move_previous_run(self.exp_dir)
+            if moved:
+                log.info("%s held an earlier run's checkpoints: moved them and their outputs to %s "
+                         "(nothing deleted; --resume continues a run instead)", self.exp_dir, moved)
+        self.dist.barrier()
+        self.run_id = ckpt.new_run_id()
 
     def resume(self) -> bool:
         found = ckpt.epoch_checkpoints(self.exp_dir)
         if not found:
             return False
         state = ckpt.load_checkpoint(found[-1], map_location=self.device)
+        self.run_id = state.get("run_id")  # None: a checkpoint from before run ids
         if state.get("config", {}).get("encoder") != self.cfg.to_dict()["encoder"]:
             raise SpeechlmError(
                 f"--resume: {found[-1]} was trained with a different encoder config; "
@@ -167,6 +183,7 @@ class Trainer:
     def run(self, resume: bool = False) -> Path:
         cfg = self.cfg
         self.exp_dir.mkdir(parents=True, exist_ok=True)
+        self.claim_exp_dir(resume)
         if self.dist.is_main:
             save_config(cfg, self.exp_dir / "config.yaml")
             shutil.copyfile(self.tokenizer.model_path, self.exp_dir / "tokenizer.model")
@@ -194,7 +211,8 @@ class Trainer:
                 if self.has_dev:
                     self.tb.add_scalar("dev/loss", dev_loss, self.step)
                 ckpt.save_atomic(self.state(), self.exp_dir / f"epoch-{epoch}.pt")
-                ckpt.prune_checkpoints(self.exp_dir, max(cfg.train.keep_last, cfg.train.average_last))
+                ckpt.prune_checkpoints(self.exp_dir, max(cfg.train.keep_last, cfg.train.average_last),
+                                      self.run_id)
             self.dist.barrier()
         final = self.exp_dir / "final.pt"
         if self.dist.is_main:
@@ -204,10 +222,12 @@ class Trainer:
         return final
 
     def write_final(self, final: Path) -> None:
-        paths = ckpt.epoch_checkpoints(self.exp_dir)[-max(1, self.cfg.train.average_last):]
+        paths = ckpt.epoch_checkpoints(self.exp_dir, self.run_id)
+        paths = paths[-max(1, self.cfg.train.average_last):]
         avg = ckpt.average_state_dicts(paths)
         ckpt.save_atomic({"model": avg, "vocab_size": self.tokenizer.vocab_size,
                           "config": self.cfg.to_dict(), "averaged": [p.name for p in paths],
+                          "run_id": self.run_id,
                           **self.extra_state()}, final)
         log.info("final model: average of %s -> %s", [p.name for p in paths], final)
 

@@ -1,0 +1,353 @@
+"""The fault suite: input a user should not have to trust, and mistakes that used to pass silently
+or crash late. Each case failed on the code before it was fixed; each is fast."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FSDD, REPO, require_shared
+from test_cli import assert_clean_error, speechlm
+from speechlm.base.errors import SpeechlmError
+
+
+# ---- untrusted manifests -------------------------------------------------------------------
+
+def command_cut(marker, cut_id="evil-1"):
+    """A real FSDD recording whose audio source is a shell command that also creates ``marker``."""
+    from lhotse import AudioSource, Recording
+
+    require_shared(FSDD, "FSDD")
+    rec = Recording.from_file(FSDD / "0_theo_0.wav", recording_id=cut_id)
+    rec.sources = [AudioSource(type="command", channels=[0],
+                               source=f"touch {marker} && cat {FSDD / '0_theo_0.wav'}")]
+    return rec.to_cut()
+
+
+def test_command_audio_in_a_manifest_is_not_run(tmp_path):
+    from lhotse import CutSet
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.jsonl.gz"
+    CutSet.from_cuts([command_cut(marker)]).to_file(evil)
+    out = ["--out", tmp_path / "f.jsonl.gz", "--storage", tmp_path / "feats", "--num-jobs", "1"]
+    proc = speechlm("compute-fbank", "--cuts", evil, *out)
+    assert_clean_error(proc, str(evil), "cut evil-1", "shell command", "--allow-command-audio",
+                       "SPEECHLM_ALLOW_COMMAND_AUDIO=1")
+    assert not marker.exists()
+    # The opt-in runs it (so the manifest above really was a command that would have run).
+    proc = speechlm("compute-fbank", "--cuts", evil, *out, "--allow-command-audio")
+    assert proc.returncode == 0, proc.stderr
+    assert marker.exists()
+
+
+def test_command_audio_inside_a_mixed_cut_is_refused_by_every_reader(tmp_path, monkeypatch):
+    from lhotse import CutSet
+
+    from speechlm.data.features import load_cuts
+
+    cut = command_cut(tmp_path / "pwned", "inner")
+    path = tmp_path / "mixed.jsonl.gz"
+    CutSet.from_cuts([cut.mix(cut).with_id("mixed-1")]).to_file(path)
+    with pytest.raises(SpeechlmError, match="cut mixed-1 reads its audio by running"):
+        load_cuts(path)
+    monkeypatch.setenv("SPEECHLM_ALLOW_COMMAND_AUDIO", "1")
+    assert len(load_cuts(path)) == 1
+
+
+# ---- no stale models -----------------------------------------------------------------------
+
+def fake_checkpoint(path, run_id, value):
+    import torch
+
+    from speechlm.base.checkpoint import save_atomic
+
+    save_atomic({"model": {"w": torch.full((2,), float(value))}, "run_id": run_id}, path)
+
+
+def test_pruning_averaging_and_moving_aside_see_one_run(tmp_path):
+    from speechlm.base import checkpoint as ckpt
+
+    for epoch, run in ((5, "old"), (6, "old"), (1, "new"), (2, "new")):
+        fake_checkpoint(tmp_path / f"epoch-{epoch}.pt", run, epoch)
+    names = lambda paths: [p.name for p in paths]  # noqa: E731
+    assert names(ckpt.epoch_checkpoints(tmp_path, "new")) == ["epoch-1.pt", "epoch-2.pt"]
+    ckpt.prune_checkpoints(tmp_path, 1, "new")
+    assert names(ckpt.epoch_checkpoints(tmp_path)) == ["epoch-2.pt", "epoch-5.pt", "epoch-6.pt"]
+    # decode --avg averages the run that wrote the last epoch, never across runs
+    assert ckpt.averaged_state(tmp_path, 2)["averaged"] == ["epoch-5.pt", "epoch-6.pt"]
+    with pytest.raises(SpeechlmError, match="--avg 3: .* keeps 2 epoch checkpoints"):
+        ckpt.averaged_state(tmp_path, 3)
+    (tmp_path / "config.yaml").write_text("x")
+    (tmp_path / "decode-test").mkdir()
+    (tmp_path / "log").mkdir()
+    moved = ckpt.move_previous_run(tmp_path)
+    assert moved == tmp_path / "previous-runs" / "1"
+    assert sorted(p.name for p in moved.iterdir()) == ["config.yaml", "decode-test", "epoch-2.pt",
+                                                       "epoch-5.pt", "epoch-6.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log", "previous-runs"]
+    assert ckpt.move_previous_run(tmp_path) is None  # nothing of a run left: nothing to move
+    fake_checkpoint(tmp_path / "final.pt", "x", 0)
+    assert ckpt.move_previous_run(tmp_path) == tmp_path / "previous-runs" / "2"
+
+
+def train_tiny(tiny_asr, exp_dir, epochs, resume=False, extra=()):
+    from conftest import tiny_overrides
+    from speechlm.base.config import load_config
+    from speechlm.train.ctc import CtcTrainer
+
+    cfg = load_config(None, tiny_overrides(epochs) + list(extra))
+    trainer = CtcTrainer(cfg, exp_dir, tiny_asr["train"], None, tiny_asr["tokenizer"])
+    return trainer.run(resume=resume)
+
+
+def test_retraining_with_fewer_epochs_reports_the_new_model(tiny_asr, tmp_path):
+    import torch
+
+    from speechlm.base.checkpoint import load_checkpoint
+
+    exp = tmp_path / "exp"
+    old_final = load_checkpoint(train_tiny(tiny_asr, exp, epochs=3))
+    assert old_final["averaged"] == ["epoch-2.pt", "epoch-3.pt"]
+    new_final = load_checkpoint(train_tiny(tiny_asr, exp, epochs=1))
+    assert new_final["averaged"] == ["epoch-1.pt"]
+    epoch1 = load_checkpoint(exp / "epoch-1.pt")
+    assert epoch1["epoch"] == 1 and epoch1["run_id"] == new_final["run_id"] != old_final["run_id"]
+    assert all(torch.equal(new_final["model"][k], epoch1["model"][k]) for k in epoch1["model"])
+    # the earlier run is kept whole, beside the new one
+    previous = exp / "previous-runs" / "1"
+    assert sorted(p.name for p in previous.glob("*.pt")) == ["epoch-1.pt", "epoch-2.pt",
+                                                             "epoch-3.pt", "final.pt"]
+    assert load_checkpoint(previous / "final.pt")["run_id"] == old_final["run_id"]
+    assert sorted(p.name for p in exp.glob("*.pt")) == ["epoch-1.pt", "final.pt"]
+    assert (exp / "log" / "train.log").read_text().count("moved them and their outputs to") == 1
+
+
+# ---- validation at the door (config) -----------------------------------------------------------
+
+@pytest.mark.parametrize("override, shown, allowed", [
+    ("optim.grad_clip=-1", "optim.grad_clip = -1.0", "a number > 0"),
+    ("optim.lr=0", "optim.lr = 0.0", "a number > 0"),
+    ("optim.warmup_steps=-5", "optim.warmup_steps = -5", "a number >= 0"),
+    ("train.average_last=-1", "train.average_last = -1", "a number >= 1"),
+    ("train.num_epochs=0", "train.num_epochs = 0", "a number >= 1"),
+    ("train.log_interval=0", "train.log_interval = 0", "a number >= 1"),
+    ("data.max_duration=0", "data.max_duration = 0.0", "a number > 0"),
+    ("data.num_workers=-1", "data.num_workers = -1", "a number >= 0"),
+    ("encoder.num_heads=0", "encoder.num_heads = 0", "a number >= 1"),
+    ("encoder.conv_kernel=0", "encoder.conv_kernel = 0", "an odd number >= 1"),
+    ("encoder.conv_kernel=4", "encoder.conv_kernel = 4", "an odd number >= 1"),
+    ("encoder.dropout=2", "encoder.dropout = 2.0", "a number in [0, 1)"),
+    ("optim.final_lr_ratio=.nan", "optim.final_lr_ratio = nan", "a number in [0, 1]"),
+    ("train.device=tpu", "train.device = 'tpu'", "auto, cpu, cuda or cuda:N"),
+    ("speechlm.adapter=lstm", "speechlm.adapter = 'lstm'", "one of stack, conv"),
+])
+def test_out_of_range_values_are_refused_naming_key_value_and_range(override, shown, allowed):
+    from speechlm.base.config import load_config
+
+    with pytest.raises(SpeechlmError) as err:
+        load_config(None, [override])
+    assert f"{shown} is not allowed: it must be {allowed}" in str(err.value)
+
+
+def test_relations_between_keys_and_registry_names_are_checked():
+    from speechlm.base.config import load_config
+
+    with pytest.raises(SpeechlmError, match=r"encoder.d_model = 144 with encoder.num_heads = 5: "
+                                            r".* num_heads that fit: 1, 2, 3, 4, 6, 8, 9, 12"):
+        load_config(None, ["encoder.num_heads=5"])
+    with pytest.raises(SpeechlmError, match="lm.d_model = 256 with lm.num_heads = 3"):
+        load_config(None, ["lm.num_heads=3"])
+    with pytest.raises(SpeechlmError, match="decode.methods has 'ctc-greedyy', which is not a "
+                                            "decoding method; known: ctc-greedy, "):
+        load_config(None, ["decode.methods=[ctc-greedy, ctc-greedyy]"])
+    for fine in ("train.device=cuda:1", "optim.grad_clip=.inf", "encoder.conv_kernel=31"):
+        load_config(None, [fine])
+
+
+def test_set_with_invalid_yaml_is_a_clear_error(tmp_path):
+    proc = speechlm("train", "--exp-dir", tmp_path / "e", "--train-cuts", tmp_path / "none.jsonl.gz",
+                    "--tokenizer", tmp_path / "none.model", "--set", "decode.lm_weights={a: [1}")
+    assert_clean_error(proc, "override 'decode.lm_weights={a: [1}'", "is not valid YAML")
+
+
+def test_values_split_at_spaces_by_the_shell_are_joined_back():
+    """--train-args reaches `--set $train_args` unquoted: a value with a space arrives in pieces."""
+    from speechlm.base.config import load_config
+
+    words = "speechlm.text=my lm text.txt decode.lm_weights={attention-lm-fusion: 0.5} " \
+            "train.num_epochs=3"
+    cfg = load_config(None, words.split())
+    assert cfg.speechlm.text == "my lm text.txt"
+    assert cfg.decode.lm_weights == {"attention-lm-fusion": 0.5}
+    assert cfg.train.num_epochs == 3
+    with pytest.raises(SpeechlmError, match="key must be section.key"):
+        load_config(None, ["train.num_epochs=3", "epochs=4"])  # a key=value word stays a key
+
+
+def test_feature_dimension_is_checked_against_the_encoder_before_training(tiny_asr, tmp_path):
+    with pytest.raises(SpeechlmError, match=r"cut .* has 80-dim features but the model takes "
+                                            r"encoder.num_mel_bins = 40: set encoder.num_mel_bins=80"):
+        train_tiny(tiny_asr, tmp_path / "exp", epochs=1, extra=["encoder.num_mel_bins=40"])
+    assert not (tmp_path / "exp" / "epoch-1.pt").exists()
+
+
+# ---- recipe markers that know their inputs ----------------------------------------------------
+
+FAKE_RUN = """\
+#!/usr/bin/env bash
+set -euo pipefail
+# begin options
+stage=0
+stop_stage=3
+conf=conf.yaml       # a file: its content is an input too
+train_args=""
+nj=2                 # how many jobs: never an input
+# end options
+. "{tools}/parse_options.sh"
+. "{tools}/stage_lib.sh"
+stage_data() {{ local out=ran.txt; echo data >> "$out"; }}
+_train_cmd() {{ echo "train --config $conf --set $train_args -j $nj"; }}
+stage_train() {{ echo "train: $(_train_cmd)" >> ran.txt; }}
+stage_decode() {{ echo decode >> ran.txt; }}
+run_stage 1 data "" stage_data
+run_stage 2 train "" stage_train
+run_stage 3 decode "" stage_decode
+"""
+
+
+def fake_recipe(tmp_path):
+    script = tmp_path / "run.sh"
+    script.write_text(FAKE_RUN.format(tools=REPO / "tools"))
+    script.chmod(0o755)
+    (tmp_path / "conf.yaml").write_text("a: 1\n")
+
+    def run(*args):
+        proc = subprocess.run([str(script), *args], cwd=tmp_path, capture_output=True, text=True,
+                              env=dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"))
+        assert proc.returncode == 0, proc.stderr
+        ran = (tmp_path / "ran.txt").read_text().splitlines()
+        (tmp_path / "ran.txt").write_text("")
+        return proc.stdout, ran
+    return run
+
+
+def test_a_stage_whose_inputs_changed_runs_again_and_so_does_what_follows(tmp_path):
+    run = fake_recipe(tmp_path)
+    out, ran = run("--train-args", "train.num_epochs=40")
+    assert ran == ["data", "train: train --config conf.yaml --set train.num_epochs=40 -j 2", "decode"]
+    out, ran = run("--train-args", "train.num_epochs=40", "--nj", "4")
+    assert ran == [] and out.count("already done, skipping (same inputs") == 3
+    out, ran = run("--stage", "2", "--train-args", "train.num_epochs=10")
+    assert ("== stage 2 (train): inputs changed since it was done: train_args: "
+            "'train.num_epochs=40' -> 'train.num_epochs=10'; running it again") in out
+    assert "stage 3 (decode): inputs changed since it was done: stage marker .done/stage-2.done " \
+           "(that stage ran again)" in out
+    assert ran == ["train: train --config conf.yaml --set train.num_epochs=10 -j 2", "decode"]
+    (tmp_path / "conf.yaml").write_text("a: 2\n")
+    out, ran = run("--train-args", "train.num_epochs=10")
+    assert "stage 1 (data): already done, skipping" in out
+    assert "stage 2 (train): inputs changed since it was done: conf (conf.yaml: content changed)" in out
+    assert ran[1:] == ["decode"]
+    # the marker is written last, after success, and records what the stage read
+    marker = (tmp_path / ".done" / "stage-2.done").read_text()
+    assert "train_args=train.num_epochs=10" in marker and "nj=" not in marker and "out=" not in marker
+
+
+def test_markers_from_before_input_tracking_are_kept_and_said_once(tmp_path):
+    run = fake_recipe(tmp_path)
+    run()
+    for n in (1, 2, 3):
+        (tmp_path / ".done" / f"stage-{n}.done").write_text("12\n")  # the old format: seconds
+    out, ran = run("--train-args", "train.num_epochs=10")
+    assert ran == [] and out.count("already done, skipping (inputs unknown") == 3
+    assert out.count("predates recorded stage inputs") == 1
+
+
+# ---- audio checked at import ----------------------------------------------------------------
+
+YESNO = FSDD.parents[1] / "yesno" / "waves_yesno"
+
+
+def yesno_folder(tmp_path, n=3):
+    """A folder corpus of ``n`` yesno recordings (8 words each) with their transcripts."""
+    require_shared(YESNO, "yesno")
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for wav in sorted(YESNO.glob("*.wav"))[:n]:
+        (folder / wav.name).write_bytes(wav.read_bytes())
+        words = ["yes" if c == "1" else "no" for c in wav.stem.split("_")]
+        (folder / wav.with_suffix(".txt").name).write_text(" ".join(words) + "\n")
+    return folder
+
+
+def test_a_truncated_wav_is_bad_audio_not_a_short_utterance(tmp_path):
+    from speechlm.data.corpus import load_recording
+    from speechlm.data.importers import import_corpus
+
+    folder = yesno_folder(tmp_path)
+    cut_off = sorted(folder.glob("*.wav"))[0]
+    cut_off.write_bytes(cut_off.read_bytes()[:44 + 2 * 480])  # the header and 0.06 s of samples
+    with pytest.raises(SpeechlmError, match=rf"{cut_off.name}: audio file is truncated \(its header "
+                                            r"promises 6\.\d\d s of audio, the file holds 0\.06 s"):
+        load_recording(cut_off, "x")
+    result = import_corpus("folder", folder, on_error="skip", dev_fraction=0, test_fraction=0.34)
+    assert result.num_skipped == 1 and result.num_utterances == 2
+    # A WAV written to a pipe has no size in its header: not truncated.
+    streamed = bytearray((folder / sorted(p.name for p in folder.glob("*.wav"))[1]).read_bytes())
+    streamed[40:44] = (0xFFFFFFFF).to_bytes(4, "little")
+    (tmp_path / "streamed.wav").write_bytes(bytes(streamed))
+    assert load_recording(tmp_path / "streamed.wav", "s").duration > 5
+
+
+def test_stereo_audio_is_said_and_mixed_down_to_mono(tmp_path, caplog):
+    import numpy as np
+    import soundfile as sf
+
+    from speechlm.data.corpus import load_recording, whole_recording_supervision, write_manifests
+    from speechlm.data.features import compute_fbank
+
+    require_shared(FSDD, "FSDD")
+    speech, rate = sf.read(FSDD / "0_theo_0.wav")
+    sf.write(tmp_path / "mono.wav", speech, rate)
+    sf.write(tmp_path / "stereo.wav", np.stack([np.zeros_like(speech), speech], 1), rate)  # left silent
+    feats = {}
+    for name in ("mono", "stereo"):
+        rec = load_recording(tmp_path / f"{name}.wav", name)
+        with caplog.at_level("WARNING"):
+            write_manifests([rec], [whole_recording_supervision(rec, "zero")], tmp_path, name, "train")
+        cuts = compute_fbank(tmp_path / f"{name}_cuts_train.jsonl.gz", tmp_path / f"{name}_fbank.jsonl.gz",
+                             tmp_path / f"feats_{name}", num_jobs=1)
+        assert len(cuts) == 1 and [s.text for s in cuts[0].supervisions] == ["zero"]  # said once
+        feats[name] = cuts[0].load_features()
+    assert "stereo: train: 1 of 1 recordings have more than one channel" in caplog.text
+    assert "fbank: 1 of 1 cuts have more than one channel" in caplog.text
+    # the mean of a silent and a speech channel: the speech, 6 dB down (not the silent channel)
+    assert feats["stereo"].shape == feats["mono"].shape
+    assert np.corrcoef(feats["stereo"].ravel(), feats["mono"].ravel())[0, 1] > 0.95
+
+
+def test_cuts_longer_than_a_batch_are_left_out_at_training_start(tiny_asr, tmp_path):
+    from conftest import tiny_overrides
+    from speechlm.base.config import load_config
+    from speechlm.train.ctc import CtcTrainer
+
+    def trainer(max_duration):
+        cfg = load_config(None, tiny_overrides(1) + [f"data.max_duration={max_duration}"])
+        return CtcTrainer(cfg, tmp_path / "exp", tiny_asr["train"], None, tiny_asr["tokenizer"])
+
+    all_cuts = len(trainer(8).train_cuts)
+    durations = sorted(c.duration for c in trainer(8).train_cuts)
+    limit = durations[len(durations) // 2]
+    kept = trainer(limit).train_cuts
+    assert 0 < len(kept) < all_cuts and max(c.duration for c in kept) <= limit
+    log = (tmp_path / "exp" / "log" / "train.log").read_text()
+    assert f"{all_cuts - len(kept)} of {all_cuts} cuts are longer than data.max_duration = " \
+           f"{limit:g} s (longest: " in log and "left out" in log
+    with pytest.raises(SpeechlmError, match="cuts are longer than data.max_duration = 0.1 s .* "
+                                            "none is left"):
+        trainer(0.1)
