@@ -44,7 +44,7 @@ stage_lm() {
   speechlm train-lm --config "${lm_conf:-conf/lm.yaml}" --exp-dir "$exp/lm" --text "$lm_text" \
     --tokenizer "$data/lang_bpe/bpe.model" ${resume:+--resume} --set ${lm_args:-} || return 1
   local cmd="cd egs/$(basename "$PWD") && ./run.sh ${recipe_args:-}"
-  printf -- '- %s text LM (%s, %s): %s  \n  command: `%s`\n' "$(date +%F)" "$exp/lm" \
+  printf -- '- %s @COMMIT@ text LM (%s, %s): %s  \n  command: `%s`\n' "$(date +%F)" "$exp/lm" \
     "${lm_conf:-conf/lm.yaml}" "$(cat "$exp/lm/perplexity.txt")" "$cmd" |
     speechlm results-md --section "$exp/lm" --title "text LM (stage 3)"
 }

@@ -54,9 +54,10 @@ def cmd_ablation_table(args) -> None:
 
 
 def cmd_results_md(args) -> None:
-    from speechlm.scoring.results_md import append_to_section
+    from speechlm.scoring.results_md import append_to_section, current_commit
 
     text = sys.stdin.read() if args.text == "-" else args.text
+    text = text.replace("@COMMIT@", current_commit())
     append_to_section(args.file, args.section, text.rstrip("\n").split("\n"), title=args.title)
 
 
@@ -97,5 +98,6 @@ def register(sub, fmt) -> None:
     s.add_argument("--file", default="RESULTS.md", help="the RESULTS.md")
     s.add_argument("--section", required=True, help="section key: the run's exp dir, e.g. exp/lm")
     s.add_argument("--title", default="", help="title of a new section (## KEY: TITLE)")
-    s.add_argument("--text", default="-", help="the text to add; - reads it from stdin")
+    s.add_argument("--text", default="-", help="the text to add (@COMMIT@ becomes the checkout's "
+                                               "commit); - reads it from stdin")
     s.set_defaults(func=cmd_results_md)
