@@ -268,6 +268,20 @@ def test_markers_from_before_input_tracking_are_kept_and_said_once(tmp_path):
     assert out.count("predates recorded stage inputs") == 1
 
 
+@pytest.mark.parametrize("args, shown", [
+    (["--stage", "abc"], "option --stage takes a whole number (like its default, 0), not 'abc'"),
+    (["--nj=2x"], "option --nj takes a whole number (like its default, 2), not '2x'"),
+    (["--stage", "3", "--stop-stage", "1"], "--stage 3 comes after --stop-stage 1, so no stage would run"),
+    (["--stag.", "1"], "unknown option --stag. (see --help for the list)"),
+])
+def test_bad_stage_numbers_are_one_message_and_exit_2_before_any_stage(tmp_path, args, shown):
+    fake_recipe(tmp_path)
+    proc = subprocess.run([str(tmp_path / "run.sh"), *args], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"run.sh: {shown}"), proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stdout == ""
+    assert not (tmp_path / "ran.txt").exists()
+
+
 # ---- audio checked at import ----------------------------------------------------------------
 
 YESNO = FSDD.parents[1] / "yesno" / "waves_yesno"
