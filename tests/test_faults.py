@@ -282,6 +282,58 @@ def test_bad_stage_numbers_are_one_message_and_exit_2_before_any_stage(tmp_path,
     assert not (tmp_path / "ran.txt").exists()
 
 
+STUB_SPEECHLM = """#!{python}
+import json, os, sys
+from pathlib import Path
+args = sys.argv[1:]
+with open(os.environ["STUB_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+value = lambda flag: args[args.index(flag) + 1]
+if args[0] in ("train", "train-lm"):
+    Path(value("--exp-dir")).mkdir(parents=True, exist_ok=True)
+    (Path(value("--exp-dir")) / ("final.pt" if args[0] == "train" else "perplexity.txt")).write_text("")
+elif args[0] == "decode":
+    (Path(value("--exp-dir")) / "decode-test").mkdir(parents=True, exist_ok=True)
+elif "--out" in args:
+    Path(value("--out")).write_text("")
+elif args[0] == "results-md":
+    sys.stdin.read()
+"""
+
+
+def test_the_ablation_passes_the_lm_path_as_typed(tmp_path):
+    """run_ablation.sh --lm PATH: a path with a space, a glob and a quote reaches the config whole."""
+    import json
+    import shutil
+
+    from speechlm.base.config import load_config
+
+    recipe = tmp_path / "egs" / "synth_en"
+    (recipe / "local").mkdir(parents=True)
+    os.symlink(REPO / "tools", tmp_path / "tools")
+    shutil.copy2(REPO / "egs" / "synth_en" / "local" / "run_ablation.sh", recipe / "local")
+    for f in ("data/fbank/synth_en_cuts_train.jsonl.gz", "data/fbank/synth_en_cuts_test.jsonl.gz",
+              "data/lang_bpe/bpe.model", "other.pt"):  # other.pt: what an unquoted '*.pt' globs to
+        (recipe / f).parent.mkdir(parents=True, exist_ok=True)
+        (recipe / f).write_text("")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "speechlm").write_text(STUB_SPEECHLM.format(python=sys.executable))
+    (bin_dir / "speechlm").chmod(0o755)
+    lm = "my lms/it's *.pt"
+    proc = subprocess.run(["local/run_ablation.sh", "--lm", lm, "--conditions", "full", "--inits",
+                           "pretrained-frozen", "--pretrained-args", "train.num_epochs=2"],
+                          cwd=recipe, capture_output=True, text=True,
+                          env=dict(os.environ, STUB_LOG=str(tmp_path / "log"),
+                                   PATH=f"{bin_dir}:{os.environ['PATH']}"))
+    assert proc.returncode == 0, proc.stderr
+    calls = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()]
+    train = next(c for c in calls if c[0] == "train")
+    cfg = load_config(None, train[train.index("--set") + 1:])
+    assert cfg.speechlm.lm_init == lm
+    assert cfg.speechlm.freeze_lm_steps == 1000000 and cfg.train.num_epochs == 2
+
+
 # ---- audio checked at import ----------------------------------------------------------------
 
 YESNO = FSDD.parents[1] / "yesno" / "waves_yesno"
