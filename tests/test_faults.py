@@ -417,3 +417,32 @@ def test_cuts_longer_than_a_batch_are_left_out_at_training_start(tiny_asr, tmp_p
     with pytest.raises(SpeechlmError, match="cuts are longer than data.max_duration = 0.1 s .* "
                                             "none is left"):
         trainer(0.1)
+
+
+# ---- header-less tables --------------------------------------------------------------------
+
+def test_a_table_without_a_header_names_its_columns(tmp_path):
+    folder = yesno_folder(tmp_path)
+    wavs = sorted(folder.glob("*.wav"))
+    (folder / "Audio").mkdir()
+    rows = []
+    for i, wav in enumerate(wavs):
+        wav.rename(folder / "Audio" / wav.name)
+        rows.append(f"Audio/{wav.name}\t{wav.with_suffix('.txt').read_text().strip()}\tSpk{i}")
+    table = folder / "list.tsv"
+    table.write_text("\n".join(rows) + "\n")
+    out = ["--out-dir", tmp_path / "m", "--dev-fraction", "0", "--test-fraction", "0.34"]
+    proc = speechlm("import", "tsv", table, *out)
+    # the row as it is (not lower-cased), and the option that reads it
+    assert_clean_error(proc, f"found ['Audio/{wavs[0].name}', ", "--columns path,text,speaker")
+    proc = speechlm("import", "tsv", table, *out, "--columns", "path,text,speaker")
+    assert proc.returncode == 0, proc.stderr
+    assert "3 utterances" in proc.stdout, proc.stdout
+    from lhotse import load_manifest
+
+    sups = [s for split in ("train", "test")
+            for s in load_manifest(tmp_path / "m" / f"corpus_supervisions_{split}.jsonl.gz")]
+    assert sorted(s.speaker for s in sups) == ["Spk0", "Spk1", "Spk2"]
+    proc = speechlm("import", "tsv", table, *out, "--columns", "path,words,-")
+    assert_clean_error(proc, "--columns path,words,-: unknown column name(s) ['words']")
+
