@@ -446,3 +446,69 @@ def test_a_table_without_a_header_names_its_columns(tmp_path):
     proc = speechlm("import", "tsv", table, *out, "--columns", "path,words,-")
     assert_clean_error(proc, "--columns path,words,-: unknown column name(s) ['words']")
 
+
+# ---- synthesize: text, output paths, full disks ---------------------------------------------
+
+def test_synthesize_names_bad_text_and_a_folder_as_output(tmp_path):
+    latin1 = tmp_path / "lines.txt"
+    latin1.write_bytes("first line\ncaf\xe9 au lait\n".encode("latin-1"))
+    model = ["--model-dir", tmp_path / "no-model"]
+    proc = speechlm("synthesize", *model, "--text-file", latin1, "--out-dir", tmp_path / "wavs")
+    assert_clean_error(proc, f"--text-file {latin1}:2: not UTF-8 text (byte 0xe9", "iconv")
+    proc = speechlm("synthesize", "hello", *model, "-o", tmp_path)
+    assert_clean_error(proc, f"-o/--output {tmp_path} is a folder", f"-o {tmp_path / 'out.wav'}")
+
+
+def test_a_full_disk_is_one_message_naming_the_file(tmp_path, monkeypatch, capsys):
+    import errno
+    import shutil
+
+    import torch
+
+    from speechlm import cli
+    from speechlm.base import checkpoint
+    from speechlm.base.files import disk_full_message
+    from speechlm.cli import tts
+
+    target = tmp_path / "exp" / "epoch-3.pt"
+    message = disk_full_message(OSError(errno.ENOSPC, "No space left on device", str(target)))
+    assert message.startswith(f"no space left on the device: writing {target}: the disk holding "
+                              f"{target.parent} is full (")
+    assert disk_full_message(OSError(errno.EACCES, "Permission denied", str(target))) is None
+
+    # torch.save on a full disk: a RuntimeError that says no more than "file write failed"
+    def full_disk_save(obj, path):
+        Path(path).write_bytes(b"partial")
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(torch, "save", full_disk_save)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=4096))
+    target.parent.mkdir()
+    monkeypatch.setattr(tts, "cmd_synthesize", lambda args: checkpoint.save_atomic({}, target))
+    assert cli.main(["synthesize", "hi", "--model-dir", str(tmp_path), "-o", "x.wav"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"speechlm: error: no space left on the device: writing {target}.tmp: "
+                          f"the disk holding {target.parent} is full (0.0 MiB free there)"), err
+    assert "Traceback" not in err and not list(target.parent.iterdir())  # the partial file removed
+    # with room left, the library's own error is kept (it is not a full disk)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=10 << 30))
+    with pytest.raises(RuntimeError, match="file write failed"):
+        checkpoint.save_atomic({}, target)
+
+
+def test_a_really_full_tmpfs_is_said_by_the_cli(tmp_path):
+    """A 64 KiB tmpfs (only where this user may mount one): train-tokenizer's model does not fit."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                                           capture_output=True, timeout=10).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (disk / "filler").write_bytes(b"x" * (60 << 10))
+        text = tmp_path / "text.txt"
+        text.write_text("the quick brown fox jumps over the lazy dog\n" * 500)  # 22 KB
+        proc = speechlm("train-tokenizer", "--text", text, "--out-dir", disk / "lang", "--vocab-size", "40")
+        assert_clean_error(proc, "no space left on the device: writing ", str(disk))
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+

@@ -55,6 +55,7 @@ from speechlm.data.corpus import (
     whole_recording_supervision,
 )
 from speechlm.base.errors import SpeechlmError
+from speechlm.base.files import read_text_file
 from speechlm.data.import_options import KINDS
 
 logger = logging.getLogger(__name__)
@@ -125,19 +126,6 @@ class ImportResult:
 
 
 # --- reading files -------------------------------------------------------------------------
-
-
-def read_text_file(path: Path) -> str:
-    """A whole UTF-8 text file; a decoding error names the file and line."""
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise SpeechlmError(
-            f"{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}). "
-            "Convert the file to UTF-8, e.g. `iconv -f latin1 -t utf-8`."
-        ) from None
 
 
 def _kaldi_table(path: Path) -> List[Tuple[int, str, str]]:
