@@ -295,6 +295,7 @@ if args[0] in ("train", "train-lm"):
 elif args[0] == "decode":
     (Path(value("--exp-dir")) / "decode-test").mkdir(parents=True, exist_ok=True)
 elif "--out" in args:
+    Path(value("--out")).parent.mkdir(parents=True, exist_ok=True)
     Path(value("--out")).write_text("")
 elif args[0] == "results-md":
     sys.stdin.read()
@@ -511,4 +512,106 @@ def test_a_really_full_tmpfs_is_said_by_the_cli(tmp_path):
         assert_clean_error(proc, "no space left on the device: writing ", str(disk))
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+# ---- a model, its lang dir and its cuts belong together ---------------------------------------
+
+def test_a_lang_dir_of_another_tokenizer_of_the_same_size_is_refused(tmp_path):
+    from speechlm.base.config import ExperimentConfig
+    from speechlm.decode.methods import DecodeContext, build_methods
+    from speechlm.decode.wfst import build_hlg
+    from speechlm.text.lang import prepare_lang_dir
+    from speechlm.text.ngram import train_arpa
+    from speechlm.text.tokenizer import Tokenizer, train_sentencepiece
+
+    yes_no = ["yes no no yes", "no yes yes no", "yes yes no no"] * 10
+    up_down = ["up down down up", "down up up down", "up up down down"] * 10
+    tok = Tokenizer(train_sentencepiece(yes_no, tmp_path / "yes_no", vocab_size=12))
+    other = Tokenizer(train_sentencepiece(up_down, tmp_path / "up_down", vocab_size=12))
+    assert tok.vocab_size == other.vocab_size
+    lang = tmp_path / "lang"
+    prepare_lang_dir(lang, other, ["up", "down"])
+    build_hlg(lang, train_arpa(up_down, 2, tmp_path / "bi.arpa"), lang / "HLG.fst")
+
+    def ctx(tokenizer):
+        return DecodeContext("", None, ExperimentConfig(), tokenizer, tmp_path / "exp", lang)
+    assert set(build_methods(["hlg-1best"], ctx(other))) == {"hlg-1best"}
+    with pytest.raises(SpeechlmError, match=rf"{lang / 'tokens.txt'} does not belong to the model's "
+                                            rf"tokenizer {tmp_path / 'exp' / 'tokenizer.model'}: \d+ of "
+                                            r"12 token ids differ .*rebuild it"):
+        build_methods(["hlg-1best"], ctx(tok))
+
+
+def test_hlg_without_a_graph_says_which_stage_to_run(tmp_path):
+    from speechlm.base.config import ExperimentConfig
+    from speechlm.decode.methods import DecodeContext, build_methods
+
+    ctx = DecodeContext("", None, ExperimentConfig(), None, tmp_path, tmp_path / "lang_bpe")
+    with pytest.raises(SpeechlmError, match=r"hlg-1best needs the decoding graph .*lang_bpe/HLG.fst, "
+                                            r"which is not there. In a recipe.*\./run\.sh --stage 2 "
+                                            r"--methods ctc-greedy,hlg-1best"):
+        build_methods(["hlg-1best"], ctx)
+
+
+def test_cuts_with_other_feature_settings_are_refused(tiny_asr):
+    from lhotse.utils import fastcopy
+
+    from speechlm.data.features import check_features, load_cuts
+
+    cuts = load_cuts(tiny_asr["test"])
+    check_features(cuts, 80, "test cuts")
+    cut = cuts[0]
+    at_8k = fastcopy(cut, features=fastcopy(cut.features, sampling_rate=8000))
+    with pytest.raises(SpeechlmError, match=rf"test cuts: cut {cut.id} has features computed at 8000 Hz "
+                                            r"with a 10 ms frame shift, but the models here take 16000 Hz"):
+        check_features([at_8k], 80, "test cuts")
+    shift = fastcopy(cut, features=fastcopy(cut.features, frame_shift=0.02))
+    with pytest.raises(SpeechlmError, match="with a 20 ms frame shift"):
+        check_features([shift], 80, "test cuts")
+
+
+ASR_RUN = """\
+#!/usr/bin/env bash
+set -euo pipefail
+. "{tools}/asr_options.sh"
+# begin options
+methods=ctc-greedy
+# end options
+. "{tools}/parse_options.sh"
+. "{tools}/stage_lib.sh"
+. "{tools}/asr_stages.sh"
+corpus=c
+splits="train test"
+asr_stages
+"""
+
+
+def test_asking_for_hlg_reruns_stage_2_or_says_to(tmp_path):
+    """The recipe side of hlg-*: added to --methods, stage 2 runs again and builds the graph; a run
+    that starts after stage 2 without a graph stops at once (not after training) saying so."""
+    import json
+
+    (tmp_path / "run.sh").write_text(ASR_RUN.format(tools=REPO / "tools"))
+    (tmp_path / "run.sh").chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "speechlm").write_text(STUB_SPEECHLM.format(python=sys.executable))
+    (bin_dir / "speechlm").chmod(0o755)
+    log = tmp_path / "log"
+
+    def run(*args):
+        log.write_text("")
+        proc = subprocess.run(["./run.sh", *args], cwd=tmp_path, capture_output=True, text=True,
+                              env=dict(os.environ, STUB_LOG=str(log), PATH=f"{bin_dir}:{os.environ['PATH']}"))
+        return proc, [json.loads(line)[0] for line in log.read_text().splitlines()]
+
+    proc, verbs = run("--stop-stage", "2")
+    assert proc.returncode == 0 and verbs == ["compute-fbank", "compute-fbank", "train-tokenizer"], proc.stderr
+    proc, verbs = run("--stop-stage", "2", "--methods", "ctc-greedy,hlg-1best")
+    assert proc.returncode == 0 and verbs == ["train-tokenizer", "prepare-lang"], proc.stderr
+    assert "stage 2 (tokenizer + lang): inputs changed since it was done: hlg_graph: '' -> 'yes'" in proc.stdout
+    proc, verbs = run("--stage", "4", "--methods", "ctc-greedy,hlg-1best")  # the stub made no graph
+    assert proc.returncode == 2 and verbs == [], proc.stdout
+    assert ("run.sh: --methods ctc-greedy,hlg-1best needs the decoding graph data/lang_bpe/HLG.fst, "
+            "which stage 2 builds") in proc.stderr and "./run.sh --stage 2 --methods" in proc.stderr
 

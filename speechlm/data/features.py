@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 SAMPLING_RATE = 16000
 NUM_MEL_BINS = 80
+FRAME_SHIFT = 0.01  # seconds per fbank frame
 
 
 ALLOW_COMMAND_AUDIO_ENV = "SPEECHLM_ALLOW_COMMAND_AUDIO"
@@ -75,12 +76,21 @@ def load_cuts(path: str | Path, allow_command_audio: Optional[bool] = None) -> C
 
 
 def check_features(cuts: CutSet, num_mel_bins: int, where: str) -> None:
-    """Every cut has precomputed features of the model's input dimension (checked from the
-    manifest, before a model or batch is built)."""
+    """Every cut has precomputed features of the model's input dimension, sampling rate and
+    frame shift (those of compute-fbank, which every model is trained on), checked from the
+    manifest, before a model or batch is built."""
     for cut in cuts:
         if not cut.has_features:
             raise SpeechlmError(f"{where}: cut {cut.id} has no features: give the manifest that "
                                 "`speechlm compute-fbank` wrote (recipe stage 1)")
+        feats = cut.features if not isinstance(cut, MixedCut) else cut.tracks[0].cut.features
+        if feats is not None and (feats.sampling_rate != SAMPLING_RATE
+                                  or abs(feats.frame_shift - FRAME_SHIFT) > 1e-6):
+            raise SpeechlmError(
+                f"{where}: cut {cut.id} has features computed at {feats.sampling_rate} Hz with a "
+                f"{feats.frame_shift * 1000:g} ms frame shift, but the models here take "
+                f"{SAMPLING_RATE} Hz audio at {FRAME_SHIFT * 1000:g} ms frames: recompute them "
+                "with `speechlm compute-fbank` (recipe stage 1)")
         if cut.num_features != num_mel_bins:
             raise SpeechlmError(
                 f"{where}: cut {cut.id} has {cut.num_features}-dim features but the model takes "
@@ -127,7 +137,8 @@ def compute_fbank(
     if storage_dir.exists():
         shutil.rmtree(storage_dir)  # a previous interrupted run; features are recomputed whole
     storage_dir.parent.mkdir(parents=True, exist_ok=True)
-    extractor = Fbank(FbankConfig(sampling_rate=SAMPLING_RATE, num_mel_bins=NUM_MEL_BINS))
+    extractor = Fbank(FbankConfig(sampling_rate=SAMPLING_RATE, num_mel_bins=NUM_MEL_BINS,
+                                  frame_shift=FRAME_SHIFT))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # each worker process computes on its own core
     try:
