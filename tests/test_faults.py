@@ -615,3 +615,66 @@ def test_asking_for_hlg_reruns_stage_2_or_says_to(tmp_path):
     assert ("run.sh: --methods ctc-greedy,hlg-1best needs the decoding graph data/lang_bpe/HLG.fst, "
             "which stage 2 builds") in proc.stderr and "./run.sh --stage 2 --methods" in proc.stderr
 
+
+# ---- schedules sized to the run -------------------------------------------------------------
+
+def test_a_warmup_longer_than_the_run_is_said_with_the_numbers(tiny_asr, tmp_path):
+    from conftest import tiny_overrides
+    from speechlm.base.config import load_config
+    from speechlm.train.ctc import CtcTrainer
+    from speechlm.train.trainer import warmup_warning
+
+    message = warmup_warning(500, 18, 30, 0.002)  # the 'small' config on 451 utterances
+    assert message.startswith("optim.warmup_steps = 500 is 93% of this run's 540 steps (18 a epoch x "
+                              "30 epochs): the learning rate peaks at ")
+    assert "of optim.lr = 0.002" in message and "at most 108" in message
+    assert warmup_warning(20, 18, 30, 0.002) == ""
+    cfg = load_config(None, tiny_overrides(3) + ["optim.warmup_steps=1000"])
+    trainer = CtcTrainer(cfg, tmp_path / "exp", tiny_asr["train"], None, tiny_asr["tokenizer"])
+    log = (tmp_path / "exp" / "log" / "train.log").read_text()
+    total = trainer.steps_per_epoch * 3
+    assert log.count(f"optim.warmup_steps = 1000 is {1000 / total:.0%} of this run's {total} steps") == 1
+
+
+def test_existing_recipes_keep_their_schedules():
+    """The warning changes nothing: the recipes' configs are what they were, and fit their runs."""
+    import yaml
+
+    warmups = {name: yaml.safe_load((REPO / "egs" / name / "conf" / "asr.yaml").read_text())
+               .get("optim", {}).get("warmup_steps") for name in ("synth_en", "fsdd", "yesno")}
+    assert warmups == {"synth_en": 300, "fsdd": 300, "yesno": 20}, warmups
+
+
+def test_new_recipe_sizes_its_schedule_to_the_corpus(tmp_path):
+    from speechlm.base.config import load_config
+    from speechlm.recipe import new_recipe, size_for_corpus
+
+    # 24 minutes in 563 utterances: 'small' by its hours, but 500 warm-up steps of ~300
+    size, why = size_for_corpus(0.4, 0.4 * 3600 * 0.8, 450)
+    assert size == "tiny" and "'small' would warm up for 500 of its ~" in why
+    assert size_for_corpus(5.0, 5 * 3600 * 0.8, 4000) == ("small", "")
+    # a corpus too small even for 'tiny': its warm-up is fitted, and says so
+    corpus = yesno_folder(tmp_path, n=6)
+    (tmp_path / "repo" / "egs").mkdir(parents=True)
+    (tmp_path / "repo" / "tools").symlink_to(REPO / "tools")
+    out = new_recipe("yn", "folder", corpus, egs_dir=tmp_path / "repo" / "egs")
+    cfg = load_config(out / "conf" / "asr.yaml")
+    assert cfg.optim.warmup_steps < 20 and "new-recipe: a tenth of the steps" in \
+        (out / "conf" / "asr.yaml").read_text()
+    run_sh = (out / "run.sh").read_text()
+    # the best decoding it can run, and the corpus beside the checkout named relative to the recipe
+    assert "\nmethods=ctc-greedy,hlg-1best " in run_sh
+    assert "\ncorpus_dir=../../../corpus " in run_sh and "relative to this folder" in run_sh
+    assert (out / "../../../corpus").resolve() == corpus.resolve()
+
+
+def test_new_recipe_names_a_corpus_elsewhere_absolutely(tmp_path):
+    from speechlm.recipe import corpus_dir_value
+
+    checkout = tmp_path / "work" / "repo"
+    recipe = checkout / "egs" / "r"
+    assert corpus_dir_value(tmp_path / "work" / "shared" / "c", recipe, checkout)[0] == "../../../shared/c"
+    assert corpus_dir_value(tmp_path / "elsewhere" / "c", recipe, checkout) == \
+        (str((tmp_path / "elsewhere" / "c").resolve()),
+         "absolute: the corpus lies outside the folder that holds the checkout")
+

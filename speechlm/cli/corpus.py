@@ -58,7 +58,8 @@ def register(sub, fmt) -> None:
     s.add_argument("path", help="the corpus: data dir, folder or table")
     s.add_argument("--egs-dir", default="egs", help="where the recipe folder is created")
     s.add_argument("--size", default="auto", choices=("auto", "tiny", "small", "large"),
-                   help="config size; auto: tiny < 10 min, small < 10 h, else large")
+                   help="config size; auto: tiny < 10 min, small < 10 h, else large, then a size "
+                        "down while the config's warm-up would take over 20%% of its steps on this corpus")
     s.add_argument("--on-error", default="raise", choices=["raise", "skip"],
                    help="bad utterances, now and in the recipe's stage 0")
     s.add_argument("--import-args", default="",
