@@ -156,7 +156,7 @@ def corpus_dir_value(corpus: Path, recipe_dir: Path, checkout: Path) -> Tuple[st
     around = checkout.resolve().parent
     if around != Path(around.anchor) and corpus.is_relative_to(around):
         return (os.path.relpath(corpus, recipe_dir),
-                f"relative to this folder (the corpus lies in {around}, beside or inside the checkout)")
+                "relative to this folder: the corpus lies inside or beside the checkout, and moves with it")
     return str(corpus), "absolute: the corpus lies outside the folder that holds the checkout"
 
 
