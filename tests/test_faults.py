@@ -678,3 +678,38 @@ def test_new_recipe_names_a_corpus_elsewhere_absolutely(tmp_path):
         (str((tmp_path / "elsewhere" / "c").resolve()),
          "absolute: the corpus lies outside the folder that holds the checkout")
 
+
+# ---- manifests read from another folder ------------------------------------------------------
+
+def test_relative_feature_paths_resolve_from_the_manifest_and_errors_are_whole(tmp_path, monkeypatch):
+    from lhotse import CutSet, Recording
+
+    from speechlm.base.config import DataConfig
+    from speechlm.base.errors import user_message
+    from speechlm.data.datamodule import make_loader
+    from speechlm.data.features import compute_fbank, load_cuts
+
+    require_shared(FSDD, "FSDD")
+    recipe = tmp_path / "egs" / "r"
+    (recipe / "data").mkdir(parents=True)
+    monkeypatch.chdir(recipe)  # as a recipe runs: paths relative to its folder
+    recs = [Recording.from_file(FSDD / f"{d}_theo_0.wav") for d in range(2)]
+    CutSet.from_cuts(r.to_cut() for r in recs).to_file("data/raw.jsonl.gz")
+    compute_fbank("data/raw.jsonl.gz", "data/fbank/cuts.jsonl.gz", "data/fbank/feats", num_jobs=1)
+    assert load_cuts("data/fbank/cuts.jsonl.gz")[0].features.storage_path == "data/fbank/feats.lca"
+    monkeypatch.chdir(tmp_path)  # decoding from elsewhere
+    manifest = Path("egs/r/data/fbank/cuts.jsonl.gz")
+    cfg = DataConfig()
+    cfg.num_workers = 1  # the error comes back from a worker process
+    loader, _ = make_loader(load_cuts(manifest), cfg, train=False)
+    assert next(iter(loader))["feats"].shape[0] == 2
+    (recipe / "data" / "fbank" / "feats.lca").rename(recipe / "moved.lca")
+    loader, _ = make_loader(load_cuts(manifest), cfg, train=False)
+    with pytest.raises(SpeechlmError) as caught:
+        next(iter(loader))
+    message = user_message(caught.value)
+    assert message.startswith("could not load the features of a batch of 2 cuts (")
+    assert "No such file or directory: 'data/fbank/feats.lca'" in message
+    assert message.endswith("re-run the feature stage (recipe stage 1) if the file is gone")
+    assert "Traceback" not in message and "[extra info]" not in message
+

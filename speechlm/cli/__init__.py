@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from speechlm.base.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError, user_message
 from speechlm.base.files import disk_full_message, read_text_file
 
 # Modules that add verbs: each has ``register(subparsers, formatter_class)``, which adds its
@@ -229,7 +229,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args.func(args)
     except SpeechlmError as e:
-        print(f"speechlm: error: {e}", file=sys.stderr)
+        print(f"speechlm: error: {user_message(e)}", file=sys.stderr)
         return 2
     except OSError as e:
         outputs = [getattr(args, n, None) for n in ("out", "out_dir", "exp_dir", "output", "storage")]

@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
@@ -72,7 +72,43 @@ def load_cuts(path: str | Path, allow_command_audio: Optional[bool] = None) -> C
         allow_command_audio = os.environ.get(ALLOW_COMMAND_AUDIO_ENV) == "1"
     if not allow_command_audio:
         check_no_command_audio(cuts, str(path))
+    resolve_relative_paths(cuts, path)
     return cuts
+
+
+def _leaf_cuts(cut: Cut) -> Iterator[Cut]:
+    """The cuts that hold features and recordings: a mixed cut's tracks, else the cut itself."""
+    if isinstance(cut, MixedCut):
+        for track in cut.tracks:
+            yield from _leaf_cuts(track.cut)
+    else:
+        yield cut
+
+
+def resolve_relative_paths(cuts: CutSet, manifest: Path) -> None:
+    """Relative feature and audio paths in a manifest are written relative to the folder the
+    command ran in (a recipe's); read from anywhere else they would not resolve. Each relative
+    path that does not exist from the working directory is looked up from the manifest's folder
+    and the folders above it, and the first that exists is used (absolute, in memory only)."""
+    found: Dict[str, str] = {}
+    folders = [manifest.parent.absolute(), *manifest.parent.absolute().parents]
+
+    def resolve(rel: str) -> str:
+        if rel not in found:
+            found[rel] = rel
+            if not os.path.isabs(rel) and not os.path.exists(rel):
+                found[rel] = next((str(d / rel) for d in folders if (d / rel).exists()), rel)
+        return found[rel]
+
+    for cut in cuts:
+        for leaf in _leaf_cuts(cut):
+            features = getattr(leaf, "features", None)
+            if features is not None and features.storage_path:
+                features.storage_path = resolve(features.storage_path)
+            recording = getattr(leaf, "recording", None)
+            for source in recording.sources if recording is not None else ():
+                if source.type == "file":
+                    source.source = resolve(source.source)
 
 
 def check_features(cuts: CutSet, num_mel_bins: int, where: str) -> None:
