@@ -139,11 +139,12 @@ def check_tokens_match(lang_dir: str | Path, tokenizer: Tokenizer, tokenizer_pat
     if table == ours:
         return
     theirs = {i: p for p, i in table.items()}
-    differ = [i for i in range(max(len(pieces), len(theirs))) if theirs.get(i) != (pieces[i] if i < len(pieces) else None)]
-    first = differ[0]
+    size = max(len(pieces), len(theirs))
+    differ = [i for i in range(size) if theirs.get(i) != (pieces[i] if i < len(pieces) else None)]
+    first = differ[0] if differ else 0  # (or the same ids twice in tokens.txt)
     raise SpeechlmError(
         f"{tokens} does not belong to the model's tokenizer {tokenizer_path}: {len(differ)} of "
-        f"{max(len(pieces), len(theirs))} token ids differ (id {first} is {theirs.get(first)!r} there, "
+        f"{size} token ids differ (id {first} is {theirs.get(first)!r} there, "
         f"{pieces[first] if first < len(pieces) else None!r} in the tokenizer). The lang dir was built "
         "for another tokenizer: give the lang dir made from this model's tokenizer, or rebuild it "
         "from it (recipe stage 2; speechlm prepare-lang --tokenizer)")
