@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import os
 import re
 import shlex
 import shutil
 import textwrap
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from speechlm.data.import_options import import_parser
 from speechlm.data.importers import KINDS, ImportResult, import_corpus
+from speechlm.base.config import load_config
 from speechlm.base.errors import SpeechlmError
+from speechlm.train.trainer import WARMUP_MAX_SHARE
 from speechlm.scoring.report import RESULTS_HEADER, RESULTS_RULE
 
 logger = logging.getLogger(__name__)
@@ -36,6 +39,42 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 def size_for_hours(hours: float) -> str:
     """``tiny`` below 10 minutes, ``small`` below 10 hours, else ``large``."""
     return next(size for size in SIZES if hours < SIZE_LIMITS[size][0])
+
+
+def steps_per_epoch_estimate(train_seconds: float, train_utterances: int, size: str) -> int:
+    """About how many batches an epoch of the ``size`` config has: batches fill up to
+    ``data.max_duration`` seconds within each of ``data.num_buckets`` length buckets (about half a
+    batch left over in each), and never more than one per utterance."""
+    data = load_config(TEMPLATE_DIR / "conf" / f"{size}.yaml").data
+    full = math.ceil(train_seconds / data.max_duration) + data.num_buckets // 2
+    return max(1, min(train_utterances, full))
+
+
+def size_for_corpus(hours: float, train_seconds: float, train_utterances: int) -> Tuple[str, str]:
+    """The config size for a corpus, and why: by its hours (:func:`size_for_hours`), then a size
+    down while that config's warm-up would take more than ``WARMUP_MAX_SHARE`` of its steps on this
+    many training utterances (a schedule the run could not complete)."""
+    size = size_for_hours(hours)
+    why = ""
+    while True:
+        cfg = load_config(TEMPLATE_DIR / "conf" / f"{size}.yaml")
+        steps = steps_per_epoch_estimate(train_seconds, train_utterances, size) * cfg.train.num_epochs
+        if cfg.optim.warmup_steps <= WARMUP_MAX_SHARE * steps or size == SIZES[0]:
+            return size, why
+        smaller = SIZES[SIZES.index(size) - 1]
+        why += (f"; '{size}' would warm up for {cfg.optim.warmup_steps} of its ~{steps} steps on "
+                f"{train_utterances} training utterances, so '{smaller}'")
+        size = smaller
+
+
+def fitted_warmup(size: str, train_seconds: float, train_utterances: int) -> Optional[int]:
+    """The warm-up for the ``size`` config when its own is more than ``WARMUP_MAX_SHARE`` of the
+    run's estimated steps (a corpus too small even for the smallest config): a tenth of them."""
+    cfg = load_config(TEMPLATE_DIR / "conf" / f"{size}.yaml")
+    steps = steps_per_epoch_estimate(train_seconds, train_utterances, size) * cfg.train.num_epochs
+    if cfg.optim.warmup_steps <= WARMUP_MAX_SHARE * steps:
+        return None
+    return max(1, steps // 10)
 
 
 def find_tools_dir(egs_dir: Path, repo_root: Optional[Path] = None) -> str:
@@ -71,8 +110,10 @@ def option_line(name: str, value: str, comment: str) -> str:
     return f"{name}={value}".ljust(23) + f" # {comment}"
 
 
-def render_recipe(out_dir: Path, values: Dict[str, str], conf_name: str) -> None:
-    """Write run.sh, RESULTS.md, local/README.md and conf/asr.yaml (from ``conf/<conf_name>``)."""
+def render_recipe(out_dir: Path, values: Dict[str, str], conf_name: str,
+                  warmup: Optional[int] = None) -> None:
+    """Write run.sh, RESULTS.md, local/README.md and conf/asr.yaml (from ``conf/<conf_name>``,
+    with ``optim.warmup_steps`` set to ``warmup`` when given)."""
     values = dict(values, RESULTS_TABLE=f"{RESULTS_HEADER}\n{RESULTS_RULE}",
                   DESCRIPTION_COMMENT=textwrap.fill(f"{values['NAME']}: {values['DESCRIPTION']}", 98,
                                                     initial_indent="# ", subsequent_indent="# "))
@@ -85,19 +126,38 @@ def render_recipe(out_dir: Path, values: Dict[str, str], conf_name: str) -> None
         for rel in ("run.sh", "RESULTS.md", "local/README.md"):
             text = render((TEMPLATE_DIR / rel).read_text(encoding="utf-8"), values, rel)
             (tmp / rel).write_text(text, encoding="utf-8")
-        shutil.copyfile(TEMPLATE_DIR / "conf" / f"{conf_name}.yaml", tmp / "conf" / "asr.yaml")
+        conf = (TEMPLATE_DIR / "conf" / f"{conf_name}.yaml").read_text(encoding="utf-8")
+        if warmup is not None:
+            conf, n = re.subn(r"(?m)^(\s+warmup_steps:) *(\d+)$",
+                              rf"\1 {warmup}  # new-recipe: a tenth of the steps this corpus gives "
+                              rf"(the '{conf_name}' config's \2 would take most of the run)", conf)
+            assert n == 1, f"conf/{conf_name}.yaml has no optim.warmup_steps line"
+        (tmp / "conf" / "asr.yaml").write_text(conf, encoding="utf-8")
         (tmp / "run.sh").chmod(0o755)
         os.replace(tmp, out_dir)  # the recipe appears whole or not at all
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _describe(result: ImportResult, size: str) -> str:
+def _describe(result: ImportResult, size: str, why: str = "") -> str:
     spk = f"{len(result.speakers)} speakers" if result.speakers else "speakers unknown"
     return (f"ASR (Conformer-CTC) on a corpus imported from a {result.kind}: {result.num_utterances} "
             f"utterances, {result.hours:.2f} h, {spk}; split {result.split_how} "
-            f"({', '.join(result.splits)}); '{size}' config. Generated by `speechlm new-recipe` "
+            f"({', '.join(result.splits)}); '{size}' config{why}. Generated by `speechlm new-recipe` "
             f"on {datetime.date.today().isoformat()}.")
+
+
+def corpus_dir_value(corpus: Path, recipe_dir: Path, checkout: Path) -> Tuple[str, str]:
+    """How run.sh names the corpus, and why: relative to the recipe folder when the corpus lies
+    inside the folder that holds the checkout (inside it or beside it, e.g. ``../shared/data``),
+    so the recipe keeps working when that folder moves or is mounted elsewhere; else absolute
+    (a relative path climbing out to another tree would break as soon as either moved)."""
+    corpus, recipe_dir = corpus.resolve(), recipe_dir.resolve()
+    around = checkout.resolve().parent
+    if around != Path(around.anchor) and corpus.is_relative_to(around):
+        return (os.path.relpath(corpus, recipe_dir),
+                "relative to this folder: the corpus lies inside or beside the checkout, and moves with it")
+    return str(corpus), "absolute: the corpus lies outside the folder that holds the checkout"
 
 
 def new_recipe(
@@ -114,8 +174,10 @@ def new_recipe(
 
     :param name: recipe and manifest prefix, e.g. ``mycorpus`` (letters, digits, ``_``).
     :param kind: ``kaldi-dir``, ``folder`` or ``tsv`` (see :mod:`speechlm.data.importers`).
-    :param corpus_path: the corpus; written into run.sh as an absolute path.
-    :param size: ``auto`` (from the corpus duration) or one of :data:`SIZES`.
+    :param corpus_path: the corpus; written into run.sh relative to the recipe when it lies in
+        the folder that holds the checkout, else absolute (:func:`corpus_dir_value`).
+    :param size: ``auto`` (from the corpus's hours and training utterances:
+        :func:`size_for_corpus`) or one of :data:`SIZES`.
     :param on_error: ``raise`` or ``skip`` for bad utterances, now and in the recipe's stage 0.
     :param repo_root: the speechlm checkout whose ``tools/`` run.sh sources, for an ``egs_dir``
         outside it (default: the checkout this package runs from).
@@ -136,19 +198,29 @@ def new_recipe(
     corpus_path = Path(corpus_path).absolute()
     extra = _import_kwargs(import_args)
     result = import_corpus(kind, corpus_path, None, name, on_error=on_error, **extra)
+    train_sups = result.manifests["train"][1]
+    train_seconds, train_utts = sum(s.duration for s in train_sups), len(train_sups)
+    why = ""
     if size == "auto":
-        size = size_for_hours(result.hours)
+        size, why = size_for_corpus(result.hours, train_seconds, train_utts)
+    warmup = fitted_warmup(size, train_seconds, train_utts)
+    tools = find_tools_dir(egs_dir, Path(repo_root) if repo_root else None)
+    checkout = egs_dir.absolute().parent if tools == "../../tools" else out_dir.absolute().parent
+    corpus_value, corpus_how = corpus_dir_value(corpus_path, out_dir.absolute(), checkout)
     options = [
-        option_line("corpus_dir", shlex.quote(str(corpus_path)), f"the corpus ({kind}; see `speechlm import --help`)"),
+        option_line("corpus_dir", shlex.quote(corpus_value),
+                    f"the corpus ({kind}; see `speechlm import --help`); {corpus_how}"),
         option_line("on_error", on_error, "bad utterances: raise (stop, listing them) | skip (leave out)"),
         option_line("import_args", shlex.quote(import_args) if import_args else '""',
                     "more `speechlm import` options, e.g. \"--dev-fraction 0.05\""),
         option_line("vocab_size", str(SIZE_LIMITS[size][1]), "sentencepiece vocabulary size (incl. 5 special ids)"),
+        option_line("methods", "ctc-greedy,hlg-1best", "decoding methods, comma-separated (hlg-*: stage 2 "
+                    "builds the HLG graph from the training text)"),
     ]
     values = {
         "NAME": name,
-        "DESCRIPTION": _describe(result, size),
-        "TOOLS": find_tools_dir(egs_dir, Path(repo_root) if repo_root else None),
+        "DESCRIPTION": _describe(result, size, why),
+        "TOOLS": tools,
         "OPTIONS": "\n".join(options),
         "SETUP": f'splits="{" ".join(result.splits)}"\n'
                  'read -ra import_argv <<< "$import_args"   # split on spaces, never globbed',
@@ -156,7 +228,7 @@ def new_recipe(
                   '--on-error "$on_error" "${import_argv[@]}"',
     }
     egs_dir.mkdir(parents=True, exist_ok=True)
-    render_recipe(out_dir, values, size)
+    render_recipe(out_dir, values, size, warmup)
     logger.info(f"new recipe {out_dir}: {result.summary()}; config '{size}'")
     return out_dir
 
@@ -165,4 +237,4 @@ def _import_kwargs(import_args: str) -> dict:
     """The few ``speechlm import`` options new-recipe must honour while checking the corpus."""
     args = import_parser().parse_args(["folder", "."] + shlex.split(import_args))
     return dict(speaker_regex=args.speaker_regex, dev_fraction=args.dev_fraction,
-                test_fraction=args.test_fraction, lowercase=not args.keep_case)
+                test_fraction=args.test_fraction, lowercase=not args.keep_case, columns=args.columns)

@@ -268,6 +268,73 @@ def test_markers_from_before_input_tracking_are_kept_and_said_once(tmp_path):
     assert out.count("predates recorded stage inputs") == 1
 
 
+@pytest.mark.parametrize("args, shown", [
+    (["--stage", "abc"], "option --stage takes a whole number (like its default, 0), not 'abc'"),
+    (["--nj=2x"], "option --nj takes a whole number (like its default, 2), not '2x'"),
+    (["--stage", "3", "--stop-stage", "1"], "--stage 3 comes after --stop-stage 1, so no stage would run"),
+    (["--stag.", "1"], "unknown option --stag. (see --help for the list)"),
+])
+def test_bad_stage_numbers_are_one_message_and_exit_2_before_any_stage(tmp_path, args, shown):
+    fake_recipe(tmp_path)
+    proc = subprocess.run([str(tmp_path / "run.sh"), *args], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"run.sh: {shown}"), proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stdout == ""
+    assert not (tmp_path / "ran.txt").exists()
+
+
+STUB_SPEECHLM = """#!{python}
+import json, os, sys
+from pathlib import Path
+args = sys.argv[1:]
+with open(os.environ["STUB_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+value = lambda flag: args[args.index(flag) + 1]
+if args[0] in ("train", "train-lm"):
+    Path(value("--exp-dir")).mkdir(parents=True, exist_ok=True)
+    (Path(value("--exp-dir")) / ("final.pt" if args[0] == "train" else "perplexity.txt")).write_text("")
+elif args[0] == "decode":
+    (Path(value("--exp-dir")) / "decode-test").mkdir(parents=True, exist_ok=True)
+elif "--out" in args:
+    Path(value("--out")).parent.mkdir(parents=True, exist_ok=True)
+    Path(value("--out")).write_text("")
+elif args[0] == "results-md":
+    sys.stdin.read()
+"""
+
+
+def test_the_ablation_passes_the_lm_path_as_typed(tmp_path):
+    """run_ablation.sh --lm PATH: a path with a space, a glob and a quote reaches the config whole."""
+    import json
+    import shutil
+
+    from speechlm.base.config import load_config
+
+    recipe = tmp_path / "egs" / "synth_en"
+    (recipe / "local").mkdir(parents=True)
+    os.symlink(REPO / "tools", tmp_path / "tools")
+    shutil.copy2(REPO / "egs" / "synth_en" / "local" / "run_ablation.sh", recipe / "local")
+    for f in ("data/fbank/synth_en_cuts_train.jsonl.gz", "data/fbank/synth_en_cuts_test.jsonl.gz",
+              "data/lang_bpe/bpe.model", "other.pt"):  # other.pt: what an unquoted '*.pt' globs to
+        (recipe / f).parent.mkdir(parents=True, exist_ok=True)
+        (recipe / f).write_text("")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "speechlm").write_text(STUB_SPEECHLM.format(python=sys.executable))
+    (bin_dir / "speechlm").chmod(0o755)
+    lm = "my lms/it's *.pt"
+    proc = subprocess.run(["local/run_ablation.sh", "--lm", lm, "--conditions", "full", "--inits",
+                           "pretrained-frozen", "--pretrained-args", "train.num_epochs=2"],
+                          cwd=recipe, capture_output=True, text=True,
+                          env=dict(os.environ, STUB_LOG=str(tmp_path / "log"),
+                                   PATH=f"{bin_dir}:{os.environ['PATH']}"))
+    assert proc.returncode == 0, proc.stderr
+    calls = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()]
+    train = next(c for c in calls if c[0] == "train")
+    cfg = load_config(None, train[train.index("--set") + 1:])
+    assert cfg.speechlm.lm_init == lm
+    assert cfg.speechlm.freeze_lm_steps == 1000000 and cfg.train.num_epochs == 2
+
+
 # ---- audio checked at import ----------------------------------------------------------------
 
 YESNO = FSDD.parents[1] / "yesno" / "waves_yesno"
@@ -351,3 +418,298 @@ def test_cuts_longer_than_a_batch_are_left_out_at_training_start(tiny_asr, tmp_p
     with pytest.raises(SpeechlmError, match="cuts are longer than data.max_duration = 0.1 s .* "
                                             "none is left"):
         trainer(0.1)
+
+
+# ---- header-less tables --------------------------------------------------------------------
+
+def test_a_table_without_a_header_names_its_columns(tmp_path):
+    folder = yesno_folder(tmp_path)
+    wavs = sorted(folder.glob("*.wav"))
+    (folder / "Audio").mkdir()
+    rows = []
+    for i, wav in enumerate(wavs):
+        wav.rename(folder / "Audio" / wav.name)
+        rows.append(f"Audio/{wav.name}\t{wav.with_suffix('.txt').read_text().strip()}\tSpk{i}")
+    table = folder / "list.tsv"
+    table.write_text("\n".join(rows) + "\n")
+    out = ["--out-dir", tmp_path / "m", "--dev-fraction", "0", "--test-fraction", "0.34"]
+    proc = speechlm("import", "tsv", table, *out)
+    # the row as it is (not lower-cased), and the option that reads it
+    assert_clean_error(proc, f"found ['Audio/{wavs[0].name}', ", "--columns path,text,speaker")
+    proc = speechlm("import", "tsv", table, *out, "--columns", "path,text,speaker")
+    assert proc.returncode == 0, proc.stderr
+    assert "3 utterances" in proc.stdout, proc.stdout
+    from lhotse import load_manifest
+
+    sups = [s for split in ("train", "test")
+            for s in load_manifest(tmp_path / "m" / f"corpus_supervisions_{split}.jsonl.gz")]
+    assert sorted(s.speaker for s in sups) == ["Spk0", "Spk1", "Spk2"]
+    proc = speechlm("import", "tsv", table, *out, "--columns", "path,words,-")
+    assert_clean_error(proc, "--columns path,words,-: unknown column name(s) ['words']")
+
+
+# ---- synthesize: text, output paths, full disks ---------------------------------------------
+
+def test_synthesize_names_bad_text_and_a_folder_as_output(tmp_path):
+    latin1 = tmp_path / "lines.txt"
+    latin1.write_bytes("first line\ncaf\xe9 au lait\n".encode("latin-1"))
+    model = ["--model-dir", tmp_path / "no-model"]
+    proc = speechlm("synthesize", *model, "--text-file", latin1, "--out-dir", tmp_path / "wavs")
+    assert_clean_error(proc, f"--text-file {latin1}:2: not UTF-8 text (byte 0xe9", "iconv")
+    proc = speechlm("synthesize", "hello", *model, "-o", tmp_path)
+    assert_clean_error(proc, f"-o/--output {tmp_path} is a folder", f"-o {tmp_path / 'out.wav'}")
+
+
+def test_a_full_disk_is_one_message_naming_the_file(tmp_path, monkeypatch, capsys):
+    import errno
+    import shutil
+
+    import torch
+
+    from speechlm import cli
+    from speechlm.base import checkpoint
+    from speechlm.base.files import disk_full_message
+    from speechlm.cli import tts
+
+    target = tmp_path / "exp" / "epoch-3.pt"
+    message = disk_full_message(OSError(errno.ENOSPC, "No space left on device", str(target)))
+    assert message.startswith(f"no space left on the device: writing {target}: the disk holding "
+                              f"{target.parent} is full (")
+    assert disk_full_message(OSError(errno.EACCES, "Permission denied", str(target))) is None
+
+    # torch.save on a full disk: a RuntimeError that says no more than "file write failed"
+    def full_disk_save(obj, path):
+        Path(path).write_bytes(b"partial")
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(torch, "save", full_disk_save)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=4096))
+    target.parent.mkdir()
+    monkeypatch.setattr(tts, "cmd_synthesize", lambda args: checkpoint.save_atomic({}, target))
+    assert cli.main(["synthesize", "hi", "--model-dir", str(tmp_path), "-o", "x.wav"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"speechlm: error: no space left on the device: writing {target}.tmp: "
+                          f"the disk holding {target.parent} is full (0.0 MiB free there)"), err
+    assert "Traceback" not in err and not list(target.parent.iterdir())  # the partial file removed
+    # with room left, the library's own error is kept (it is not a full disk)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=10 << 30))
+    with pytest.raises(RuntimeError, match="file write failed"):
+        checkpoint.save_atomic({}, target)
+
+
+def test_a_really_full_tmpfs_is_said_by_the_cli(tmp_path):
+    """A 64 KiB tmpfs (only where this user may mount one): train-tokenizer's model does not fit."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                                           capture_output=True, timeout=10).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (disk / "filler").write_bytes(b"x" * (60 << 10))
+        text = tmp_path / "text.txt"
+        text.write_text("the quick brown fox jumps over the lazy dog\n" * 500)  # 22 KB
+        proc = speechlm("train-tokenizer", "--text", text, "--out-dir", disk / "lang", "--vocab-size", "40")
+        assert_clean_error(proc, "no space left on the device: writing ", str(disk))
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+# ---- a model, its lang dir and its cuts belong together ---------------------------------------
+
+def test_a_lang_dir_of_another_tokenizer_of_the_same_size_is_refused(tmp_path):
+    from speechlm.base.config import ExperimentConfig
+    from speechlm.decode.methods import DecodeContext, build_methods
+    from speechlm.decode.wfst import build_hlg
+    from speechlm.text.lang import prepare_lang_dir
+    from speechlm.text.ngram import train_arpa
+    from speechlm.text.tokenizer import Tokenizer, train_sentencepiece
+
+    yes_no = ["yes no no yes", "no yes yes no", "yes yes no no"] * 10
+    up_down = ["up down down up", "down up up down", "up up down down"] * 10
+    tok = Tokenizer(train_sentencepiece(yes_no, tmp_path / "yes_no", vocab_size=12))
+    other = Tokenizer(train_sentencepiece(up_down, tmp_path / "up_down", vocab_size=12))
+    assert tok.vocab_size == other.vocab_size
+    lang = tmp_path / "lang"
+    prepare_lang_dir(lang, other, ["up", "down"])
+    build_hlg(lang, train_arpa(up_down, 2, tmp_path / "bi.arpa"), lang / "HLG.fst")
+
+    def ctx(tokenizer):
+        return DecodeContext("", None, ExperimentConfig(), tokenizer, tmp_path / "exp", lang)
+    assert set(build_methods(["hlg-1best"], ctx(other))) == {"hlg-1best"}
+    with pytest.raises(SpeechlmError, match=rf"{lang / 'tokens.txt'} does not belong to the model's "
+                                            rf"tokenizer {tmp_path / 'exp' / 'tokenizer.model'}: \d+ of "
+                                            r"12 token ids differ .*rebuild it"):
+        build_methods(["hlg-1best"], ctx(tok))
+
+
+def test_hlg_without_a_graph_says_which_stage_to_run(tmp_path):
+    from speechlm.base.config import ExperimentConfig
+    from speechlm.decode.methods import DecodeContext, build_methods
+
+    ctx = DecodeContext("", None, ExperimentConfig(), None, tmp_path, tmp_path / "lang_bpe")
+    with pytest.raises(SpeechlmError, match=r"hlg-1best needs the decoding graph .*lang_bpe/HLG.fst, "
+                                            r"which is not there. In a recipe.*\./run\.sh --stage 2 "
+                                            r"--methods ctc-greedy,hlg-1best"):
+        build_methods(["hlg-1best"], ctx)
+
+
+def test_cuts_with_other_feature_settings_are_refused(tiny_asr):
+    from lhotse.utils import fastcopy
+
+    from speechlm.data.features import check_features, load_cuts
+
+    cuts = load_cuts(tiny_asr["test"])
+    check_features(cuts, 80, "test cuts")
+    cut = cuts[0]
+    at_8k = fastcopy(cut, features=fastcopy(cut.features, sampling_rate=8000))
+    with pytest.raises(SpeechlmError, match=rf"test cuts: cut {cut.id} has features computed at 8000 Hz "
+                                            r"with a 10 ms frame shift, but the models here take 16000 Hz"):
+        check_features([at_8k], 80, "test cuts")
+    shift = fastcopy(cut, features=fastcopy(cut.features, frame_shift=0.02))
+    with pytest.raises(SpeechlmError, match="with a 20 ms frame shift"):
+        check_features([shift], 80, "test cuts")
+
+
+ASR_RUN = """\
+#!/usr/bin/env bash
+set -euo pipefail
+. "{tools}/asr_options.sh"
+# begin options
+methods=ctc-greedy
+# end options
+. "{tools}/parse_options.sh"
+. "{tools}/stage_lib.sh"
+. "{tools}/asr_stages.sh"
+corpus=c
+splits="train test"
+asr_stages
+"""
+
+
+def test_asking_for_hlg_reruns_stage_2_or_says_to(tmp_path):
+    """The recipe side of hlg-*: added to --methods, stage 2 runs again and builds the graph; a run
+    that starts after stage 2 without a graph stops at once (not after training) saying so."""
+    import json
+
+    (tmp_path / "run.sh").write_text(ASR_RUN.format(tools=REPO / "tools"))
+    (tmp_path / "run.sh").chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "speechlm").write_text(STUB_SPEECHLM.format(python=sys.executable))
+    (bin_dir / "speechlm").chmod(0o755)
+    log = tmp_path / "log"
+
+    def run(*args):
+        log.write_text("")
+        proc = subprocess.run(["./run.sh", *args], cwd=tmp_path, capture_output=True, text=True,
+                              env=dict(os.environ, STUB_LOG=str(log), PATH=f"{bin_dir}:{os.environ['PATH']}"))
+        return proc, [json.loads(line)[0] for line in log.read_text().splitlines()]
+
+    proc, verbs = run("--stop-stage", "2")
+    assert proc.returncode == 0 and verbs == ["compute-fbank", "compute-fbank", "train-tokenizer"], proc.stderr
+    proc, verbs = run("--stop-stage", "2", "--methods", "ctc-greedy,hlg-1best")
+    assert proc.returncode == 0 and verbs == ["train-tokenizer", "prepare-lang"], proc.stderr
+    assert "stage 2 (tokenizer + lang): inputs changed since it was done: hlg_graph: '' -> 'yes'" in proc.stdout
+    proc, verbs = run("--stage", "4", "--methods", "ctc-greedy,hlg-1best")  # the stub made no graph
+    assert proc.returncode == 2 and verbs == [], proc.stdout
+    assert ("run.sh: --methods ctc-greedy,hlg-1best needs the decoding graph data/lang_bpe/HLG.fst, "
+            "which stage 2 builds") in proc.stderr and "./run.sh --stage 2 --methods" in proc.stderr
+
+
+# ---- schedules sized to the run -------------------------------------------------------------
+
+def test_a_warmup_longer_than_the_run_is_said_with_the_numbers(tiny_asr, tmp_path):
+    from conftest import tiny_overrides
+    from speechlm.base.config import load_config
+    from speechlm.train.ctc import CtcTrainer
+    from speechlm.train.trainer import warmup_warning
+
+    message = warmup_warning(500, 18, 30, 0.002)  # the 'small' config on 451 utterances
+    assert message.startswith("optim.warmup_steps = 500 is 93% of this run's 540 steps (18 a epoch x "
+                              "30 epochs): the learning rate peaks at ")
+    assert "of optim.lr = 0.002" in message and "at most 108" in message
+    assert warmup_warning(20, 18, 30, 0.002) == ""
+    cfg = load_config(None, tiny_overrides(3) + ["optim.warmup_steps=1000"])
+    trainer = CtcTrainer(cfg, tmp_path / "exp", tiny_asr["train"], None, tiny_asr["tokenizer"])
+    log = (tmp_path / "exp" / "log" / "train.log").read_text()
+    total = trainer.steps_per_epoch * 3
+    assert log.count(f"optim.warmup_steps = 1000 is {1000 / total:.0%} of this run's {total} steps") == 1
+
+
+def test_existing_recipes_keep_their_schedules():
+    """The warning changes nothing: the recipes' configs are what they were, and fit their runs."""
+    import yaml
+
+    warmups = {name: yaml.safe_load((REPO / "egs" / name / "conf" / "asr.yaml").read_text())
+               .get("optim", {}).get("warmup_steps") for name in ("synth_en", "fsdd", "yesno")}
+    assert warmups == {"synth_en": 300, "fsdd": 300, "yesno": 20}, warmups
+
+
+def test_new_recipe_sizes_its_schedule_to_the_corpus(tmp_path):
+    from speechlm.base.config import load_config
+    from speechlm.recipe import new_recipe, size_for_corpus
+
+    # 24 minutes in 563 utterances: 'small' by its hours, but 500 warm-up steps of ~300
+    size, why = size_for_corpus(0.4, 0.4 * 3600 * 0.8, 450)
+    assert size == "tiny" and "'small' would warm up for 500 of its ~" in why
+    assert size_for_corpus(5.0, 5 * 3600 * 0.8, 4000) == ("small", "")
+    # a corpus too small even for 'tiny': its warm-up is fitted, and says so
+    corpus = yesno_folder(tmp_path, n=6)
+    (tmp_path / "repo" / "egs").mkdir(parents=True)
+    (tmp_path / "repo" / "tools").symlink_to(REPO / "tools")
+    out = new_recipe("yn", "folder", corpus, egs_dir=tmp_path / "repo" / "egs")
+    cfg = load_config(out / "conf" / "asr.yaml")
+    assert cfg.optim.warmup_steps < 20 and "new-recipe: a tenth of the steps" in \
+        (out / "conf" / "asr.yaml").read_text()
+    run_sh = (out / "run.sh").read_text()
+    # the best decoding it can run, and the corpus beside the checkout named relative to the recipe
+    assert "\nmethods=ctc-greedy,hlg-1best " in run_sh
+    assert "\ncorpus_dir=../../../corpus " in run_sh and "relative to this folder" in run_sh
+    assert (out / "../../../corpus").resolve() == corpus.resolve()
+
+
+def test_new_recipe_names_a_corpus_elsewhere_absolutely(tmp_path):
+    from speechlm.recipe import corpus_dir_value
+
+    checkout = tmp_path / "work" / "repo"
+    recipe = checkout / "egs" / "r"
+    assert corpus_dir_value(tmp_path / "work" / "shared" / "c", recipe, checkout)[0] == "../../../shared/c"
+    assert corpus_dir_value(tmp_path / "elsewhere" / "c", recipe, checkout) == \
+        (str((tmp_path / "elsewhere" / "c").resolve()),
+         "absolute: the corpus lies outside the folder that holds the checkout")
+
+
+# ---- manifests read from another folder ------------------------------------------------------
+
+def test_relative_feature_paths_resolve_from_the_manifest_and_errors_are_whole(tmp_path, monkeypatch):
+    from lhotse import CutSet, Recording
+
+    from speechlm.base.config import DataConfig
+    from speechlm.base.errors import user_message
+    from speechlm.data.datamodule import make_loader
+    from speechlm.data.features import compute_fbank, load_cuts
+
+    require_shared(FSDD, "FSDD")
+    recipe = tmp_path / "egs" / "r"
+    (recipe / "data").mkdir(parents=True)
+    monkeypatch.chdir(recipe)  # as a recipe runs: paths relative to its folder
+    recs = [Recording.from_file(FSDD / f"{d}_theo_0.wav") for d in range(2)]
+    CutSet.from_cuts(r.to_cut() for r in recs).to_file("data/raw.jsonl.gz")
+    compute_fbank("data/raw.jsonl.gz", "data/fbank/cuts.jsonl.gz", "data/fbank/feats", num_jobs=1)
+    assert load_cuts("data/fbank/cuts.jsonl.gz")[0].features.storage_path == "data/fbank/feats.lca"
+    monkeypatch.chdir(tmp_path)  # decoding from elsewhere
+    manifest = Path("egs/r/data/fbank/cuts.jsonl.gz")
+    cfg = DataConfig()
+    cfg.num_workers = 1  # the error comes back from a worker process
+    loader, _ = make_loader(load_cuts(manifest), cfg, train=False)
+    assert next(iter(loader))["feats"].shape[0] == 2
+    (recipe / "data" / "fbank" / "feats.lca").rename(recipe / "moved.lca")
+    loader, _ = make_loader(load_cuts(manifest), cfg, train=False)
+    with pytest.raises(SpeechlmError) as caught:
+        next(iter(loader))
+    message = user_message(caught.value)
+    assert message.startswith("could not load the features of a batch of 2 cuts (")
+    assert "No such file or directory: 'data/fbank/feats.lca'" in message
+    assert message.endswith("re-run the feature stage (recipe stage 1) if the file is gone")
+    assert "Traceback" not in message and "[extra info]" not in message
+

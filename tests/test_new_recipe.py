@@ -70,7 +70,9 @@ def test_new_recipe_from_folder_runs_end_to_end(tmp_path):
         ["digits_cuts_dev.jsonl.gz", "digits_cuts_test.jsonl.gz", "digits_cuts_train.jsonl.gz"]
     assert all((recipe / ".done" / f"stage-{n}.done").is_file() for n in (0, 1, 2, 4, 5))
     rows = results_rows(recipe)
-    assert len(rows) == 1 and "ctc-greedy" in rows[0] and "cd egs/digits && ./run.sh --nj 1" in rows[0]
+    # one row per default method: the best the recipe can run (stage 2 built the HLG graph)
+    assert sorted(r.split(" | ")[3] for r in rows) == ["ctc-greedy", "hlg-1best"]
+    assert all("cd egs/digits && ./run.sh --nj 1" in r for r in rows)
 
 
 @needs_fsdd
@@ -82,7 +84,8 @@ def test_new_recipe_from_kaldi_dir_with_given_split_runs_end_to_end(tmp_path):
     assert 'splits="train test"' in run_sh and "speechlm import kaldi-dir" in run_sh
     run_recipe(out)  # stages 0-5 with a tiny model, from another working directory
     rows = results_rows(out)
-    assert len(rows) == 1 and "ctc-greedy" in rows[0] and "cd egs/kd && ./run.sh --nj 1" in rows[0]
+    assert sorted(r.split(" | ")[3] for r in rows) == ["ctc-greedy", "hlg-1best"]
+    assert all("cd egs/kd && ./run.sh --nj 1" in r for r in rows)
     assert (out / "exp" / "asr" / "decode-test" / "wer-summary-test.txt").is_file()
 
 
@@ -97,7 +100,11 @@ def test_new_recipe_inside_a_checkout_uses_relative_tools(tmp_path):
                      import_args="--dev-fraction 0.2")
     run_sh = (out / "run.sh").read_text()
     assert ". ../../tools/parse_options.sh" in run_sh and "import_args='--dev-fraction 0.2'" in run_sh
-    assert (out / "conf" / "asr.yaml").read_text() == (TEMPLATE_DIR / "conf" / "small.yaml").read_text()
+    # the 'small' config asked for, with its warm-up fitted to the few steps this corpus gives
+    small = (TEMPLATE_DIR / "conf" / "small.yaml").read_text()
+    conf = (out / "conf" / "asr.yaml").read_text()
+    assert re.sub(r"warmup_steps: .*", "", conf) == re.sub(r"warmup_steps: .*", "", small)
+    assert "warmup_steps: 500\n" in small and "# new-recipe: a tenth of the steps" in conf
     r = subprocess.run([str(out / "run.sh"), "--help"], capture_output=True, text=True, env=ENV)
     assert r.returncode == 0 and "--corpus-dir" in r.stdout and "--vocab-size" in r.stdout
     with pytest.raises(SpeechlmError, match="already exists"):

@@ -75,6 +75,16 @@ asr_stages() {
   # stage 2 reads whether an hlg-* method is asked for, not the list (its marker records what
   # the stage read: adding a method that needs no graph re-runs decoding only)
   hlg_graph=$(case ",$methods," in *,hlg*) echo yes ;; esac)
+  # a hlg-* method decodes with the graph stage 2 builds: when this run decodes but does not
+  # include stage 2 and no graph is there, say so now (not after training)
+  if [ -n "$hlg_graph" ] && [ "$stage" -gt 2 ] && [ "$stop_stage" -ge 5 ] &&
+     [ ! -f "$data/lang_bpe/HLG.fst" ]; then
+    echo "$(basename "$0"): --methods $methods needs the decoding graph $data/lang_bpe/HLG.fst," \
+      "which stage 2 builds when a hlg-* method is asked for, and this run starts at stage" \
+      "$stage: run from stage 2 (./run.sh --stage 2 --methods $methods; the stages after it run" \
+      "again), or leave the hlg-* methods out" >&2
+    exit 2
+  fi
   run_stage 1 "fbank features" "$data/fbank/" stage_features
   run_stage 2 "tokenizer + lang" "$data/lang_bpe/ (bpe.model; HLG.fst when decoding with hlg-*)" \
     stage_tokenizer_and_lang

@@ -9,6 +9,8 @@
 #
 # `--stop-stage 3` sets stop_stage=3 (dashes become underscores); `--name=value` works too.
 # Only variables declared between the markers are options: anything else is an error (exit 2).
+# An option whose default is a whole number (stage=0, nj=2) takes only whole numbers, and
+# --stage must not come after --stop-stage: a bad value is one message and exit 2.
 # `--help` lists every option with its default and comment, read from the block itself.
 
 _po_script="${BASH_SOURCE[1]:-$0}"
@@ -53,8 +55,20 @@ while [ $# -gt 0 ]; do
   esac
   _po_name=${_po_opt#--}
   _po_name=${_po_name//-/_}
-  if ! _po_block | grep -q "^${_po_name}="; then
+  _po_line=""
+  if [[ $_po_name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+    _po_line=$(_po_block | grep -m1 "^${_po_name}=" || true)
+  fi
+  if [ -z "$_po_line" ]; then
     echo "$(basename "$_po_script"): unknown option $_po_opt (see --help for the list)" >&2
+    exit 2
+  fi
+  _po_default=${_po_line#*=}
+  _po_default=${_po_default%%#*}
+  _po_default=${_po_default%"${_po_default##*[![:space:]]}"}
+  if [[ $_po_default =~ ^[0-9]+$ ]] && ! [[ $_po_val =~ ^[0-9]+$ ]]; then
+    echo "$(basename "$_po_script"): option $_po_opt takes a whole number (like its default," \
+      "$_po_default), not '$_po_val'" >&2
     exit 2
   fi
   printf -v "$_po_name" '%s' "$_po_val"
@@ -63,4 +77,9 @@ if [ $# -gt 0 ]; then
   echo "$(basename "$_po_script"): unexpected argument '$1' (options are --name value; see --help)" >&2
   exit 2
 fi
-unset _po_opt _po_val _po_name
+if [ -n "${stage:-}" ] && [ -n "${stop_stage:-}" ] && [ "$stage" -gt "$stop_stage" ]; then
+  echo "$(basename "$_po_script"): --stage $stage comes after --stop-stage $stop_stage, so no stage" \
+    "would run: give a --stage no greater than --stop-stage" >&2
+  exit 2
+fi
+unset _po_opt _po_val _po_name _po_line _po_default

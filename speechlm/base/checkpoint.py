@@ -16,6 +16,7 @@ from typing import Dict, List, Optional
 import torch
 
 from speechlm.base.errors import SpeechlmError
+from speechlm.base.files import write_failure
 
 _EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
 ANY_RUN = object()  # epoch_checkpoints: every run's checkpoints
@@ -42,7 +43,14 @@ def run_id_of(path: Path) -> Optional[str]:
 def save_atomic(obj: Dict, path: Path) -> None:
     """Write to a temporary name then rename, so a crash never leaves a truncated checkpoint."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    try:
+        torch.save(obj, tmp)
+    except (OSError, RuntimeError) as e:
+        failure = write_failure(e, tmp)
+        tmp.unlink(missing_ok=True)
+        if failure is e:
+            raise
+        raise failure from e
     os.replace(tmp, path)
 
 

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from speechlm.base.errors import SpeechlmError
+from speechlm.base.errors import SpeechlmError, user_message
+from speechlm.base.files import disk_full_message, read_text_file
 
 # Modules that add verbs: each has ``register(subparsers, formatter_class)``, which adds its
 # parsers and sets ``func`` on them. Keeps this file small as capabilities are added.
@@ -61,7 +62,7 @@ def _read_texts(args) -> List[str]:
         p = Path(path)
         if not p.is_file():
             raise SpeechlmError(f"text file {p} not found")
-        texts.extend(p.read_text(encoding="utf-8").splitlines())
+        texts.extend(read_text_file(p, "--text").splitlines())
     for path in args.cuts or []:
         texts.extend(s.text for c in load_cuts(path) for s in c.supervisions)
     return texts
@@ -228,7 +229,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args.func(args)
     except SpeechlmError as e:
-        print(f"speechlm: error: {e}", file=sys.stderr)
+        print(f"speechlm: error: {user_message(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        outputs = [getattr(args, n, None) for n in ("out", "out_dir", "exp_dir", "output", "storage")]
+        message = disk_full_message(e, next((Path(o) for o in outputs if o), None))
+        if message is None:
+            raise
+        print(f"speechlm: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("speechlm: interrupted", file=sys.stderr)

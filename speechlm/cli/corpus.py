@@ -20,7 +20,8 @@ def cmd_import(args) -> None:
 
     result = import_corpus(args.kind, args.path, args.out_dir, args.prefix, on_error=args.on_error,
                            lowercase=not args.keep_case, dev_fraction=args.dev_fraction,
-                           test_fraction=args.test_fraction, speaker_regex=args.speaker_regex)
+                           test_fraction=args.test_fraction, speaker_regex=args.speaker_regex,
+                           columns=args.columns)
     print(f"{result.summary()}; manifests in {args.out_dir}")
 
 
@@ -57,7 +58,8 @@ def register(sub, fmt) -> None:
     s.add_argument("path", help="the corpus: data dir, folder or table")
     s.add_argument("--egs-dir", default="egs", help="where the recipe folder is created")
     s.add_argument("--size", default="auto", choices=("auto", "tiny", "small", "large"),
-                   help="config size; auto: tiny < 10 min, small < 10 h, else large")
+                   help="config size; auto: tiny < 10 min, small < 10 h, else large, then a size "
+                        "down while the config's warm-up would take over 20%% of its steps on this corpus")
     s.add_argument("--on-error", default="raise", choices=["raise", "skip"],
                    help="bad utterances, now and in the recipe's stage 0")
     s.add_argument("--import-args", default="",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from speechlm.base.errors import SpeechlmError
+from speechlm.base.files import read_text_file
 
 
 def cmd_prepare_tts_data(args) -> None:
@@ -56,13 +57,18 @@ def cmd_synthesize(args) -> None:
         if not args.output:
             raise SpeechlmError("synthesize: TEXT needs -o/--output out.wav")
         texts, items, outs = [args.text], ["the command-line text"], [Path(args.output)]
+        if outs[0].is_dir():
+            raise SpeechlmError(f"-o/--output {outs[0]} is a folder: give the WAV file to write, "
+                                f"e.g. -o {outs[0] / 'out.wav'} (or --text-file with --out-dir)")
     else:
         path = Path(args.text_file)
         if not path.is_file():
             raise SpeechlmError(f"--text-file {path} not found")
         if not args.out_dir:
             raise SpeechlmError("synthesize: --text-file needs --out-dir")
-        lines = path.read_text(encoding="utf-8").splitlines()
+        if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+            raise SpeechlmError(f"--out-dir {args.out_dir} is a file: give a folder for the WAVs")
+        lines = read_text_file(path, "--text-file").splitlines()
         numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
         if not numbered:
             raise SpeechlmError(f"--text-file {path} has no non-empty lines")

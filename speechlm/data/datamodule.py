@@ -60,8 +60,12 @@ class AsrDataset(torch.utils.data.Dataset):
             feats, lens = collate_features(cuts)
         except Exception as e:
             ids = [c.id for c in cuts]
+            why = str(e).split("\n[extra info]")[0].strip()  # lhotse appends the whole cut
             raise SpeechlmError(
-                f"could not load features for cuts {ids[:5]}...: {e}; re-run the feature stage"
+                f"could not load the features of a batch of {len(ids)} cuts ({', '.join(ids[:3])}"
+                f"{', ...' if len(ids) > 3 else ''}): {why}. A relative path is looked up from the "
+                "working directory, then from the manifest's folder and the folders above it: "
+                "re-run the feature stage (recipe stage 1) if the file is gone"
             ) from None
         if self.train and self.cfg.spec_augment:
             feats = spec_augment(feats, lens, self.cfg)

@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 SAMPLING_RATE = 16000
 NUM_MEL_BINS = 80
+FRAME_SHIFT = 0.01  # seconds per fbank frame
 
 
 ALLOW_COMMAND_AUDIO_ENV = "SPEECHLM_ALLOW_COMMAND_AUDIO"
@@ -71,16 +72,61 @@ def load_cuts(path: str | Path, allow_command_audio: Optional[bool] = None) -> C
         allow_command_audio = os.environ.get(ALLOW_COMMAND_AUDIO_ENV) == "1"
     if not allow_command_audio:
         check_no_command_audio(cuts, str(path))
+    resolve_relative_paths(cuts, path)
     return cuts
 
 
+def _leaf_cuts(cut: Cut) -> Iterator[Cut]:
+    """The cuts that hold features and recordings: a mixed cut's tracks, else the cut itself."""
+    if isinstance(cut, MixedCut):
+        for track in cut.tracks:
+            yield from _leaf_cuts(track.cut)
+    else:
+        yield cut
+
+
+def resolve_relative_paths(cuts: CutSet, manifest: Path) -> None:
+    """Relative feature and audio paths in a manifest are written relative to the folder the
+    command ran in (a recipe's); read from anywhere else they would not resolve. Each relative
+    path that does not exist from the working directory is looked up from the manifest's folder
+    and the folders above it, and the first that exists is used (absolute, in memory only)."""
+    found: Dict[str, str] = {}
+    folders = [manifest.parent.absolute(), *manifest.parent.absolute().parents]
+
+    def resolve(rel: str) -> str:
+        if rel not in found:
+            found[rel] = rel
+            if not os.path.isabs(rel) and not os.path.exists(rel):
+                found[rel] = next((str(d / rel) for d in folders if (d / rel).exists()), rel)
+        return found[rel]
+
+    for cut in cuts:
+        for leaf in _leaf_cuts(cut):
+            features = getattr(leaf, "features", None)
+            if features is not None and features.storage_path:
+                features.storage_path = resolve(features.storage_path)
+            recording = getattr(leaf, "recording", None)
+            for source in recording.sources if recording is not None else ():
+                if source.type == "file":
+                    source.source = resolve(source.source)
+
+
 def check_features(cuts: CutSet, num_mel_bins: int, where: str) -> None:
-    """Every cut has precomputed features of the model's input dimension (checked from the
-    manifest, before a model or batch is built)."""
+    """Every cut has precomputed features of the model's input dimension, sampling rate and
+    frame shift (those of compute-fbank, which every model is trained on), checked from the
+    manifest, before a model or batch is built."""
     for cut in cuts:
         if not cut.has_features:
             raise SpeechlmError(f"{where}: cut {cut.id} has no features: give the manifest that "
                                 "`speechlm compute-fbank` wrote (recipe stage 1)")
+        feats = cut.features if not isinstance(cut, MixedCut) else cut.tracks[0].cut.features
+        if feats is not None and (feats.sampling_rate != SAMPLING_RATE
+                                  or abs(feats.frame_shift - FRAME_SHIFT) > 1e-6):
+            raise SpeechlmError(
+                f"{where}: cut {cut.id} has features computed at {feats.sampling_rate} Hz with a "
+                f"{feats.frame_shift * 1000:g} ms frame shift, but the models here take "
+                f"{SAMPLING_RATE} Hz audio at {FRAME_SHIFT * 1000:g} ms frames: recompute them "
+                "with `speechlm compute-fbank` (recipe stage 1)")
         if cut.num_features != num_mel_bins:
             raise SpeechlmError(
                 f"{where}: cut {cut.id} has {cut.num_features}-dim features but the model takes "
@@ -127,7 +173,8 @@ def compute_fbank(
     if storage_dir.exists():
         shutil.rmtree(storage_dir)  # a previous interrupted run; features are recomputed whole
     storage_dir.parent.mkdir(parents=True, exist_ok=True)
-    extractor = Fbank(FbankConfig(sampling_rate=SAMPLING_RATE, num_mel_bins=NUM_MEL_BINS))
+    extractor = Fbank(FbankConfig(sampling_rate=SAMPLING_RATE, num_mel_bins=NUM_MEL_BINS,
+                                  frame_shift=FRAME_SHIFT))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # each worker process computes on its own core
     try:

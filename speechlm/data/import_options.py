@@ -14,7 +14,8 @@ layouts:
              train/ dev/ test/ subfolders are such data dirs
   folder     audio (.wav .flac .ogg .mp3) + same-named .txt/.lab transcripts; a subfolder name is
              the speaker; train/ dev/ test/ subfolders give the split
-  tsv        .tsv/.csv with a header: path, text, optional speaker, id, split (paths relative to it)
+  tsv        .tsv/.csv with a header: path, text, optional speaker, id, split (paths relative to it);
+             without a header: --columns path,text[,speaker,...] ('-' ignores a column)
 Known corpora in their upstream layouts (librispeech, fsdd, ...): speechlm prepare NAME.
 Without a split of its own the corpus is split deterministically, by speaker when known."""
 
@@ -28,6 +29,8 @@ def add_import_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-fraction", type=float, default=0.1, help="test share when the corpus has no split")
     p.add_argument("--speaker-regex", help="folder: regex with (?P<speaker>...) matched on file names")
     p.add_argument("--keep-case", action="store_true", help="do not lowercase transcripts")
+    p.add_argument("--columns", help="tsv without a header row: its columns in order, e.g. "
+                   "path,text,speaker (roles: path text speaker id split; '-' ignores a column)")
 
 
 def import_parser(fmt=argparse.ArgumentDefaultsHelpFormatter) -> argparse.ArgumentParser:

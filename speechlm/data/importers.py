@@ -16,6 +16,8 @@ Three layouts are read (``KINDS``):
 * ``tsv``: a ``.tsv`` / ``.csv`` table with a header row naming its columns: ``path`` (or
   ``audio``, ``wav``, ``file``), ``text`` (or ``transcript``, ``sentence``), optionally
   ``speaker`` (or ``spk``, ``client_id``), ``id`` and ``split``. Paths are relative to the table.
+  A table without a header names its columns with ``columns`` (``--columns path,text,speaker``;
+  ``-`` for a column to ignore): every row is then an utterance.
 
 Every utterance is checked (audio present and readable, transcript non-empty and UTF-8, ids
 unique, segments inside their recording). With ``on_error="raise"`` (the default) all problems
@@ -53,6 +55,7 @@ from speechlm.data.corpus import (
     whole_recording_supervision,
 )
 from speechlm.base.errors import SpeechlmError
+from speechlm.base.files import read_text_file
 from speechlm.data.import_options import KINDS
 
 logger = logging.getLogger(__name__)
@@ -123,19 +126,6 @@ class ImportResult:
 
 
 # --- reading files -------------------------------------------------------------------------
-
-
-def read_text_file(path: Path) -> str:
-    """A whole UTF-8 text file; a decoding error names the file and line."""
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise SpeechlmError(
-            f"{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}). "
-            "Convert the file to UTF-8, e.g. `iconv -f latin1 -t utf-8`."
-        ) from None
 
 
 def _kaldi_table(path: Path) -> List[Tuple[int, str, str]]:
@@ -296,13 +286,34 @@ def _table_columns(header: Sequence[str], path: Path) -> Dict[str, int]:
     if missing:
         raise SpeechlmError(
             f"{path}:1: the first row must be a header naming the columns, with at least "
-            f"'path' and 'text' (optional 'speaker', 'id', 'split'); found {names}, no {missing}."
+            f"'path' and 'text' (optional 'speaker', 'id', 'split'); found {[h.strip() for h in header]}, "
+            f"no {missing}. A table without a header row: name its columns with --columns, "
+            "e.g. --columns path,text,speaker ('-' for a column to ignore)."
         )
     return cols
 
 
-def list_table(path: Path, problems: SkipCounter) -> List[Utterance]:
-    """Utterances listed in a TSV/CSV with a header row (see the module docstring)."""
+def parse_columns(columns: str | Sequence[str]) -> List[str]:
+    """``"path,text,-,speaker"`` -> the role of each column of a header-less table, checked."""
+    roles = [c.strip() for c in (columns.split(",") if isinstance(columns, str) else columns)]
+    known = sorted(_TABLE_COLUMNS) + ["-"]
+    bad = [r for r in roles if r not in known]
+    twice = sorted({r for r in roles if r != "-" and roles.count(r) > 1})
+    missing = [r for r in ("path", "text") if r not in roles]
+    if bad or twice or missing:
+        why = (f"unknown column name(s) {bad}" if bad else f"{twice} named twice" if twice
+               else f"no {missing} column")
+        raise SpeechlmError(
+            f"--columns {','.join(roles)!s}: {why}; name each column, in order, one of {known} "
+            "('-' to ignore it), with at least path and text, e.g. --columns path,text,speaker"
+        )
+    return roles
+
+
+def list_table(path: Path, problems: SkipCounter,
+               columns: Optional[Sequence[str]] = None) -> List[Utterance]:
+    """Utterances listed in a TSV/CSV with a header row, or without one when ``columns`` names
+    the columns (see the module docstring)."""
     text = read_text_file(path)
     suffix = path.suffix.lower()
     delimiter = "\t" if suffix == ".tsv" else "," if suffix == ".csv" else (
@@ -310,14 +321,20 @@ def list_table(path: Path, problems: SkipCounter) -> List[Utterance]:
     rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
     if not rows:
         raise SpeechlmError(f"{path}: the table is empty (expected a header row, then one row per utterance)")
-    cols = _table_columns(rows[0], path)
+    if columns:
+        roles = parse_columns(columns)
+        cols = {role: i for i, role in enumerate(roles) if role != "-"}
+        width, first, against = len(roles), 1, f"--columns ({len(roles)})"
+    else:
+        cols = _table_columns(rows[0], path)
+        width, first, against = len(rows[0]), 2, f"the header ({len(rows[0])})"
     utts, ids = [], UniqueIds()
-    for n, row in enumerate(rows[1:], 2):
+    for n, row in enumerate(rows[first - 1:], first):
         where = f"{path}:{n}"
         if not any(cell.strip() for cell in row):
             continue
-        if len(row) != len(rows[0]):
-            problems.add(f"row has a different number of fields than the header ({len(rows[0])})", where)
+        if len(row) != width:
+            problems.add(f"row has a different number of fields than {against}", where)
             continue
         get = lambda role: row[cols[role]].strip() if role in cols else ""  # noqa: E731
         audio = Path(get("path"))
@@ -406,11 +423,15 @@ def given_split(utts: List[Utterance], what: str) -> Dict[str, List[Utterance]]:
 # --- manifests -----------------------------------------------------------------------------
 
 
-def _lister(kind: str, path: Path, problems: SkipCounter, speaker_regex: Optional[str]) -> List[Utterance]:
+def _lister(kind: str, path: Path, problems: SkipCounter, speaker_regex: Optional[str],
+            columns: Optional[Sequence[str]] = None) -> List[Utterance]:
+    if columns and kind != "tsv":
+        raise SpeechlmError(f"--columns names the columns of a header-less table: it means nothing "
+                            f"for a {kind}; leave it out")
     if kind == "tsv":
         if not path.is_file():
             raise SpeechlmError(f"{path}: table not found (expected a .tsv or .csv file)")
-        return list_table(path, problems)
+        return list_table(path, problems, columns)
     if not path.is_dir():
         raise SpeechlmError(f"{path}: not a directory (expected a {kind})")
     split_dirs = {SPLIT_NAMES[d.name]: d for d in sorted(path.iterdir())
@@ -484,6 +505,7 @@ def import_corpus(
     dev_fraction: float = 0.1,
     test_fraction: float = 0.1,
     speaker_regex: Optional[str] = None,
+    columns: Optional[str | Sequence[str]] = None,
 ) -> ImportResult:
     """Read a ``kaldi-dir``, ``folder`` or ``tsv`` corpus, check it, split it, write manifests.
 
@@ -497,6 +519,8 @@ def import_corpus(
     :param dev_fraction: share of utterances for dev when the corpus has no split (0: no dev).
     :param test_fraction: share of utterances for test when the corpus has no split.
     :param speaker_regex: ``folder`` only: regex with a ``(?P<speaker>...)`` group on file names.
+    :param columns: ``tsv`` only: the columns of a table without a header row, e.g.
+        ``"path,text,speaker"`` (``-`` for a column to ignore).
     :return: an :class:`ImportResult` (manifests per split, sizes, how it was split).
     """
     check_on_error(on_error)
@@ -504,7 +528,7 @@ def import_corpus(
     what = f"{kind} {path}"
     problems = SkipCounter(what)
     ids = UniqueIds()  # across split folders too
-    utts = [u for u in _lister(kind, path, problems, speaker_regex) if _add_id(ids, u.id, u.source, problems)]
+    utts = [u for u in _lister(kind, path, problems, speaker_regex, columns) if _add_id(ids, u.id, u.source, problems)]
     for u in utts:
         u.text = normalize_text(u.text) if lowercase else " ".join(u.text.split())
         if not u.text:
@@ -513,7 +537,8 @@ def import_corpus(
     if not utts and not problems.total:
         raise SpeechlmError(
             f"{what}: no utterances found. Expected "
-            + {"kaldi-dir": "wav.scp and text files", "tsv": "rows after the header",
+            + {"kaldi-dir": "wav.scp and text files",
+               "tsv": "rows (after the header)" if columns else "rows after the header",
                "folder": f"audio files ({' '.join(AUDIO_SUFFIXES)}) with same-named .txt/.lab transcripts"}[kind]
             + "."
         )

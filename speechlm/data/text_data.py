@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from speechlm.base.errors import SpeechlmError
+from speechlm.base.files import read_text_file
 from speechlm.text.symbols import UNK_ID
 from speechlm.text.tokenizer import Tokenizer
 
@@ -20,7 +21,7 @@ def read_lm_text(path: str | Path, tokenizer: Tokenizer,
     path = Path(path)
     if not path.is_file():
         raise SpeechlmError(f"LM text {path} not found: run the recipe's data-prep stage first")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = [line.strip() for line in read_text_file(path, "LM text").splitlines()]
     lines = [line for line in lines if line]
     if len(lines) < 2:
         raise SpeechlmError(f"LM text {path} has {len(lines)} non-empty lines; need at least 2")

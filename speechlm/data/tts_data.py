@@ -22,6 +22,7 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 
 from speechlm.base.errors import SpeechlmError
+from speechlm.base.files import read_text_file
 from speechlm.text.symbols import BLANK_ID, SOS_EOS_ID, TTS_ID
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def _sentences(path: str | Path, what: str) -> List[str]:
         from speechlm.data.features import load_cuts
 
         return [normalize_text(" ".join(s.text for s in c.supervisions)) for c in load_cuts(path)]
-    lines = [normalize_text(x) for x in path.read_text(encoding="utf-8").splitlines()]
+    lines = [normalize_text(x) for x in read_text_file(path, what).splitlines()]
     return [x for x in lines if x]
 
 

@@ -33,6 +33,7 @@ from speechlm.base.registry import DECODING_METHODS, MODEL_FAMILIES, methods_for
 from speechlm.decode import search
 from speechlm.decode.ctc import ctc_greedy
 from speechlm.models.asr import Encoded
+from speechlm.text.lang import check_tokens_match
 from speechlm.text.tokenizer import Tokenizer
 
 # A method maps one batch's Encoded to one word list per utterance.
@@ -167,8 +168,12 @@ def _hlg_decoder(ctx: DecodeContext, **opts):
     if lang_dir is None or not (Path(lang_dir) / "HLG.fst").is_file():
         where = f"{lang_dir}/HLG.fst" if lang_dir else "a lang dir with HLG.fst"
         raise SpeechlmError(
-            f"{ctx.name} needs {where}: the recipe builds it in stage 2 when a hlg-* method is in "
-            "--methods (re-run from stage 2); with speechlm decode, pass --lang-dir")
+            f"{ctx.name} needs the decoding graph {where}, which is not there. In a recipe, stage "
+            f"2 builds it when a hlg-* method is asked for: run from stage 2 with this method, e.g. "
+            f"./run.sh --stage 2 --methods ctc-greedy,{ctx.name} (stage 2 and the stages after it "
+            "run again). With `speechlm decode`: pass "
+            "--lang-dir DIR, a dir that `speechlm prepare-lang` wrote")
+    check_tokens_match(lang_dir, ctx.tokenizer, ctx.exp_dir / "tokenizer.model")
     from speechlm.decode.wfst import HLGDecoder
 
     return HLGDecoder(Path(lang_dir) / "HLG.fst", Path(lang_dir) / "words.txt", **opts)

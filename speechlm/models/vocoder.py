@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from speechlm.base.files import write_failure
+
 SAMPLE_RATE = 16000
 NUM_MELS = 80
 LOG_FLOOR = 1e-5  # magnitude floor before the log: -11.5 in log-mel units is "silence"
@@ -40,7 +42,13 @@ def write_wav(path: str | Path, wave: torch.Tensor, sample_rate: int = SAMPLE_RA
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), wave.detach().cpu().clamp(-1, 1).numpy(), sample_rate, subtype="PCM_16")
+    try:
+        sf.write(str(path), wave.detach().cpu().clamp(-1, 1).numpy(), sample_rate, subtype="PCM_16")
+    except (OSError, RuntimeError) as e:
+        failure = write_failure(e, path)
+        if failure is e:
+            raise
+        raise failure from e
     return path
 
 

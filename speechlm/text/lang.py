@@ -129,6 +129,27 @@ def read_table(path: str | Path) -> Dict[str, int]:
     return table
 
 
+def check_tokens_match(lang_dir: str | Path, tokenizer: Tokenizer, tokenizer_path: str | Path) -> None:
+    """The lang dir's tokens.txt lists the tokenizer's pieces with the same ids: a graph built
+    for another tokenizer (even one of the same size) would decode into the wrong words."""
+    tokens = Path(lang_dir) / "tokens.txt"
+    table = read_table(tokens)
+    pieces = tokenizer.pieces()
+    ours = {p: i for i, p in enumerate(pieces)}
+    if table == ours:
+        return
+    theirs = {i: p for p, i in table.items()}
+    size = max(len(pieces), len(theirs))
+    differ = [i for i in range(size) if theirs.get(i) != (pieces[i] if i < len(pieces) else None)]
+    first = differ[0] if differ else 0  # (or the same ids twice in tokens.txt)
+    raise SpeechlmError(
+        f"{tokens} does not belong to the model's tokenizer {tokenizer_path}: {len(differ)} of "
+        f"{size} token ids differ (id {first} is {theirs.get(first)!r} there, "
+        f"{pieces[first] if first < len(pieces) else None!r} in the tokenizer). The lang dir was built "
+        "for another tokenizer: give the lang dir made from this model's tokenizer, or rebuild it "
+        "from it (recipe stage 2; speechlm prepare-lang --tokenizer)")
+
+
 def read_lexicon(path: str | Path) -> List[Tuple[str, List[str]]]:
     path = Path(path)
     if not path.is_file():

@@ -65,6 +65,25 @@ def lr_factor(step: int, warmup: int, total: int, final_ratio: float) -> float:
     return warm * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+# a warm-up longer than this share of a run's steps leaves too little of the schedule after it
+WARMUP_MAX_SHARE = 0.2
+
+
+def warmup_warning(warmup: int, steps_per_epoch: int, num_epochs: int, lr: float) -> str:
+    """"" when ``optim.warmup_steps`` is well below the run's total steps, else the message
+    that says so: the numbers, how high the learning rate gets, and what to set."""
+    total = steps_per_epoch * num_epochs
+    if warmup <= WARMUP_MAX_SHARE * total:
+        return ""
+    peak = max(lr_factor(s, warmup, total, 0.0) for s in range(total))
+    return (f"optim.warmup_steps = {warmup} is {warmup / total:.0%} of this run's {total} steps "
+            f"({steps_per_epoch} a epoch x {num_epochs} epochs): the learning rate peaks at "
+            f"{peak:.0%} of optim.lr = {lr:g} and decays before it is reached. Set "
+            f"optim.warmup_steps to at most {int(WARMUP_MAX_SHARE * total)} "
+            f"({WARMUP_MAX_SHARE:.0%} of the steps; e.g. --set optim.warmup_steps="
+            f"{max(1, total // 10)}) or train more epochs")
+
+
 class Trainer:
     """The generic loop. Subclasses say what a model, a batch and a loss are:
 
@@ -97,6 +116,10 @@ class Trainer:
         )
         self.steps_per_epoch = self.count_steps_per_epoch()
         total = self.steps_per_epoch * cfg.train.num_epochs
+        warning = warmup_warning(cfg.optim.warmup_steps, self.steps_per_epoch, cfg.train.num_epochs,
+                                 cfg.optim.lr)
+        if warning and self.dist.is_main:
+            log.warning(warning)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda s: lr_factor(s, cfg.optim.warmup_steps, total, cfg.optim.final_lr_ratio),

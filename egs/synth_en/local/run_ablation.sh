@@ -69,14 +69,19 @@ if [ -n "$low_speed_perturb" ]; then
   train_low=$train_low_sp
 fi
 
+_q="''"
+lm_yaml="'${lm//\'/$_q}'"   # $lm as a YAML single-quoted string
 for cond in $conditions; do
   for init in $inits; do
     exp_dir=$out/$cond-$init
     if [ "$cond" = low ]; then cuts=$train_low; extra=$low_args; else cuts=$train_full; extra=$full_args; fi
+    # the LM path is one word of its own, YAML-quoted: a path with spaces, glob characters,
+    # '=' or ': ' reaches the config as it was typed; the *_args are lists of overrides
     case $init in
-      random) lm_init="speechlm.lm_init='' $random_args" ;;
-      pretrained) lm_init="speechlm.lm_init=$lm $pretrained_args" ;;
-      pretrained-frozen) lm_init="speechlm.lm_init=$lm speechlm.freeze_lm_steps=1000000 $pretrained_args" ;;
+      random) lm_init=("speechlm.lm_init=''") init_args=$random_args ;;
+      pretrained) lm_init=("speechlm.lm_init=$lm_yaml") init_args=$pretrained_args ;;
+      pretrained-frozen) lm_init=("speechlm.lm_init=$lm_yaml" speechlm.freeze_lm_steps=1000000)
+        init_args=$pretrained_args ;;
       *) echo "run_ablation.sh: unknown init $init" >&2; exit 2 ;;
     esac
     if [ ! -f "$exp_dir/final.pt" ]; then
@@ -84,7 +89,7 @@ for cond in $conditions; do
       t0=$SECONDS
       # shellcheck disable=SC2086
       speechlm train --config "$conf" --exp-dir "$exp_dir" --train-cuts "$cuts" \
-        --tokenizer "$tokenizer" --set $lm_init $extra
+        --tokenizer "$tokenizer" --set "${lm_init[@]}" $init_args $extra
       echo "== ablation: $exp_dir trained in $((SECONDS - t0)) s"
     fi
     if [ ! -f "$exp_dir/decode-test/.done" ]; then
