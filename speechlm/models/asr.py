@@ -29,7 +29,7 @@ class Encoded:
 
 
 class CTCModel(nn.Module):
-    def __init__(self, encoder_cfg: EncoderConfig, vocab_size: int):
+    def __init__(self, encoder_cfg: EncoderConfig, vocab_size: int, blank_bias: float = 0.0):
         super().__init__()
         self.vocab_size = vocab_size
         # Global CMVN from the training set, stored in the checkpoint so decoding matches training.
@@ -37,6 +37,10 @@ class CTCModel(nn.Module):
         self.register_buffer("feat_std", torch.ones(encoder_cfg.num_mel_bins))
         self.encoder = ConformerEncoder(encoder_cfg)
         self.ctc_head = nn.Linear(encoder_cfg.d_model, vocab_size)
+        if blank_bias:  # model.ctc_blank_bias; 0 keeps PyTorch's init (and older runs exact)
+            with torch.no_grad():
+                self.ctc_head.bias.zero_()
+                self.ctc_head.bias[BLANK_ID] = blank_bias
 
     def set_cmvn(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.feat_mean.copy_(mean)
@@ -66,7 +70,7 @@ class CTCModel(nn.Module):
 
 def build_ctc(cfg, vocab_size: int) -> CTCModel:
     """The ``ctc`` model family's builder (speechlm.base.registry)."""
-    return CTCModel(cfg.encoder, vocab_size)
+    return CTCModel(cfg.encoder, vocab_size, cfg.model.ctc_blank_bias)
 
 
 def num_parameters(model: nn.Module) -> int:

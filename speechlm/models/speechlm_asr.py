@@ -67,8 +67,8 @@ class SpeechLMAsr(CTCModel):
     """A :class:`CTCModel` (CMVN, encoder, CTC head) plus adapter and LM decoder."""
 
     def __init__(self, encoder_cfg: EncoderConfig, lm_cfg: LMConfig, cfg: SpeechLMConfig,
-                 vocab_size: int):
-        super().__init__(encoder_cfg, vocab_size)
+                 vocab_size: int, blank_bias: float = 0.0):
+        super().__init__(encoder_cfg, vocab_size, blank_bias)
         self.adapter = Adapter(cfg.adapter, encoder_cfg.d_model, lm_cfg.d_model, cfg.adapter_stride)
         self.lm = TransformerLM(lm_cfg, vocab_size)
 
@@ -145,7 +145,7 @@ class SpeechLMAsr(CTCModel):
 
 def build_speechlm(cfg, vocab_size: int) -> SpeechLMAsr:
     """The ``speechlm`` model family's builder (speechlm.base.registry)."""
-    return SpeechLMAsr(cfg.encoder, cfg.lm, cfg.speechlm, vocab_size)
+    return SpeechLMAsr(cfg.encoder, cfg.lm, cfg.speechlm, vocab_size, cfg.model.ctc_blank_bias)
 
 
 def asr_task_trained(state: dict) -> bool:

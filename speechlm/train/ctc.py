@@ -12,6 +12,7 @@ from speechlm.base.errors import SpeechlmError
 from speechlm.data.datamodule import drop_long_cuts, make_loader
 from speechlm.data.features import check_features, compute_cmvn, load_cuts
 from speechlm.models.asr import CTCModel
+from speechlm.models.experiment import build_model
 from speechlm.text.tokenizer import Tokenizer
 from speechlm.train.trainer import Trainer
 
@@ -54,7 +55,8 @@ class CtcTrainer(Trainer):
         return cuts
 
     def build_model(self) -> CTCModel:
-        model = CTCModel(self.cfg.encoder, self.tokenizer.vocab_size)
+        """The family's model (registry builder) with CMVN from the training cuts."""
+        model = build_model(self.cfg, self.tokenizer.vocab_size)
         model.set_cmvn(*compute_cmvn(self.train_cuts))
         return model
 

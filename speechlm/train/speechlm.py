@@ -39,10 +39,7 @@ class SpeechLMTrainer(CtcTrainer):
                                               cfg.lm.valid_sentences)
 
     def build_model(self) -> SpeechLMAsr:
-        from speechlm.data.features import compute_cmvn
-
-        model = SpeechLMAsr(self.cfg.encoder, self.cfg.lm, self.cfg.speechlm, self.tokenizer.vocab_size)
-        model.set_cmvn(*compute_cmvn(self.train_cuts))
+        model = super().build_model()  # the speechlm family's builder, CMVN
         if self.cfg.speechlm.lm_init:
             load_lm_into(model, self.cfg.speechlm.lm_init, self.cfg.lm)
         return model
