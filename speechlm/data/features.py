@@ -17,11 +17,12 @@ import torch
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
 
 from speechlm.base.errors import SpeechlmError
+from speechlm.data.audio_io import SAMPLING_RATE
 
 log = logging.getLogger(__name__)
 
-SAMPLING_RATE = 16000
 NUM_MEL_BINS = 80
+FRAME_SHIFT = 0.01  # seconds per fbank frame
 
 
 def load_cuts(path: str | Path) -> CutSet:
@@ -33,6 +34,11 @@ def load_cuts(path: str | Path) -> CutSet:
         return CutSet.from_file(path).to_eager()
     except Exception as e:  # lhotse raises many types for a bad manifest
         raise SpeechlmError(f"cut manifest {path} could not be read ({type(e).__name__}: {e})") from None
+
+
+def fbank_extractor() -> Fbank:
+    """The one feature extractor every model is trained and decoded with (80-dim, 16 kHz)."""
+    return Fbank(FbankConfig(sampling_rate=SAMPLING_RATE, num_mel_bins=NUM_MEL_BINS))
 
 
 def compute_fbank(
@@ -55,7 +61,7 @@ def compute_fbank(
     if storage_dir.exists():
         shutil.rmtree(storage_dir)  # a previous interrupted run; features are recomputed whole
     storage_dir.parent.mkdir(parents=True, exist_ok=True)
-    extractor = Fbank(FbankConfig(sampling_rate=SAMPLING_RATE, num_mel_bins=NUM_MEL_BINS))
+    extractor = fbank_extractor()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # each worker process computes on its own core
     try:

@@ -18,11 +18,9 @@ import torch
 from tqdm import tqdm
 
 from speechlm.data.datamodule import make_loader
-from speechlm.data.features import load_cuts
+from speechlm.data.features import FRAME_SHIFT, load_cuts
 from speechlm.decode.methods import DecodeContext, build_methods
 from speechlm.models.experiment import Experiment
-
-FRAME_SHIFT = 0.01  # seconds per fbank frame
 
 
 @dataclass
