@@ -2,7 +2,8 @@
 
 - ``speechlm transcribe``: audio files, folders or lists -> one line per file (text, JSON with
   word times, or CTM), any decoding method the model supports, torch or ONNX backend.
-- ``speechlm export``: a CTC-capable model dir -> ONNX (CMVN, encoder and CTC head in the graph).
+- ``speechlm export``: a CTC-capable model dir -> ONNX or TorchScript (CMVN, encoder and CTC head
+  in the graph).
 """
 
 from __future__ import annotations
@@ -48,12 +49,18 @@ def cmd_transcribe(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from speechlm.export.onnx import export_onnx
+    if args.format == "torchscript":
+        from speechlm.export.torchscript import export_torchscript
 
-    out = export_onnx(args.model_dir, args.out, avg=args.avg, opset=args.opset)
+        out = export_torchscript(args.model_dir, args.out, avg=args.avg)
+        use = "torch.jit.load(path)(x, x_lens) -> (log_probs, log_probs_len)"
+    else:
+        from speechlm.export.onnx import export_onnx
+
+        out = export_onnx(args.model_dir, args.out, avg=args.avg, opset=args.opset)
+        use = f"speechlm transcribe --model-dir {args.model_dir} --backend onnx FILE..."
     size = out.stat().st_size / 2**20
-    print(f"wrote {out} ({size:.1f} MB) and {out.parent / 'tokens.txt'}; use it with "
-          f"`speechlm transcribe --model-dir {args.model_dir} --backend onnx FILE...`")
+    print(f"wrote {out} ({size:.1f} MB) and {out.parent / 'tokens.txt'}; use it with `{use}`")
 
 
 def register(sub, fmt) -> None:
@@ -88,11 +95,11 @@ def register(sub, fmt) -> None:
     s.set_defaults(func=cmd_transcribe)
 
     s = sub.add_parser("export", formatter_class=fmt,
-                       help="a CTC-capable model dir -> ONNX (CMVN + encoder + CTC head)")
+                       help="a CTC-capable model dir -> ONNX or TorchScript (CMVN + encoder + CTC head)")
     s.add_argument("--model-dir", required=True, help="exp dir written by training")
-    s.add_argument("--format", default="onnx", choices=["onnx"])
-    s.add_argument("--out", help="output .onnx file; default MODEL_DIR/model.onnx (where "
-                                 "transcribe --backend onnx looks)")
+    s.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
+    s.add_argument("--out", help="output file; default MODEL_DIR/model.onnx (where transcribe "
+                                 "--backend onnx looks) or MODEL_DIR/model.torchscript.pt")
     s.add_argument("--avg", type=int, default=0, metavar="K",
                    help="export the average of the last K epoch checkpoints instead of final.pt")
     s.add_argument("--opset", type=int, default=17, help="ONNX opset")

@@ -23,10 +23,10 @@ from typing import Dict, Optional
 
 import numpy as np
 import torch
-from torch import nn
 
 from speechlm.base.errors import SpeechlmError
 from speechlm.data.features import FRAME_SHIFT, NUM_MEL_BINS, SAMPLING_RATE
+from speechlm.export.graph import CtcGraph, example_inputs
 from speechlm.models.asr import Encoded
 from speechlm.models.encoder import SUBSAMPLING_FACTOR
 from speechlm.models.experiment import load_experiment
@@ -40,19 +40,6 @@ TOKENS_NAME = "tokens.txt"
 OPSET = 17
 
 
-class _CtcGraph(nn.Module):
-    """The traced function: features -> CTC log-probs (whatever else the model computes for
-    decoding, e.g. a speech-LM prefix, is left out of the graph)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor, x_lens: torch.Tensor):
-        enc = self.model.encode_for_decoding(x, x_lens)
-        return enc.log_probs, enc.lengths
-
-
 def export_onnx(model_dir: str | Path, out: Optional[str | Path] = None, avg: int = 0,
                 opset: int = OPSET) -> Path:
     """Write ``model_dir``'s CTC model as ONNX (default ``MODEL_DIR/model.onnx``) with metadata
@@ -64,15 +51,11 @@ def export_onnx(model_dir: str | Path, out: Optional[str | Path] = None, avg: in
     if out.suffix != ".onnx":
         raise SpeechlmError(f"--out {out}: the file name must end in .onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
-    graph = _CtcGraph(exp.model).eval()
-    # two utterances of different lengths, so padding and masks are traced as they run
-    x = torch.randn(2, 203, NUM_MEL_BINS)
-    x_lens = torch.tensor([203, 150])
     tmp = out.with_name(f".tmp.{out.name}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on shapes that are fixed by design
         torch.onnx.export(
-            graph, (x, x_lens), str(tmp), dynamo=False, opset_version=opset,
+            CtcGraph(exp.model).eval(), example_inputs(), str(tmp), dynamo=False, opset_version=opset,
             input_names=["x", "x_lens"], output_names=["log_probs", "log_probs_len"],
             dynamic_axes={"x": {0: "N", 1: "T"}, "x_lens": {0: "N"},
                           "log_probs": {0: "N", 1: "T_out"}, "log_probs_len": {0: "N"}})
@@ -96,10 +79,16 @@ def export_onnx(model_dir: str | Path, out: Optional[str | Path] = None, avg: in
     onnx.checker.check_model(proto)
     onnx.save(proto, str(tmp))
     tmp.replace(out)
-    (out.parent / TOKENS_NAME).write_text("".join(f"{p} {i}\n" for i, p in enumerate(pieces)),
-                                          encoding="utf-8")
+    write_tokens(exp.tokenizer, out.parent)
     log.info("exported %s (%s, %s) -> %s", exp.exp_dir, exp.cfg.model.kind, exp.checkpoint, out)
     return out
+
+
+def write_tokens(tokenizer: Tokenizer, folder: Path) -> Path:
+    """``tokens.txt``: ``<piece> <id>`` a line (the symbol table sherpa-onnx and k2 read)."""
+    path = folder / TOKENS_NAME
+    path.write_text("".join(f"{p} {i}\n" for i, p in enumerate(tokenizer.pieces())), encoding="utf-8")
+    return path
 
 
 def onnx_metadata(path: str | Path) -> Dict[str, str]:
