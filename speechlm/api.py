@@ -102,10 +102,12 @@ class Recognizer:
         """Transcripts of ``items`` in order, decoded together in chunks of about
         ``chunk_seconds`` of audio (batches mix recordings; memory stays bounded)."""
         chunk: List[Audio] = []
+        seconds = 0.0
         for x in items:
             chunk.append(self._audio(x))
-            if sum(a.duration for a in chunk) >= chunk_seconds:
+            seconds += chunk[-1].duration
+            if seconds >= chunk_seconds:
                 yield from self.transcriber(chunk, timestamps)
-                chunk = []
+                chunk, seconds = [], 0.0
         if chunk:
             yield from self.transcriber(chunk, timestamps)

@@ -100,6 +100,9 @@ def test_inputs_folders_and_lists(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SpeechlmError, match="no audio files"):
         expand_inputs([tmp_path / "empty"])
+    (tmp_path / "x.m4a").write_bytes(b"\x00\xff\xfe binary")
+    with pytest.raises(SpeechlmError, match="x.m4a: neither an audio file .* nor a UTF-8 list"):
+        expand_inputs([tmp_path / "x.m4a"])
 
 
 def test_vad_finds_every_recording_in_a_long_one():

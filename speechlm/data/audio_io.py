@@ -118,7 +118,12 @@ def expand_inputs(items: Sequence[str | Path]) -> List[Path]:
                 raise SpeechlmError(f"{path}: audio file not found")
             out.append(path)
         elif path.is_file():
-            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError:
+                raise SpeechlmError(f"{path}: neither an audio file ({' '.join(AUDIO_SUFFIXES)}) nor a "
+                                    "UTF-8 list of audio files") from None
+            for n, line in enumerate(lines, 1):
                 line = line.strip()
                 if not line or line.startswith("#"):
                     continue
