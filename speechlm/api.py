@@ -24,14 +24,14 @@ from speechlm.base.errors import SpeechlmError
 from speechlm.base.registry import DECODING_METHODS
 from speechlm.data.audio_io import Audio, load_audio, to_model_audio
 from speechlm.data.vad import VadConfig
-from speechlm.decode.methods import DecodeContext, build_methods
-from speechlm.decode.resources import find_resources
+from speechlm.decode.methods import DecodeContext, build_methods, text_lm_source
+from speechlm.decode.resources import LANG_IN_DIR, LM_IN_DIR, find_resources
 from speechlm.decode.transcribe import Transcriber, Transcript, Word
 from speechlm.export import BACKENDS
 from speechlm.models.experiment import Experiment, load_experiment
 from speechlm.models.tts import Synthesizer
 
-__all__ = ["Recognizer", "Synthesizer", "Transcript", "Word", "BACKENDS"]
+__all__ = ["Recognizer", "Synthesizer", "Transcript", "Word", "BACKENDS", "bundle_model_dir"]
 
 AudioInput = Union[str, Path, Tuple["object", int], Audio]
 
@@ -111,3 +111,45 @@ class Recognizer:
                 chunk, seconds = [], 0.0
         if chunk:
             yield from self.transcriber(chunk, timestamps)
+
+
+MODEL_FILES = ("config.yaml", "tokenizer.model", "final.pt")
+EXPORT_FILES = ("model.onnx", "tokens.txt")
+
+
+def bundle_model_dir(model_dir: str | Path, out_dir: str | Path, lang_dir: Optional[str | Path] = None,
+                     lm_checkpoint: Optional[str | Path] = None) -> List[str]:
+    """A self-contained copy of a model dir, for every decoding method it can run anywhere:
+    config.yaml, tokenizer.model, final.pt, the ONNX export if there is one, ``lang/``
+    (HLG.fst, words.txt) and ``lm.pt`` (the text LM) where the model dir's resources give them
+    (:mod:`speechlm.decode.resources`; ``lang_dir``/``lm_checkpoint`` override). Returns what
+    was copied."""
+    import shutil
+
+    from speechlm.base.config import load_config
+
+    src, out = Path(model_dir), Path(out_dir)
+    missing = [f for f in MODEL_FILES if not (src / f).is_file()]
+    if missing:
+        raise SpeechlmError(f"--model-dir {src}: no {', '.join(missing)}: not a trained model dir "
+                            "(training writes config.yaml, tokenizer.model and final.pt)")
+    if out.exists() and any(out.iterdir()):
+        raise SpeechlmError(f"--out {out} exists and is not empty: give a new folder")
+    methods = [m.name for m in DECODING_METHODS]
+    lang, lm = find_resources(src, methods, lang_dir, lm_checkpoint)
+    lm = lm or text_lm_source(None, load_config(src / "config.yaml"))[0] or None
+    out.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for name in MODEL_FILES + EXPORT_FILES:
+        if (src / name).is_file():
+            shutil.copy2(src / name, out / name)
+            copied.append(name)
+    if lang is not None and (lang / "HLG.fst").is_file():
+        (out / LANG_IN_DIR).mkdir()
+        for name in ("HLG.fst", "words.txt"):
+            shutil.copy2(lang / name, out / LANG_IN_DIR / name)
+        copied.append(f"{LANG_IN_DIR}/ (from {lang})")
+    if lm and Path(lm).is_file():
+        shutil.copy2(lm, out / LM_IN_DIR)
+        copied.append(f"{LM_IN_DIR} (from {lm})")
+    return copied

@@ -231,12 +231,15 @@ def test_every_kind_of_method_finds_its_resources_from_the_model_dir(tiny_ctc, t
     assert fusion.transcriber.method.__name__ == "fusion"  # the LM loaded from the recorded path
     assert fusion.transcribe(TEST_FILES[3]).words == Recognizer.from_dir(
         exp, method="lm-shallow-fusion", lm_checkpoint=lm).transcribe(TEST_FILES[3]).words
-    # self-contained: the resources inside the model dir, the recorded paths gone
-    (exp / "resources.yaml").unlink()
-    shutil.copytree(lang, exp / "lang")
-    shutil.copy(lm, exp / "lm.pt")
+    # self-contained: `export --format dir` copies the resources in; the originals can go
+    assert main(["export", "--model-dir", str(exp), "--format", "dir", "--out", str(tmp_path / "b")]) == 0
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "config.yaml", "final.pt", "lang", "lm.pt", "tokenizer.model"]
     moved = tmp_path / "moved"
-    shutil.move(str(exp), moved)
+    shutil.move(str(tmp_path / "b"), moved)
     shutil.rmtree(lang)
+    shutil.rmtree(tmp_path / "lm")
     assert [w for f in TEST_FILES for w in Recognizer.from_dir(moved, method="hlg-1best").transcribe(f).words] == words
-    Recognizer.from_dir(moved, method="lm-shallow-fusion")  # lm.pt inside
+    assert Recognizer.from_dir(moved, method="lm-shallow-fusion").transcribe(TEST_FILES[3]).words == \
+        fusion.transcribe(TEST_FILES[3]).words
+    assert main(["export", "--model-dir", str(exp), "--format", "dir", "--out", str(moved)]) == 2  # not empty

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from speechlm.base.errors import SpeechlmError
+
 FORMATS = ("text", "json", "ctm")
 
 
@@ -49,6 +51,15 @@ def cmd_transcribe(args) -> None:
 
 
 def cmd_export(args) -> None:
+    if args.format == "dir":
+        from speechlm.api import bundle_model_dir
+
+        if not args.out:
+            raise SpeechlmError("export --format dir needs --out DIR (a new folder)")
+        copied = bundle_model_dir(args.model_dir, args.out, args.lang_dir, args.lm_checkpoint)
+        print(f"wrote {args.out}: {', '.join(copied)}; it decodes with every method it holds the "
+              "files for, wherever it is copied")
+        return
     if args.format == "torchscript":
         from speechlm.export.torchscript import export_torchscript
 
@@ -97,9 +108,15 @@ def register(sub, fmt) -> None:
     s = sub.add_parser("export", formatter_class=fmt,
                        help="a CTC-capable model dir -> ONNX or TorchScript (CMVN + encoder + CTC head)")
     s.add_argument("--model-dir", required=True, help="exp dir written by training")
-    s.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
+    s.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "dir"],
+                   help="dir: a self-contained copy of the model dir (with lang/ and lm.pt for "
+                        "hlg-* and LM fusion) for speechlm transcribe anywhere")
     s.add_argument("--out", help="output file; default MODEL_DIR/model.onnx (where transcribe "
-                                 "--backend onnx looks) or MODEL_DIR/model.torchscript.pt")
+                                 "--backend onnx looks) or MODEL_DIR/model.torchscript.pt; "
+                                 "--format dir: the new folder")
+    s.add_argument("--lang-dir", help="--format dir: lang dir to include (default: found from the model dir)")
+    s.add_argument("--lm-checkpoint", help="--format dir: text LM to include (default: found "
+                                           "from the model dir or its config)")
     s.add_argument("--avg", type=int, default=0, metavar="K",
                    help="export the average of the last K epoch checkpoints instead of final.pt")
     s.add_argument("--opset", type=int, default=17, help="ONNX opset")
