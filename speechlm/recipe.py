@@ -198,6 +198,11 @@ def new_recipe(
     corpus_path = Path(corpus_path).absolute()
     extra = _import_kwargs(import_args)
     result = import_corpus(kind, corpus_path, None, name, on_error=on_error, **extra)
+    if "train" not in result.splits:
+        raise SpeechlmError(
+            f"{corpus_path}: the corpus is a test set only (split {result.split_how}), nothing to "
+            "train a recipe on; to score a trained model on it: speechlm decode --exp-dir EXP "
+            f"--data {corpus_path} --data-kind {kind}")
     train_sups = result.manifests["train"][1]
     train_seconds, train_utts = sum(s.duration for s in train_sups), len(train_sups)
     why = ""

@@ -80,3 +80,35 @@ def copy_recipe(root: Path, name: str) -> Path:
     shutil.copytree(src / "conf", dst / "conf")
     shutil.copy2(src / "RESULTS.md", dst / "RESULTS.md")
     return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_ctc(tiny_asr, tmp_path_factory):
+    """A tiny CTC model trained on ``tiny_asr`` until it says words (imperfect ones: it learns
+    from 40 utterances): its exp dir."""
+    from speechlm.base.config import load_config
+    from speechlm.train.ctc import CtcTrainer
+
+    exp = tmp_path_factory.mktemp("tiny_ctc") / "exp"
+    cfg = load_config(None, tiny_overrides(20) + ["data.max_duration=3", "optim.lr=0.004"])
+    CtcTrainer(cfg, exp, tiny_asr["train"], None, tiny_asr["tokenizer"]).run()
+    return exp
+
+
+def fsdd_long_recording(files, seed=0, pause=(0.3, 1.0), noise=1e-3):
+    """``files`` (FSDD WAVs, 8 kHz) read one after another with a pause of low noise before
+    each: (samples at 8 kHz, [(start, end) sample range of each file])."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    parts, spans, pos = [], [], 0
+    for f in files:
+        x, sr = sf.read(str(f), dtype="float32")
+        assert sr == 8000
+        gap = (noise * rng.standard_normal(int(rng.uniform(*pause) * sr))).astype("float32")
+        parts += [gap, x]
+        spans.append((pos + len(gap), pos + len(gap) + len(x)))
+        pos += len(gap) + len(x)
+    parts.append((noise * rng.standard_normal(int(pause[1] * 8000))).astype("float32"))
+    return np.concatenate(parts), spans

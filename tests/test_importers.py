@@ -222,9 +222,61 @@ def test_auto_split_falls_back_to_recordings_with_few_speakers():
     assert how == "by recording" and [len(splits[s]) for s in ("train", "dev", "test")] == [16, 2, 2]
 
 
-def test_auto_split_too_small():
-    with pytest.raises(SpeechlmError, match="too small to split"):
-        auto_split([Utterance("u1", None, "x", "")])
+def test_auto_split_too_small_is_a_test_set(caplog):
+    with caplog.at_level(logging.WARNING):
+        splits, how = auto_split([Utterance("u1", None, "x", "")])
+    assert splits.keys() == {"test"} and how == "all test (too small to split)"
+    assert "too small to split into train and test (1 utterances): all of it is a test set" in caplog.text
+    with pytest.raises(SpeechlmError, match="split fractions"):
+        auto_split([Utterance("u1", None, "x", "")], test_fraction=1.5)
+
+
+# --- a test set only, in every layout (to score a trained model on new data) ----------------
+
+
+def test_test_only_corpora_in_every_layout(tmp_path):
+    """All rows split=test, a folder or Kaldi dir with only test/, a single file, a folder of one
+    file, --test-fraction 1.0: each imports as a test set (no train, no dev)."""
+    rows = ["path\ttext\tsplit"] + [f"c{i}.wav\tclip {i}\ttest" for i in range(3)]
+    for i in range(3):
+        tone(tmp_path / "t" / f"c{i}.wav")
+    (tmp_path / "t" / "list.tsv").write_text("\n".join(rows) + "\n")
+    folder_corpus(tmp_path / "f" / "test", speakers=("ann", "bob"), per_speaker=2)
+    kaldi_dir(tmp_path / "k" / "test", n=3)
+    one = folder_corpus(tmp_path / "one", speakers=("ann",), per_speaker=1)
+    cases = {
+        ("tsv", tmp_path / "t" / "list.tsv", 0.1): (3, "given by the corpus"),
+        ("folder", tmp_path / "f", 0.1): (4, "given by the corpus"),
+        ("kaldi-dir", tmp_path / "k", 0.1): (3, "given by the corpus"),
+        ("folder", one / "ann" / "ann_0.wav", 0.1): (1, "all test (too small to split)"),
+        ("folder", one, 0.1): (1, "all test (too small to split)"),
+        ("folder", folder_corpus(tmp_path / "five"), 1.0): (20, "all test (--test-fraction 1)"),
+    }
+    for (kind, path, test_fraction), (n, how) in cases.items():
+        res = import_corpus(kind, path, tmp_path / "out" / kind, prefix="p", test_fraction=test_fraction)
+        assert res.splits == ["test"] and res.num_utterances == n and res.split_how == how, (kind, path)
+        assert len(read_jsonl(tmp_path / "out" / kind / "p_cuts_test.jsonl.gz")) == n
+    assert import_corpus("folder", one / "ann" / "ann_0.wav").manifests["test"][1][0].text == "hello world 0"
+
+
+def test_given_split_without_test_and_recipe_of_a_test_set_are_refused(tmp_path):
+    from speechlm.recipe import new_recipe
+
+    folder_corpus(tmp_path / "f" / "train", speakers=("ann",), per_speaker=2)
+    with pytest.raises(SpeechlmError, match="no usable 'test' utterances"):
+        import_corpus("folder", tmp_path / "f")
+    folder_corpus(tmp_path / "g" / "test", speakers=("ann",), per_speaker=2)
+    with pytest.raises(SpeechlmError, match="a test set only .*speechlm decode --exp-dir EXP --data"):
+        new_recipe("g", "folder", tmp_path / "g", egs_dir=tmp_path / "egs")
+    assert not (tmp_path / "egs" / "g").exists()
+
+
+def test_cli_import_test_fraction_one(tmp_path, capsys):
+    from speechlm.cli import main
+
+    root = folder_corpus(tmp_path / "f")
+    assert main(["import", "folder", str(root), "--out-dir", str(tmp_path / "m"), "--test-fraction", "1.0"]) == 0
+    assert "split all test (--test-fraction 1): test=20" in capsys.readouterr().out
 
 
 def test_cli_import_bad_corpus_is_one_line(tmp_path, capsys):

@@ -190,6 +190,20 @@ def test_synthesize_cli_writes_a_wav(tiny_tts, tmp_path):
     assert np.sqrt(np.mean(audio ** 2)) > 1e-3  # not silent
 
 
+def test_synthesizer_api(tiny_tts, tmp_path):
+    from speechlm import Synthesizer
+    from speechlm.base.errors import SpeechlmError
+
+    wave, sr = Synthesizer.from_dir(tiny_tts["tts"]).synthesize("one two three")
+    assert sr == 16000 and wave.dtype == np.float32 and wave.ndim == 1 and wave.size > 0.1 * sr
+    assert np.sqrt(np.mean(wave ** 2)) > 1e-3 and np.abs(wave).max() <= 1.0
+    out = tmp_path / "cli.wav"  # the verb and the API say the same
+    assert speechlm("synthesize", "--model-dir", tiny_tts["tts"], "one two three", "-o", out).returncode == 0
+    assert np.abs(sf.read(out, dtype="float32")[0] - wave).max() < 1e-3
+    with pytest.raises(SpeechlmError, match="holds a .ctc. model"):
+        Synthesizer.from_dir(tiny_tts["asr"])
+
+
 def test_synthesize_batch_mode(tiny_tts, tmp_path):
     sents = tmp_path / "sents.txt"
     sents.write_text("one two\n\nnine eight seven\n")

@@ -16,10 +16,11 @@ from typing import List, Optional
 
 from speechlm.base.errors import SpeechlmError, user_message
 from speechlm.base.files import disk_full_message, read_text_file
+from speechlm.data.import_options import KINDS
 
 # Modules that add verbs: each has ``register(subparsers, formatter_class)``, which adds its
 # parsers and sets ``func`` on them. Keeps this file small as capabilities are added.
-VERB_MODULES: List[str] = ["speechlm.cli.corpus", "speechlm.cli.lm", "speechlm.cli.tts"]
+VERB_MODULES: List[str] = ["speechlm.cli.corpus", "speechlm.cli.lm", "speechlm.cli.tts", "speechlm.cli.use"]
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -110,10 +111,22 @@ def cmd_decode(args) -> None:
     from speechlm.base.logs import setup_logging
     from speechlm.scoring.evaluate import decode_and_score
 
+    if (args.cuts is None) == (args.data is None):
+        raise SpeechlmError("decode: give either --cuts (a test cut manifest with features) or "
+                            "--data PATH --data-kind KIND (a corpus; features computed on the fly)")
+    if args.data and not args.data_kind:
+        raise SpeechlmError(f"--data {args.data}: say its layout with --data-kind "
+                            "(kaldi-dir, folder or tsv; see `speechlm import --help`)")
     setup_logging(Path(args.exp_dir) / "log" / f"decode-{args.set_name}.log", True)
+    cuts = args.cuts
+    if args.data:
+        from speechlm.data.eval_set import prepare_eval_set
+
+        cache = args.data_cache or Path(args.exp_dir) / f"decode-{args.set_name}" / "data"
+        cuts = prepare_eval_set(args.data_kind, args.data, cache, on_error=args.data_on_error)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     command = args.command or " ".join(shlex.quote(a) for a in ["speechlm"] + sys.argv[1:])
-    res = decode_and_score(args.exp_dir, args.cuts, args.set_name, methods, out_dir=args.out_dir,
+    res = decode_and_score(args.exp_dir, cuts, args.set_name, methods, out_dir=args.out_dir,
                            lang_dir=args.lang_dir, device=args.device, results_md=args.results_md,
                            command=command, tag=args.tag, overrides=args.set or [],
                            lm_checkpoint=args.lm_checkpoint, avg=args.avg)
@@ -190,7 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("decode", help="decode + score a test set with several methods",
                        formatter_class=HelpFormatter, epilog=_methods_help())
     s.add_argument("--exp-dir", required=True, help="training output (config, tokenizer, final.pt)")
-    s.add_argument("--cuts", required=True, help="test cut manifest with features")
+    s.add_argument("--cuts", help="test cut manifest with features (or --data)")
+    s.add_argument("--data", metavar="PATH",
+                   help="a corpus to score on instead of --cuts: imported (all of it is the test "
+                        "set unless it gives its own split) and fbank computed into --data-cache")
+    s.add_argument("--data-kind", choices=KINDS, help="layout of --data (as `speechlm import`)")
+    s.add_argument("--data-cache", help="where --data's manifests and features go; reused while "
+                                        "the corpus is unchanged (default EXP_DIR/decode-SET/data)")
+    s.add_argument("--data-on-error", default="raise", choices=["raise", "skip"],
+                   help="bad utterances in --data: stop listing them, or leave them out")
     s.add_argument("--set-name", default="test", help="name used in report file names")
     s.add_argument("--methods", default="",
                    help="comma-separated decoding methods (listed below); default: decode.methods "

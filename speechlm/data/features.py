@@ -19,10 +19,10 @@ from lhotse.cut import Cut, MixedCut, MixTrack, MultiCut
 from lhotse.utils import fastcopy
 
 from speechlm.base.errors import SpeechlmError
+from speechlm.data.audio_io import SAMPLING_RATE
 
 log = logging.getLogger(__name__)
 
-SAMPLING_RATE = 16000
 NUM_MEL_BINS = 80
 FRAME_SHIFT = 0.01  # seconds per fbank frame
 
@@ -146,6 +146,12 @@ def downmix(cut: Cut) -> Cut:
     return MixedCut(id=cut.id, tracks=tracks)
 
 
+def fbank_extractor() -> Fbank:
+    """The one feature extractor every model is trained and decoded with (80-dim, 16 kHz)."""
+    return Fbank(FbankConfig(sampling_rate=SAMPLING_RATE, num_mel_bins=NUM_MEL_BINS,
+                             frame_shift=FRAME_SHIFT))
+
+
 def compute_fbank(
     cuts_path: str | Path,
     out_cuts_path: str | Path,
@@ -173,8 +179,7 @@ def compute_fbank(
     if storage_dir.exists():
         shutil.rmtree(storage_dir)  # a previous interrupted run; features are recomputed whole
     storage_dir.parent.mkdir(parents=True, exist_ok=True)
-    extractor = Fbank(FbankConfig(sampling_rate=SAMPLING_RATE, num_mel_bins=NUM_MEL_BINS,
-                                  frame_shift=FRAME_SHIFT))
+    extractor = fbank_extractor()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # each worker process computes on its own core
     try:

@@ -17,7 +17,9 @@ layouts:
   tsv        .tsv/.csv with a header: path, text, optional speaker, id, split (paths relative to it);
              without a header: --columns path,text[,speaker,...] ('-' ignores a column)
 Known corpora in their upstream layouts (librispeech, fsdd, ...): speechlm prepare NAME.
-Without a split of its own the corpus is split deterministically, by speaker when known."""
+Without a split of its own the corpus is split deterministically, by speaker when known.
+A test set only (to score a trained model): a split with test alone (split=test rows, a test/
+folder), --test-fraction 1.0, or one audio file (folder PATH may be the file itself)."""
 
 
 def add_import_options(p: argparse.ArgumentParser) -> None:
@@ -26,7 +28,8 @@ def add_import_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-error", default="raise", choices=["raise", "skip"],
                    help="bad utterances: stop with one message listing them all, or leave them out")
     p.add_argument("--dev-fraction", type=float, default=0.1, help="dev share when the corpus has no split")
-    p.add_argument("--test-fraction", type=float, default=0.1, help="test share when the corpus has no split")
+    p.add_argument("--test-fraction", type=float, default=0.1,
+                   help="test share when the corpus has no split; 1.0: all of it is a test set")
     p.add_argument("--speaker-regex", help="folder: regex with (?P<speaker>...) matched on file names")
     p.add_argument("--keep-case", action="store_true", help="do not lowercase transcripts")
     p.add_argument("--columns", help="tsv without a header row: its columns in order, e.g. "

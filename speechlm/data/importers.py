@@ -12,7 +12,8 @@ Three layouts are read (``KINDS``):
 * ``folder``: audio files (``.wav .flac .ogg .mp3``) each with a same-named ``.txt`` or ``.lab``
   transcript. A file in a subfolder takes the subfolder's name as its speaker (``spk1/a.wav``);
   ``speaker_regex`` (a ``(?P<speaker>...)`` group matched on the file name) overrides that.
-  Top-level subfolders named ``train``/``dev``/``test`` give those splits.
+  Top-level subfolders named ``train``/``dev``/``test`` give those splits. The path may also be
+  one audio file (with its transcript beside it).
 * ``tsv``: a ``.tsv`` / ``.csv`` table with a header row naming its columns: ``path`` (or
   ``audio``, ``wav``, ``file``), ``text`` (or ``transcript``, ``sentence``), optionally
   ``speaker`` (or ``spk``, ``client_id``), ``id`` and ``split``. Paths are relative to the table.
@@ -23,6 +24,10 @@ Every utterance is checked (audio present and readable, transcript non-empty and
 unique, segments inside their recording). With ``on_error="raise"`` (the default) all problems
 are collected first and reported in one error naming the files; with ``"skip"`` the bad
 utterances are left out and the same report is logged as warnings.
+
+A corpus may be a test set only: a given split without train (all rows ``split=test``, only a
+``test/`` folder), ``test_fraction=1.0``, or a corpus too small to split (one file). That is how
+a trained model is scored on new data (``speechlm decode --data``).
 
 When the corpus has no split, one is made without randomness (:func:`auto_split`): by speaker
 when every utterance has one and there are at least 3 speakers, else by recording (else, for a
@@ -56,11 +61,11 @@ from speechlm.data.corpus import (
 )
 from speechlm.base.errors import SpeechlmError
 from speechlm.base.files import read_text_file
+from speechlm.data.audio_io import AUDIO_SUFFIXES
 from speechlm.data.import_options import KINDS
 
 logger = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 TRANSCRIPT_SUFFIXES = (".txt", ".lab")
 SPLIT_NAMES = {"train": "train", "dev": "dev", "valid": "dev", "validation": "dev",
                "test": "test", "eval": "test"}
@@ -236,15 +241,21 @@ def _transcript_for(audio: Path) -> Optional[Path]:
 def list_folder(
     root: Path, problems: SkipCounter, split: Optional[str] = None, speaker_regex: Optional[str] = None
 ) -> List[Utterance]:
-    """Audio files under ``root`` with same-named ``.txt``/``.lab`` transcripts."""
+    """Audio files under ``root`` with same-named ``.txt``/``.lab`` transcripts (``root`` may
+    also be one audio file: that file alone)."""
     pattern = re.compile(speaker_regex) if speaker_regex else None
     if pattern is not None and "speaker" not in pattern.groupindex:
         raise SpeechlmError(f"speaker regex {speaker_regex!r} needs a (?P<speaker>...) group")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if root.is_file():
+        base = root.parent
+        files = [root] + [t for t in map(root.with_suffix, TRANSCRIPT_SUFFIXES) if t.is_file()]
+    else:
+        base = root
+        files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     audio = [p for p in files if p.suffix.lower() in AUDIO_SUFFIXES]
     utts, ids = [], UniqueIds()
     for path in audio:
-        rel = path.relative_to(root)
+        rel = path.relative_to(base)
         transcript = _transcript_for(path)
         if transcript is None:
             problems.add(f"audio without a transcript ({'/'.join(TRANSCRIPT_SUFFIXES)})", path)
@@ -382,10 +393,16 @@ def auto_split(
     ``MIN_SPEAKERS_FOR_SPEAKER_SPLIT``, else recordings, else segments) are visited in a fixed hash order and
     moved to test, then dev, until each holds its fraction of the utterances; a group more than
     twice that size is left in train, and train always keeps at least one group.
+
+    ``test_fraction`` 1.0 makes the whole corpus a test set (an evaluation-only corpus; dev is
+    then empty), and so does a corpus too small to give both a train and a test part (with a
+    warning: a single recording, for instance).
     """
+    if test_fraction == 1.0:
+        return {"test": list(utts)}, "all test (--test-fraction 1)"
     if not (0 <= dev_fraction < 1 and 0 < test_fraction < 1 and dev_fraction + test_fraction < 1):
-        raise SpeechlmError(f"split fractions must be in [0, 1) and sum below 1: "
-                            f"dev={dev_fraction}, test={test_fraction}")
+        raise SpeechlmError(f"split fractions must be in [0, 1) and sum below 1 (or test 1.0: all "
+                            f"test): dev={dev_fraction}, test={test_fraction}")
     speakers = {u.speaker for u in utts}
     attempts = []
     if None not in speakers and len(speakers) >= MIN_SPEAKERS_FOR_SPEAKER_SPLIT:
@@ -401,22 +418,25 @@ def auto_split(
         if out["test"] and out["train"]:
             return {k: v for k, v in out.items() if v}, how
         logger.info(f"split {how} gives an empty train or test set; trying the next way")
-    raise SpeechlmError(
-        f"the corpus is too small to split into train and test ({len(utts)} utterances); "
-        "add audio, or give the split yourself (train/ and test/ folders, or a 'split' column)."
-    )
+    logger.warning(
+        f"the corpus is too small to split into train and test ({len(utts)} utterances): all of it "
+        "is a test set. To train on it, add audio or give the split yourself (train/ and test/ "
+        "folders, or a 'split' column).")
+    return {"test": list(utts)}, "all test (too small to split)"
 
 
 def given_split(utts: List[Utterance], what: str) -> Dict[str, List[Utterance]]:
+    """The corpus's own split (utterances it leaves unassigned go to train). It must have test
+    utterances; train may be absent: an evaluation-only corpus (all rows split=test, only a
+    test/ folder)."""
     out: Dict[str, List[Utterance]] = defaultdict(list)
     for u in utts:
         out[u.split or "train"].append(u)
-    for name in ("train", "test"):
-        if not out.get(name):
-            raise SpeechlmError(
-                f"{what}: the corpus gives its own split but has no usable '{name}' utterances; "
-                "give both train and test, or no split at all (one is then made for you)."
-            )
+    if not out.get("test"):
+        raise SpeechlmError(
+            f"{what}: the corpus gives its own split but has no usable 'test' utterances; "
+            "give a test split, or no split at all (one is then made for you)."
+        )
     return dict(out)
 
 
@@ -432,8 +452,11 @@ def _lister(kind: str, path: Path, problems: SkipCounter, speaker_regex: Optiona
         if not path.is_file():
             raise SpeechlmError(f"{path}: table not found (expected a .tsv or .csv file)")
         return list_table(path, problems, columns)
+    if kind == "folder" and path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES:
+        return list_folder(path, problems, None, speaker_regex)  # one recording + its transcript
     if not path.is_dir():
-        raise SpeechlmError(f"{path}: not a directory (expected a {kind})")
+        raise SpeechlmError(f"{path}: not a directory (expected a {kind}"
+                            + (", or one audio file" if kind == "folder" else "") + ")")
     split_dirs = {SPLIT_NAMES[d.name]: d for d in sorted(path.iterdir())
                   if d.is_dir() and d.name in SPLIT_NAMES}
     if kind == "kaldi-dir":

@@ -14,7 +14,11 @@ from typing import List, Sequence
 import torch
 
 from speechlm.base.errors import SpeechlmError
+from speechlm.data.features import FRAME_SHIFT
+from speechlm.models.encoder import SUBSAMPLING_FACTOR
 from speechlm.text.symbols import BLANK_ID
+
+FRAME_TIME = FRAME_SHIFT * SUBSAMPLING_FACTOR  # seconds per ASR output frame (40 ms)
 
 
 def ctc_forced_align(log_probs: torch.Tensor, tokens: Sequence[int], blank: int = BLANK_ID) -> torch.Tensor:

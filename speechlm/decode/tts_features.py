@@ -11,14 +11,14 @@ import torch
 
 from speechlm.base.checkpoint import save_atomic
 from speechlm.base.errors import SpeechlmError
-from speechlm.data.features import NUM_MEL_BINS, SAMPLING_RATE, load_cuts
-from speechlm.decode.align import ctc_forced_align, speech_bounds, token_durations
+from speechlm.data.features import SAMPLING_RATE, fbank_extractor, load_cuts
+from speechlm.decode.align import FRAME_TIME, ctc_forced_align, speech_bounds, token_durations
 from speechlm.models.experiment import load_experiment
 from speechlm.models.vocoder import MelFrontend, MelSpec
 
 log = logging.getLogger(__name__)
 
-ALIGN_FRAME_TIME = 0.04  # ASR output frame: 10 ms fbank x 4 (conv subsampling)
+ALIGN_FRAME_TIME = FRAME_TIME  # ASR output frame: 10 ms fbank x 4 (conv subsampling)
 ALIGN_FRAME_OFFSET = 0.04  # centre of output frame 0: input frames 0..6 (+ half a window)
 
 
@@ -35,8 +35,6 @@ def compute_tts_features(cuts_path: str | Path, asr_dir: str | Path, out_path: s
                          hop_length: int = 256, n_fft: int = 1024, device: str = "cpu",
                          batch_size: int = 8) -> int:
     """Log-mel frames and CTC-aligned token durations for every cut; written to ``out_path``."""
-    from lhotse import Fbank, FbankConfig
-
     cuts = load_cuts(cuts_path)
     if len(cuts) == 0:
         raise SpeechlmError(f"{cuts_path}: no cuts")
@@ -44,7 +42,7 @@ def compute_tts_features(cuts_path: str | Path, asr_dir: str | Path, out_path: s
     asr, tokenizer = exp.model, exp.tokenizer
     spec = MelSpec(n_fft=n_fft, hop_length=hop_length)
     frontend = MelFrontend(spec).to(device)
-    fbank = Fbank(FbankConfig(sampling_rate=SAMPLING_RATE, num_mel_bins=NUM_MEL_BINS))
+    fbank = fbank_extractor()
     utts = []
     for group in _batched_alignment_inputs(cuts, batch_size):
         for cut, _ in group:

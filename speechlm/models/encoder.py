@@ -14,6 +14,9 @@ from torch import nn
 from speechlm.base.config import EncoderConfig
 
 
+SUBSAMPLING_FACTOR = 4  # input frames per output frame (two stride-2 convolutions)
+
+
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """``(B,)`` lengths -> ``(B, max_len)`` bool mask, True on valid frames."""
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]

@@ -268,3 +268,12 @@ class Synthesizer:
 
     def __call__(self, texts: Sequence[str], items: Sequence[str] = ()) -> List[torch.Tensor]:
         return self.vocode(self.mels(texts, items))
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, device="cpu") -> "Synthesizer":
+        """The TTS model that ``speechlm train-tts`` wrote to ``model_dir``."""
+        return cls(model_dir, device)
+
+    def synthesize(self, text: str):
+        """One sentence -> ``(waveform, sample_rate)``: a float32 numpy array in [-1, 1]."""
+        return self([text], ["the text"])[0].clamp(-1, 1).numpy(), self.sample_rate

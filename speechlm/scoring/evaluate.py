@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from speechlm.base.device import resolve_device
+from speechlm.decode.methods import text_lm_source
 from speechlm.decode.recognize import decode_cuts
+from speechlm.decode.resources import find_resources, record_resources
 from speechlm.models.experiment import load_experiment
 from speechlm.scoring.report import score_and_write
 
@@ -36,6 +38,8 @@ def decode_and_score(
     for the fusion methods (default: the config's). ``avg`` > 0 decodes the average of the last
     ``avg`` epoch checkpoints instead of final.pt; the report names then carry ``avg<avg>``.
     With ``results_md``, one row per method goes into that file's section for ``exp_dir``.
+    A lang dir or text LM not given is looked up from the exp dir, and the ones used are
+    recorded there (:mod:`speechlm.decode.resources`).
     """
     exp_dir = Path(exp_dir)
     exp = load_experiment(exp_dir, resolve_device(device, "--device"), avg=avg,
@@ -44,9 +48,9 @@ def decode_and_score(
         tag = f"{tag}-avg{avg}" if tag else f"avg{avg}"
     methods = list(methods) or list(exp.cfg.decode.methods)
     out_dir = Path(out_dir) if out_dir else exp_dir / f"decode-{set_name}"
-    decoded = decode_cuts(exp, cuts_path, methods, lang_dir,
-                          str(lm_checkpoint) if lm_checkpoint else None,
-                          desc=f"decode {set_name}")
+    lang_dir, lm_checkpoint = find_resources(exp_dir, methods, lang_dir, lm_checkpoint)
+    decoded = decode_cuts(exp, cuts_path, methods, lang_dir, lm_checkpoint, desc=f"decode {set_name}")
+    record_resources(exp_dir, methods, lang_dir, text_lm_source(lm_checkpoint, exp.cfg)[0])
     rtf = decoded.rtf
     wers = score_and_write(
         out_dir, set_name, tag, decoded.results, extras={m: {"RTF": round(rtf[m], 4)} for m in rtf},
