@@ -116,7 +116,7 @@ def cmd_decode(args) -> None:
                            command=command, tag=args.tag, overrides=args.set or [],
                            lm_checkpoint=args.lm_checkpoint, avg=args.avg)
     for m, r in res.items():
-        print(f"{args.set_name}\t{m}\tWER {r['wer']:.2f}%\tRTF {r['rtf']:.4f}")
+        print(f"{args.set_name}\t{m}\tWER {r['wer']:.2f}%\tCER {r['cer']:.2f}%\tRTF {r['rtf']:.4f}")
 
 
 def _methods_help() -> str:

@@ -9,7 +9,7 @@ from typing import Dict, Optional, Sequence
 from speechlm.base.device import resolve_device
 from speechlm.decode.recognize import decode_cuts
 from speechlm.models.experiment import load_experiment
-from speechlm.scoring.report import score_and_write
+from speechlm.scoring.report import score_methods
 
 log = logging.getLogger("speechlm.decode")
 
@@ -29,7 +29,7 @@ def decode_and_score(
     lm_checkpoint: Optional[str | Path] = None,
     avg: int = 0,
 ) -> Dict[str, Dict[str, float]]:
-    """Decode ``cuts_path`` with every method; write icefall-style reports; return WER and RTF.
+    """Decode ``cuts_path`` with every method; write icefall-style reports; return WER, CER and RTF.
 
     ``methods`` empty: the config's ``decode.methods``. ``overrides`` (``decode.key=value``)
     change the decoding hyperparameters of the resolved config; ``lm_checkpoint`` is the text LM
@@ -48,11 +48,12 @@ def decode_and_score(
                           str(lm_checkpoint) if lm_checkpoint else None,
                           desc=f"decode {set_name}")
     rtf = decoded.rtf
-    wers = score_and_write(
+    scores = score_methods(
         out_dir, set_name, tag, decoded.results, extras={m: {"RTF": round(rtf[m], 4)} for m in rtf},
         results_md=results_md, command=command, section=exp_dir,
         notes=f"exp: {exp_dir}" + (f", average of the last {avg} epochs" if avg else ""),
     )
     for m in rtf:
-        log.info("%s %s: WER %.2f%%, RTF %.4f", set_name, m, wers[m], rtf[m])
-    return {m: {"wer": wers[m], "rtf": rtf[m]} for m in rtf}
+        log.info("%s %s: WER %.2f%%, CER %.2f%%, RTF %.4f", set_name, m, scores[m]["wer"],
+                 scores[m]["cer"], rtf[m])
+    return {m: {**scores[m], "rtf": rtf[m]} for m in rtf}

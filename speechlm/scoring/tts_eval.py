@@ -1,5 +1,6 @@
 """TTS evaluation: mel-cepstral distortion with DTW, and round-trip intelligibility (the recipe's
-ASR model decodes the synthesised audio and the real references of the same sentences).
+ASR model decodes the synthesised audio and the real references of the same sentences: WER and
+CER).
 
 MCD here: 24 mel-cepstral coefficients c1..c24 of the natural-log 80-bin mel magnitude at the
 TTS frame rate, scaled as a cepstrum (``log S(w) = c0 + 2 sum_k c_k cos(k w)``, i.e. a DCT-II
@@ -161,8 +162,8 @@ def evaluate_tts(model_dir: str | Path, ref_cuts: str | Path, asr_dir: str | Pat
     summary = {
         "model_dir": str(model_dir), "asr_dir": str(asr_dir), "num_utts": len(ids),
         "mcd_db": round(float(np.mean(mcds)), 3),
-        "wer_synthesised": {m: round(v["wer"], 2) for m, v in syn_wer.items()},
-        "wer_reference": {m: round(v["wer"], 2) for m, v in ref_wer.items()},
+        **{f"{kind}_{side}": {m: round(v[kind], 2) for m, v in scores.items()}
+           for kind in ("wer", "cer") for side, scores in (("synthesised", syn_wer), ("reference", ref_wer))},
         "synthesis_rtf": round(synth_seconds / max(audio_seconds, 1e-9), 4),
         "figure": str(out_dir / "mels.png") if pairs else "",
     }
@@ -170,8 +171,10 @@ def evaluate_tts(model_dir: str | Path, ref_cuts: str | Path, asr_dir: str | Pat
     lines = [f"MCD-DTW {summary['mcd_db']:.2f} dB over {len(ids)} utterances "
              f"(synthesis RTF {summary['synthesis_rtf']:.3f}, model + Griffin-Lim)"]
     for m in methods:
-        lines.append(f"round-trip WER ({m}): synthesised {summary['wer_synthesised'][m]:.2f}% | "
-                     f"reference {summary['wer_reference'][m]:.2f}%")
+        for kind in ("wer", "cer"):
+            lines.append(f"round-trip {kind.upper()} ({m}): synthesised "
+                         f"{summary[kind + '_synthesised'][m]:.2f}% | reference "
+                         f"{summary[kind + '_reference'][m]:.2f}%")
     (out_dir / "tts-summary.txt").write_text("\n".join(lines) + "\n")
     if results_md:
         _append_results(Path(results_md), summary, methods, command)
@@ -190,9 +193,13 @@ def _append_results(path: Path, summary: dict, methods: Sequence[str], command: 
     from speechlm.scoring.results_md import append_to_section, current_commit, section_key
 
     day = time.strftime("%Y-%m-%d")
-    wers = "; ".join(f"{m}: {summary['wer_synthesised'][m]:.2f}% (reference "
-                     f"{summary['wer_reference'][m]:.2f}%)" for m in methods)
+
+    def rates(kind: str) -> str:  # "ctc-greedy: 5.00% (reference 1.00%); ..."
+        return "; ".join(f"{m}: {summary[kind + '_synthesised'][m]:.2f}% (reference "
+                         f"{summary[kind + '_reference'][m]:.2f}%)" for m in methods)
+
+    wers, cers = rates("wer"), rates("cer")
     row = (f"- {day} {current_commit()} TTS ({summary['model_dir']}, {summary['num_utts']} test "
-           f"sentences): MCD-DTW {summary['mcd_db']:.2f} dB; round-trip WER {wers}; synthesis RTF "
+           f"sentences): MCD-DTW {summary['mcd_db']:.2f} dB; round-trip WER {wers}; CER {cers}; synthesis RTF "
            f"{summary['synthesis_rtf']:.3f}  \n  command: `{command}`")
     append_to_section(path, section_key(summary["model_dir"], path), [row], title="TTS")
