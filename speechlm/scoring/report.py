@@ -236,28 +236,9 @@ def method_tag(method: str, tag: str) -> str:
     return f"{method}-{tag}" if tag else method
 
 
-def score_and_write(
-    out_dir: Pathlike,
-    set_name: str,
-    tag: str,
-    method_results: Mapping[str, Sequence[Result]],
-    extras: Optional[Mapping[str, Mapping[str, object]]] = None,
-    results_md: Optional[Pathlike] = None,
-    command: Optional[str] = None,
-    notes: str = "",
-    section: Optional[Pathlike] = None,
-) -> Dict[str, float]:
-    """Write recogs/errs for every method and one wer-summary; return method -> WER %.
-
-    The character error rate (CER, :func:`~speechlm.scoring.wer.compute_cer`: spaces not
-    counted) of every method goes with its WER: a ``%CER`` line in its errs file, a ``CER``
-    column in the wer-summary (after WER) and in RESULTS.md; :func:`score_methods` returns both.
-    With ``results_md`` (and the ``command`` that produced the results) one row per method
-    is appended there too, in the section of ``section`` (the exp dir; see
-    :func:`speechlm.scoring.results_md.section_key`); an ``RTF`` (or ``rtf``) entry in ``extras[method]`` fills its RTF.
-    """
-    return {m: r["wer"] for m, r in score_methods(out_dir, set_name, tag, method_results, extras,
-                                                   results_md, command, notes, section).items()}
+def score_and_write(*args, **kwargs) -> Dict[str, float]:
+    """:func:`score_methods` (same arguments), returning ``method -> WER %`` only."""
+    return {m: r["wer"] for m, r in score_methods(*args, **kwargs).items()}
 
 
 def score_methods(
@@ -271,7 +252,16 @@ def score_methods(
     notes: str = "",
     section: Optional[Pathlike] = None,
 ) -> Dict[str, Dict[str, float]]:
-    """:func:`score_and_write`, returning ``method -> {"wer": %, "cer": %}``."""
+    """Write recogs/errs for every method and one wer-summary; return
+    ``method -> {"wer": %, "cer": %}``.
+
+    The character error rate (CER, :func:`~speechlm.scoring.wer.compute_cer`: spaces not
+    counted) of every method goes with its WER: a ``%CER`` line in its errs file, a ``CER``
+    column in the wer-summary (after WER) and in RESULTS.md.
+    With ``results_md`` (and the ``command`` that produced the results) one row per method
+    is appended there too, in the section of ``section`` (the exp dir; see
+    :func:`speechlm.scoring.results_md.section_key`); an ``RTF`` (or ``rtf``) entry in ``extras[method]`` fills its RTF.
+    """
     if not method_results:
         raise SpeechlmError(f"scoring: no decoding results for test set {set_name!r}")
     if results_md is not None and not command:
