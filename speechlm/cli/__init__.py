@@ -72,7 +72,7 @@ def cmd_train_tokenizer(args) -> None:
     if not (args.text or args.cuts):
         raise SpeechlmError("train-tokenizer: give --text FILE and/or --cuts MANIFEST")
     train_sentencepiece(_read_texts(args), args.out_dir, vocab_size=args.vocab_size,
-                        model_type=args.model_type)
+                        model_type=args.model_type, languages=args.languages)
 
 
 def cmd_prepare_lang(args) -> None:
@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", required=True)
     s.add_argument("--vocab-size", type=int, default=256)
     s.add_argument("--model-type", default="unigram", choices=["unigram", "bpe", "char", "word"])
+    s.add_argument("--languages", action="store_true",
+                   help="multilingual: reserve the language tokens <es> <fr> <it> <ru> (ids 5-8, "
+                        "fixed in speechlm.text.symbols); training targets then start with the "
+                        "supervision's language token")
     s.set_defaults(func=cmd_train_tokenizer)
 
     s = sub.add_parser("prepare-lang", help="lang dir, n-gram LM and HLG graph for WFST decoding",

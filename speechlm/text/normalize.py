@@ -49,9 +49,11 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from speechlm.base.errors import SpeechlmError
+from speechlm.text.symbols import LANGUAGE_CODES
 
-LANGUAGES: Dict[str, str] = {"es": "Spanish", "fr": "French", "it": "Italian", "ru": "Russian"}
-"""The language codes this module normalises, with their names (Lhotse's ``language`` field)."""
+LANGUAGES: Dict[str, str] = dict(zip(LANGUAGE_CODES, ("Spanish", "French", "Italian", "Russian")))
+"""The language codes this module normalises (those with a language token), with their names
+(Lhotse's ``language`` field)."""
 
 # Rule names, in the order the module docstring lists them.
 RULES = ("unicode", "it-accent-repair", "symbol-note", "number", "apostrophe", "hyphen", "yo",
@@ -90,6 +92,12 @@ def check_language(lang: str, option: str = "--langs") -> str:
             + ", ".join(f"{code} ({name})" for code, name in LANGUAGES.items())
         )
     return lang
+
+
+def language_code(language: str) -> str:
+    """``"Spanish"`` or ``"es"`` -> ``"es"``; anything else is a :class:`SpeechlmError`."""
+    names = {name: code for code, name in LANGUAGES.items()}
+    return names.get(language) or check_language(language, "supervision language")
 
 
 def parse_languages(text: str, option: str = "--langs") -> List[str]:
