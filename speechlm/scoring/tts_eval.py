@@ -122,17 +122,33 @@ def evaluate_tts(model_dir: str | Path, ref_cuts: str | Path, asr_dir: str | Pat
                  command: str = "", max_utts: int = 0) -> Dict[str, object]:
     """Synthesise the sentences of ``ref_cuts``, compare with the reference audio (MCD-DTW),
     decode both with the ASR model in ``asr_dir`` (ctc-greedy, and hlg-1best when
-    ``lang_dir/HLG.fst`` exists), plot a few mels; write ``tts-summary.json`` / ``.txt``."""
+    ``lang_dir/HLG.fst`` exists), plot a few mels; write ``tts-summary.json`` / ``.txt``.
+
+    A test sentence with characters the TTS tokenizer never saw (a real corpus's test prompt may
+    hold a letter its training text lacks) is left out of both sides, counted and named in the
+    summary (``skipped``)."""
     from speechlm.data.features import load_cuts
-    from speechlm.models.tts import Synthesizer
+    from speechlm.models.tts import Synthesizer, encode_text
     from speechlm.models.vocoder import MelFrontend
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cuts = load_cuts(ref_cuts)
+    synth = Synthesizer(model_dir)
+    cuts = load_cuts(ref_cuts).resample(synth.sample_rate)  # a real corpus may be 8 kHz
+    skipped = []
+    for cut in cuts:
+        try:
+            encode_text(" ".join(s.text for s in cut.supervisions), synth.tokenizer)
+        except SpeechlmError:
+            skipped.append(cut.id)
+    if skipped:
+        cuts = cuts.filter(lambda c: c.id not in set(skipped)).to_eager()
+        log.warning("TTS evaluation: %d of %d test sentences skipped: characters the TTS tokenizer "
+                    "cannot encode (%s)", len(skipped), len(cuts) + len(skipped), ", ".join(skipped[:5]))
+    if len(cuts) == 0:
+        raise SpeechlmError(f"{ref_cuts}: no test sentence the TTS tokenizer can encode")
     if max_utts:
         cuts = cuts.subset(first=min(max_utts, len(cuts)))
-    synth = Synthesizer(model_dir)
     texts = {c.id: " ".join(s.text for s in c.supervisions) for c in cuts}
     ids = list(texts)
     t0 = time.perf_counter()
@@ -156,11 +172,11 @@ def evaluate_tts(model_dir: str | Path, ref_cuts: str | Path, asr_dir: str | Pat
     lang = Path(lang_dir) if lang_dir else None
     if lang is not None and (lang / "HLG.fst").is_file():
         methods.append("hlg-1best")
-    ref_wer = _asr_round_trip(Path(ref_cuts) if not max_utts else _subset(cuts, out_dir),
+    ref_wer = _asr_round_trip(Path(ref_cuts) if not (max_utts or skipped) else _subset(cuts, out_dir),
                               "reference", out_dir, Path(asr_dir), methods, lang)
     syn_wer = _asr_round_trip(syn_cuts, "synthesised", out_dir, Path(asr_dir), methods, lang)
     summary = {
-        "model_dir": str(model_dir), "asr_dir": str(asr_dir), "num_utts": len(ids),
+        "model_dir": str(model_dir), "asr_dir": str(asr_dir), "num_utts": len(ids), "skipped": skipped,
         "mcd_db": round(float(np.mean(mcds)), 3),
         **{f"{kind}_{side}": {m: round(v[kind], 2) for m, v in scores.items()}
            for kind in ("wer", "cer") for side, scores in (("synthesised", syn_wer), ("reference", ref_wer))},
@@ -170,6 +186,9 @@ def evaluate_tts(model_dir: str | Path, ref_cuts: str | Path, asr_dir: str | Pat
     (out_dir / "tts-summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     lines = [f"MCD-DTW {summary['mcd_db']:.2f} dB over {len(ids)} utterances "
              f"(synthesis RTF {summary['synthesis_rtf']:.3f}, model + Griffin-Lim)"]
+    if skipped:
+        lines.append(f"skipped {len(skipped)} test sentences with characters the TTS tokenizer "
+                     f"cannot encode: {', '.join(skipped)}")
     for m in methods:
         for kind in ("wer", "cer"):
             lines.append(f"round-trip {kind.upper()} ({m}): synthesised "
