@@ -7,8 +7,10 @@ from speechlm.scoring.report import (
     RESULTS_HEADER,
     append_results_row,
     merge_error_runs,
+    read_wer_summary,
     results_row,
     score_and_write,
+    score_methods,
     write_error_stats,
     write_recogs,
     write_wer_summary,
@@ -168,7 +170,7 @@ def test_results_md_appended_twice_keeps_one_header(tmp_path):
     lines = text.splitlines()
     i = lines.index(RESULTS_HEADER)
     assert lines[i + 2] == (
-        "| 2024-01-02 | abc1234 | test | greedy | 50.00 | 2 (0/1/1) / 4 | 0.1 | lm\\|ctc | "
+        "| 2024-01-02 | abc1234 | test | greedy | 50.00 | - | 2 (0/1/1) / 4 | 0.1 | lm\\|ctc | "
         "`./run.sh --stage 5 --stop-stage 5` |"
     )
     assert lines[i + 3].startswith("| 2024-01-03 | ") and "| test | beam | 50.00 |" in lines[i + 3]
@@ -227,7 +229,8 @@ def test_score_and_write_names_files_and_summarises(tmp_path):
         assert (tmp_path / f"recogs-test-{m}-epoch-10.txt").exists()
         assert (tmp_path / f"errs-test-{m}-epoch-10.txt").read_text().startswith("%WER = ")
     summary = (tmp_path / "wer-summary-test-epoch-10.txt").read_text().splitlines()
-    assert summary == ["settings\tWER\tRTF", "beam_search\t25.00\t0.5", "greedy_search\t50.00\t-"]
+    assert summary == ["settings\tWER\tCER\tRTF", "beam_search\t25.00\t25.00\t0.5",
+                       "greedy_search\t50.00\t50.00\t-"]
     md = (tmp_path / "RESULTS.md").read_text().splitlines()
     assert md[0] == "## exp"
     assert [r.split(" | ")[3] for r in md[4:]] == ["beam_search", "greedy_search"]
@@ -237,3 +240,17 @@ def test_score_and_write_empty_tag(tmp_path):
     score_and_write(tmp_path, "dev", "", {"ctc": [utt("u", "a", "a")]})
     assert (tmp_path / "errs-dev-ctc.txt").exists()
     assert (tmp_path / "wer-summary-dev.txt").exists()
+
+
+def test_cer_goes_with_wer_in_every_report(tmp_path):
+    """One wrong ending: a word error (50% WER) but one character of nine (11.11% CER)."""
+    scores = score_methods(tmp_path, "test_es", "", {"ctc-greedy": [utt("u1", "hola mundo", "hola mundos")]},
+                           results_md=tmp_path / "RESULTS.md", command="./run.sh", section=tmp_path / "exp")
+    assert scores == {"ctc-greedy": {"wer": 50.0, "cer": 11.11}}
+    errs = (tmp_path / "errs-test_es-ctc-greedy.txt").read_text().splitlines()
+    assert errs[:2] == ["%WER = 50.00", "%CER = 11.11 (1 / 9 characters, spaces not counted)"]
+    assert (tmp_path / "wer-summary-test_es.txt").read_text().splitlines() == [
+        "settings\tWER\tCER", "ctc-greedy\t50.00\t11.11"]
+    row = (tmp_path / "RESULTS.md").read_text().splitlines()[-1]
+    assert "| test_es | ctc-greedy | 50.00 | 11.11 | 1 (0/0/1) / 2 |" in row
+    assert read_wer_summary(tmp_path / "wer-summary-test_es.txt") == [("ctc-greedy", 50.0, {"CER": "11.11"})]

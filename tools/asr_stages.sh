@@ -2,7 +2,9 @@
 # Stages 1-5 shared by every ASR recipe; sourced by run.sh after stage 0 is defined.
 # Inputs (set by run.sh): corpus (manifest prefix), data (data dir), exp (exp dir), conf,
 # vocab_size, token_type (unigram|bpe|char|word), speed_perturb, nj, nproc, train_args (config overrides), methods,
-# lm_text (extra tokenizer text, may be empty), splits (e.g. "train dev test").
+# lm_text (extra tokenizer text, may be empty), splits (e.g. "train dev test"); optional:
+# tokenizer_args (more train-tokenizer options, e.g. --languages), test_sets (the splits stage 5
+# decodes, default "test").
 # Reads  $data/manifests/${corpus}_cuts_<split>.jsonl.gz  (written by stage 0).
 
 _sl_cuts() { echo "$data/fbank/${corpus}_cuts_$1.jsonl.gz"; }
@@ -21,8 +23,10 @@ stage_features() {
 stage_tokenizer() {
   local text_args=()
   if [ -n "${lm_text:-}" ]; then text_args=(--text "$lm_text"); fi
+  # shellcheck disable=SC2086
   speechlm train-tokenizer --cuts "$data/manifests/${corpus}_cuts_train.jsonl.gz" "${text_args[@]}" \
-    --out-dir "$data/lang_bpe" --vocab-size "$vocab_size" --model-type "${token_type:-unigram}"
+    --out-dir "$data/lang_bpe" --vocab-size "$vocab_size" --model-type "${token_type:-unigram}" \
+    ${tokenizer_args:-}
 }
 
 stage_lang() {
@@ -66,9 +70,12 @@ stage_decode() {
   local cmd="cd egs/$(basename "$PWD") && ./run.sh ${recipe_args:-}"
   local lm_args=()  # lm-shallow-fusion uses the stage-3 LM when there is one
   if [ -f "$exp/lm/final.pt" ]; then lm_args=(--lm-checkpoint "$exp/lm/final.pt"); fi
-  speechlm decode --exp-dir "$exp/asr" --cuts "$(_sl_cuts test)" --set-name test \
-    --methods "$methods" --lang-dir "$data/lang_bpe" --results-md RESULTS.md --command "$cmd" \
-    "${lm_args[@]}"
+  local s
+  for s in ${test_sets:-test}; do
+    speechlm decode --exp-dir "$exp/asr" --cuts "$(_sl_cuts "$s")" --set-name "$s" \
+      --methods "$methods" --lang-dir "$data/lang_bpe" --results-md RESULTS.md --command "$cmd" \
+      "${lm_args[@]}" || return 1
+  done
 }
 
 asr_stages() {
@@ -95,9 +102,12 @@ asr_stages() {
     skip_stage 3 "LM pretraining" "this recipe has no LM text (lm_text is not set)"
   fi
   run_stage 4 "ASR training" "$exp/asr/final.pt (log: $exp/asr/log/train.log)" stage_train
-  run_stage 5 "decoding + scoring" "$exp/asr/decode-test/, RESULTS.md" stage_decode
-  if [ "$stop_stage" -ge 5 ] && [ -f "$exp/asr/decode-test/wer-summary-test.txt" ]; then
-    echo "== test WER ($exp/asr/decode-test/wer-summary-test.txt):"
-    cat "$exp/asr/decode-test/wer-summary-test.txt"
-  fi
+  run_stage 5 "decoding + scoring" "$exp/asr/decode-<set>/ for ${test_sets:-test}; RESULTS.md" stage_decode
+  local s
+  for s in ${test_sets:-test}; do
+    if [ "$stop_stage" -ge 5 ] && [ -f "$exp/asr/decode-$s/wer-summary-$s.txt" ]; then
+      echo "== $s WER ($exp/asr/decode-$s/wer-summary-$s.txt):"
+      cat "$exp/asr/decode-$s/wer-summary-$s.txt"
+    fi
+  done
 }

@@ -75,7 +75,7 @@ def cmd_train_tokenizer(args) -> None:
     if not (args.text or args.cuts):
         raise SpeechlmError("train-tokenizer: give --text FILE and/or --cuts MANIFEST")
     train_sentencepiece(_read_texts(args), args.out_dir, vocab_size=args.vocab_size,
-                        model_type=args.model_type)
+                        model_type=args.model_type, languages=args.languages)
 
 
 def cmd_prepare_lang(args) -> None:
@@ -131,7 +131,7 @@ def cmd_decode(args) -> None:
                            command=command, tag=args.tag, overrides=args.set or [],
                            lm_checkpoint=args.lm_checkpoint, avg=args.avg)
     for m, r in res.items():
-        print(f"{args.set_name}\t{m}\tWER {r['wer']:.2f}%\tRTF {r['rtf']:.4f}")
+        print(f"{args.set_name}\t{m}\tWER {r['wer']:.2f}%\tCER {r['cer']:.2f}%\tRTF {r['rtf']:.4f}")
 
 
 def _methods_help() -> str:
@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", required=True)
     s.add_argument("--vocab-size", type=int, default=256)
     s.add_argument("--model-type", default="unigram", choices=["unigram", "bpe", "char", "word"])
+    s.add_argument("--languages", action="store_true",
+                   help="multilingual: reserve the language tokens <es> <fr> <it> <ru> (ids 5-8, "
+                        "fixed in speechlm.text.symbols); training targets then start with the "
+                        "supervision's language token")
     s.set_defaults(func=cmd_train_tokenizer)
 
     s = sub.add_parser("prepare-lang", help="lang dir, n-gram LM and HLG graph for WFST decoding",

@@ -233,11 +233,12 @@ def validated_sets(
     prefix: str,
     split: str,
 ) -> Tuple[RecordingSet, SupervisionSet]:
-    """Sort one split by id (identical output on every machine) and validate it with lhotse.
+    """Sort one split by id (identical output on every machine) and validate it with lhotse
+    (recordings alone when there are no supervisions: unlabeled audio).
 
     :raises SpeechlmError: when the split is empty or lhotse's validation fails.
     """
-    from lhotse import RecordingSet, SupervisionSet, validate_recordings_and_supervisions
+    from lhotse import RecordingSet, SupervisionSet, validate, validate_recordings_and_supervisions
 
     recs = RecordingSet.from_recordings(sorted(recordings, key=lambda r: r.id))
     sups = SupervisionSet.from_segments(sorted(supervisions, key=lambda s: s.id))
@@ -252,7 +253,10 @@ def validated_sets(
                        f"one channel (e.g. {multi[0]}); their features will be computed from the "
                        "mean of the channels")
     try:
-        validate_recordings_and_supervisions(recs, sups)
+        if len(sups):
+            validate_recordings_and_supervisions(recs, sups)
+        else:  # unlabeled audio (lhotse's check fails on an empty SupervisionSet)
+            validate(recs)
     except (AssertionError, ValueError) as e:
         raise SpeechlmError(f"{prefix} split '{split}' failed manifest validation: {e}") from e
     return recs, sups
@@ -331,11 +335,15 @@ def extract_wavs(
     archive: Path,
     dest_dir: Path,
     select: Callable[[str], bool],
+    keep_paths: bool = False,
+    suffixes: Tuple[str, ...] = (".wav",),
 ) -> int:
-    """Extract the ``.wav`` members of ``archive`` for which ``select(member_name)`` holds
-    into ``dest_dir`` (flat, by base name), atomically: a temp folder renamed at the end.
+    """Extract the members of ``archive`` whose names end in one of ``suffixes`` and for which
+    ``select(member_name)`` holds into ``dest_dir``, atomically: a temp folder renamed at the end.
 
-    Only base names are used, so archive paths can never escape ``dest_dir``.
+    Flat by base name by default, so archive paths can never escape ``dest_dir``; with
+    ``keep_paths`` the member's relative path is kept (a prompt tree such as ``digits/1.wav``),
+    and members with absolute paths or ``..`` parts are ignored.
     """
     tmp_dir = dest_dir.with_name(f".tmp{os.getpid()}.{dest_dir.name}")
     shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -345,10 +353,15 @@ def extract_wavs(
         with tarfile.open(archive) as tar:
             for member in tar:
                 name = member.name
-                if not (member.isfile() and name.lower().endswith(".wav") and select(name)):
+                if not (member.isfile() and name.lower().endswith(suffixes) and select(name)):
                     continue
+                rel = Path(name)
+                if keep_paths and (rel.is_absolute() or ".." in rel.parts):
+                    continue
+                out_path = tmp_dir / (rel if keep_paths else rel.name)
+                out_path.parent.mkdir(parents=True, exist_ok=True)
                 src = tar.extractfile(member)
-                with src, open(tmp_dir / Path(name).name, "wb") as out:
+                with src, open(out_path, "wb") as out:
                     shutil.copyfileobj(src, out)
                 count += 1
     except (tarfile.TarError, OSError, EOFError) as e:
@@ -380,9 +393,11 @@ def find_subdir(corpus_dir: Pathlike, name: str, corpus: str) -> Path:
 
 
 def download_corpus(corpus: str, url: str, target_dir: Pathlike, folder: str, archive_name: str,
-                    select: Callable[[str], bool], force: bool = False) -> Path:
+                    select: Callable[[str], bool], force: bool = False, keep_paths: bool = False,
+                    suffixes: Tuple[str, ...] = (".wav",)) -> Path:
     """Download ``url`` (a tarball) and extract its selected WAVs to ``target_dir/folder``,
     once: a ``.<corpus>.completed`` marker makes a second call a no-op (unless ``force``).
+    ``keep_paths`` and ``suffixes``: see :func:`extract_wavs`.
 
     :return: ``target_dir``, the folder to pass to the corpus's ``prepare``.
     :raises SpeechlmError: when offline (suggests ``--corpus-dir``) or the archive is damaged.
@@ -394,14 +409,15 @@ def download_corpus(corpus: str, url: str, target_dir: Pathlike, folder: str, ar
         logger.info(f"{corpus}: {dest} already present, skipping download")
         return target_dir
     archive = download_file(url, target_dir / archive_name, corpus, force=force)
-    n = extract_wavs(archive, dest, select=select)
+    n = extract_wavs(archive, dest, select=select, keep_paths=keep_paths, suffixes=suffixes)
     done.touch()
     logger.info(f"{corpus}: extracted {n} files to {dest}")
     return target_dir
 
 
-# (audio file, utterance id, transcript, speaker) of a one-utterance-per-file corpus
-FileUtterance = Tuple[Path, str, str, str]
+# (audio file, utterance id, transcript, speaker[, language]) of a one-utterance-per-file
+# corpus; a transcript of None makes a cut without supervision (unlabeled audio)
+FileUtterance = Tuple[Path, str, Optional[str], str]
 
 
 def prepare_file_splits(
@@ -416,7 +432,9 @@ def prepare_file_splits(
     ``list_splits(skips)`` decides split membership from file names (before any audio is read,
     so a skipped file never shifts the others) and counts mis-named files in ``skips``; each
     file is then checked and loaded (:func:`load_recording`), and each split validated and,
-    with ``output_dir``, written. Skips are reported once, also when a split fails.
+    with ``output_dir``, written. Skips are reported once, also when a split fails. A member may
+    carry its own language as a fifth item (else ``language``); a transcript of None gives a
+    recording without supervision (its cut has no text: unlabeled audio).
     """
     check_on_error(on_error)
     skips = SkipCounter(corpus)
@@ -424,12 +442,14 @@ def prepare_file_splits(
     try:
         for name, members in list_splits(skips).items():
             recs, sups = [], []
-            for path, utt_id, text, speaker in members:
+            for path, utt_id, text, speaker, *own_language in members:
                 rec = load_recording(path, utt_id, on_error=on_error, skips=skips)
                 if rec is None:
                     continue
                 recs.append(rec)
-                sups.append(whole_recording_supervision(rec, text, speaker=speaker, language=language))
+                if text is not None:
+                    sups.append(whole_recording_supervision(
+                        rec, text, speaker=speaker, language=own_language[0] if own_language else language))
             manifests[name] = finish_split(recs, sups, output_dir, corpus, name)
     finally:
         skips.report()

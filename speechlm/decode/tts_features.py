@@ -34,21 +34,18 @@ def _batched_alignment_inputs(cuts, batch_size: int):
 def compute_tts_features(cuts_path: str | Path, asr_dir: str | Path, out_path: str | Path,
                          hop_length: int = 256, n_fft: int = 1024, device: str = "cpu",
                          batch_size: int = 8) -> int:
-    """Log-mel frames and CTC-aligned token durations for every cut; written to ``out_path``."""
-    cuts = load_cuts(cuts_path)
+    """Log-mel frames and CTC-aligned token durations for every cut; written to ``out_path``.
+    Audio at another rate (a real corpus at 8 kHz) is resampled to the TTS rate on load."""
+    spec = MelSpec(n_fft=n_fft, hop_length=hop_length)
+    cuts = load_cuts(cuts_path).resample(spec.sample_rate)
     if len(cuts) == 0:
         raise SpeechlmError(f"{cuts_path}: no cuts")
     exp = load_experiment(asr_dir, torch.device(device), needs="ctc", option="--asr-dir")
     asr, tokenizer = exp.model, exp.tokenizer
-    spec = MelSpec(n_fft=n_fft, hop_length=hop_length)
     frontend = MelFrontend(spec).to(device)
     fbank = fbank_extractor()
     utts = []
     for group in _batched_alignment_inputs(cuts, batch_size):
-        for cut, _ in group:
-            if cut.sampling_rate != spec.sample_rate:
-                raise SpeechlmError(f"{cuts_path}: cut {cut.id} is {cut.sampling_rate} Hz; TTS "
-                                    f"data must be {spec.sample_rate} Hz")
         feats = [torch.from_numpy(fbank.extract(w.numpy(), SAMPLING_RATE)) for _, w in group]
         lens = torch.tensor([f.size(0) for f in feats])
         padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)

@@ -23,7 +23,9 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
 
 
 def subsampled_lengths(lengths: torch.Tensor) -> torch.Tensor:
-    return ((lengths - 1) // 2 - 1) // 2
+    """Frames left after the two stride-2 convolutions; 0 (not negative) for inputs under 7 frames
+    (e.g. an untrained TTS model's near-empty output decoded in a round trip)."""
+    return (((lengths - 1) // 2 - 1) // 2).clamp_min(0)
 
 
 class Conv2dSubsampling(nn.Module):

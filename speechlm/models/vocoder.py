@@ -84,6 +84,9 @@ class MelFrontend(torch.nn.Module):
 
     def magnitude(self, wave: torch.Tensor) -> torch.Tensor:
         s = self.spec
+        short = s.n_fft // 2 + 1 - wave.size(-1)
+        if short > 0:  # too short for the centred STFT's reflection (an untrained model's output)
+            wave = torch.nn.functional.pad(wave, (0, short))
         stft = torch.stft(wave, s.n_fft, s.hop_length, window=self.window, center=True,
                           return_complex=True)
         return stft.abs()  # (B, F, T)

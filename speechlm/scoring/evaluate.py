@@ -11,7 +11,7 @@ from speechlm.decode.methods import text_lm_source
 from speechlm.decode.recognize import decode_cuts
 from speechlm.decode.resources import find_resources, record_resources
 from speechlm.models.experiment import load_experiment
-from speechlm.scoring.report import score_and_write
+from speechlm.scoring.report import score_methods
 
 log = logging.getLogger("speechlm.decode")
 
@@ -31,7 +31,7 @@ def decode_and_score(
     lm_checkpoint: Optional[str | Path] = None,
     avg: int = 0,
 ) -> Dict[str, Dict[str, float]]:
-    """Decode ``cuts_path`` with every method; write icefall-style reports; return WER and RTF.
+    """Decode ``cuts_path`` with every method; write icefall-style reports; return WER, CER and RTF.
 
     ``methods`` empty: the config's ``decode.methods``. ``overrides`` (``decode.key=value``)
     change the decoding hyperparameters of the resolved config; ``lm_checkpoint`` is the text LM
@@ -52,11 +52,12 @@ def decode_and_score(
     decoded = decode_cuts(exp, cuts_path, methods, lang_dir, lm_checkpoint, desc=f"decode {set_name}")
     record_resources(exp_dir, methods, lang_dir, text_lm_source(lm_checkpoint, exp.cfg)[0])
     rtf = decoded.rtf
-    wers = score_and_write(
+    scores = score_methods(
         out_dir, set_name, tag, decoded.results, extras={m: {"RTF": round(rtf[m], 4)} for m in rtf},
         results_md=results_md, command=command, section=exp_dir,
         notes=f"exp: {exp_dir}" + (f", average of the last {avg} epochs" if avg else ""),
     )
     for m in rtf:
-        log.info("%s %s: WER %.2f%%, RTF %.4f", set_name, m, wers[m], rtf[m])
-    return {m: {"wer": wers[m], "rtf": rtf[m]} for m in rtf}
+        log.info("%s %s: WER %.2f%%, CER %.2f%%, RTF %.4f", set_name, m, scores[m]["wer"],
+                 scores[m]["cer"], rtf[m])
+    return {m: {**scores[m], "rtf": rtf[m]} for m in rtf}

@@ -20,7 +20,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from speechlm.base.errors import SpeechlmError
 from speechlm.scoring.results_md import append_to_section, current_commit, section_key
 from speechlm.scoring.wer import (
-    CORR, DEL, EPS, HYP_SUB, INS, REF_SUB, Alignment, Result, WerStats, check_results, compute_wer,
+    CORR, DEL, EPS, HYP_SUB, INS, REF_SUB, Alignment, Result, WerStats, check_results, compute_cer,
+    compute_wer,
 )
 
 Pathlike = Union[str, Path]
@@ -73,10 +74,13 @@ def merge_error_runs(alignment: Alignment) -> List[Tuple[str, str]]:
     return merged
 
 
-def format_error_stats(stats: WerStats) -> str:
-    """The full text of an icefall ``errs-*.txt`` file."""
+def format_error_stats(stats: WerStats, cer: Optional[WerStats] = None) -> str:
+    """The full text of an icefall ``errs-*.txt`` file; with ``cer`` (character error stats of the
+    same results) a ``%CER`` line follows the ``%WER`` line."""
     out = [
         f"%WER = {stats.wer:.2f}",
+        *([f"%CER = {cer.wer:.2f} ({cer.num_errors} / {cer.num_words} characters, spaces not "
+           "counted)"] if cer is not None else []),
         f"Errors: {stats.ins} insertions, {stats.dels} deletions, {stats.subs} substitutions, "
         f"over {stats.num_words} reference words ({stats.num_corr} correct)",
         "Search below for sections starting with PER-UTT DETAILS:, SUBSTITUTIONS:, "
@@ -163,21 +167,25 @@ def read_wer_summary(path: Pathlike) -> List[Tuple[str, float, Dict[str, str]]]:
 
 
 RESULTS_COLUMNS = (
-    "date", "commit", "test set", "method", "WER %", "errors (ins/del/sub) / words", "RTF", "model / notes", "command",
+    "date", "commit", "test set", "method", "WER %", "CER %", "errors (ins/del/sub) / words", "RTF",
+    "model / notes", "command",
 )
 RESULTS_HEADER = "| " + " | ".join(RESULTS_COLUMNS) + " |"
 RESULTS_RULE = "|" + "---|" * len(RESULTS_COLUMNS)
 _REQUIRED_KEYS = ("test_set", "method", "wer", "ins", "dels", "subs", "num_words", "command")
-_OPTIONAL_KEYS = ("date", "commit", "rtf", "notes")
+_OPTIONAL_KEYS = ("date", "commit", "cer", "rtf", "notes")
 
 
 def results_row(
-    test_set: str, method: str, stats: WerStats, command: str, rtf: Optional[float] = None, notes: str = ""
+    test_set: str, method: str, stats: WerStats, command: str, rtf: Optional[float] = None, notes: str = "",
+    cer: Optional[WerStats] = None,
 ) -> Dict[str, object]:
-    """The row dict :func:`append_results_row` takes, filled from a :class:`WerStats`."""
+    """The row dict :func:`append_results_row` takes, filled from a :class:`WerStats` (and the
+    character error stats ``cer`` of the same results, when given)."""
     return dict(
         test_set=test_set, method=method, wer=round(stats.wer, 2), ins=stats.ins, dels=stats.dels,
         subs=stats.subs, num_words=stats.num_words, rtf=rtf, notes=notes, command=command,
+        cer=None if cer is None else round(cer.wer, 2),
     )
 
 
@@ -206,6 +214,7 @@ def _format_row(row: Mapping[str, object]) -> str:
         _cell(row["test_set"]),
         _cell(row["method"]),
         f"{float(row['wer']):.2f}",
+        "-" if row.get("cer") is None else f"{float(row['cer']):.2f}",
         f"{row['ins'] + row['dels'] + row['subs']} "
         f"({row['ins']}/{row['dels']}/{row['subs']}) / {row['num_words']}",
         _cell(_fmt_value(row.get("rtf"))),
@@ -227,7 +236,12 @@ def method_tag(method: str, tag: str) -> str:
     return f"{method}-{tag}" if tag else method
 
 
-def score_and_write(
+def score_and_write(*args, **kwargs) -> Dict[str, float]:
+    """:func:`score_methods` (same arguments), returning ``method -> WER %`` only."""
+    return {m: r["wer"] for m, r in score_methods(*args, **kwargs).items()}
+
+
+def score_methods(
     out_dir: Pathlike,
     set_name: str,
     tag: str,
@@ -237,9 +251,13 @@ def score_and_write(
     command: Optional[str] = None,
     notes: str = "",
     section: Optional[Pathlike] = None,
-) -> Dict[str, float]:
-    """Write recogs/errs for every method and one wer-summary; return method -> WER %.
+) -> Dict[str, Dict[str, float]]:
+    """Write recogs/errs for every method and one wer-summary; return
+    ``method -> {"wer": %, "cer": %}``.
 
+    The character error rate (CER, :func:`~speechlm.scoring.wer.compute_cer`: spaces not
+    counted) of every method goes with its WER: a ``%CER`` line in its errs file, a ``CER``
+    column in the wer-summary (after WER) and in RESULTS.md.
     With ``results_md`` (and the ``command`` that produced the results) one row per method
     is appended there too, in the section of ``section`` (the exp dir; see
     :func:`speechlm.scoring.results_md.section_key`); an ``RTF`` (or ``rtf``) entry in ``extras[method]`` fills its RTF.
@@ -254,19 +272,19 @@ def score_and_write(
     rows = []
     for method, results in method_results.items():
         ftag = method_tag(method, tag)
-        stats = compute_wer(results)
+        stats, cer = compute_wer(results), compute_cer(results)
         write_recogs(out_dir / f"recogs-{set_name}-{ftag}.txt", results)
-        _write_text(out_dir / f"errs-{set_name}-{ftag}.txt", format_error_stats(stats))
-        log.info("[%s] [%s] %s", set_name, method, stats.summary())
+        _write_text(out_dir / f"errs-{set_name}-{ftag}.txt", format_error_stats(stats, cer))
+        log.info("[%s] [%s] %s %s", set_name, method, stats.summary(), cer.summary("CER"))
         wers[method] = round(stats.wer, 2)
-        extra = dict(extras.get(method, {}))
-        rows.append((method, stats, extra))
+        extra = {"CER": f"{cer.wer:.2f}", **extras.get(method, {})}
+        rows.append((method, stats, cer, extra))
     summary_name = f"wer-summary-{set_name}-{tag}.txt" if tag else f"wer-summary-{set_name}.txt"
-    write_wer_summary(out_dir / summary_name, [(m, wers[m], e) for m, _, e in rows])
+    write_wer_summary(out_dir / summary_name, [(m, wers[m], e) for m, _, _, e in rows])
     if results_md is not None:
         key = section_key(section or out_dir, results_md)
-        for method, stats, extra in sorted(rows, key=lambda r: (wers[r[0]], r[0])):
+        for method, stats, cer, extra in sorted(rows, key=lambda r: (wers[r[0]], r[0])):
             rtf = extra.get("RTF", extra.get("rtf"))
-            append_results_row(results_md, results_row(set_name, method, stats, command, rtf, notes),
+            append_results_row(results_md, results_row(set_name, method, stats, command, rtf, notes, cer),
                                section=key)
-    return wers
+    return {m: {"wer": wers[m], "cer": round(cer.wer, 2)} for m, _, cer, _ in rows}

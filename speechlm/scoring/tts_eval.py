@@ -1,5 +1,6 @@
 """TTS evaluation: mel-cepstral distortion with DTW, and round-trip intelligibility (the recipe's
-ASR model decodes the synthesised audio and the real references of the same sentences).
+ASR model decodes the synthesised audio and the real references of the same sentences: WER and
+CER).
 
 MCD here: 24 mel-cepstral coefficients c1..c24 of the natural-log 80-bin mel magnitude at the
 TTS frame rate, scaled as a cepstrum (``log S(w) = c0 + 2 sum_k c_k cos(k w)``, i.e. a DCT-II
@@ -121,17 +122,33 @@ def evaluate_tts(model_dir: str | Path, ref_cuts: str | Path, asr_dir: str | Pat
                  command: str = "", max_utts: int = 0) -> Dict[str, object]:
     """Synthesise the sentences of ``ref_cuts``, compare with the reference audio (MCD-DTW),
     decode both with the ASR model in ``asr_dir`` (ctc-greedy, and hlg-1best when
-    ``lang_dir/HLG.fst`` exists), plot a few mels; write ``tts-summary.json`` / ``.txt``."""
+    ``lang_dir/HLG.fst`` exists), plot a few mels; write ``tts-summary.json`` / ``.txt``.
+
+    A test sentence with characters the TTS tokenizer never saw (a real corpus's test prompt may
+    hold a letter its training text lacks) is left out of both sides, counted and named in the
+    summary (``skipped``)."""
     from speechlm.data.features import load_cuts
-    from speechlm.models.tts import Synthesizer
+    from speechlm.models.tts import Synthesizer, encode_text
     from speechlm.models.vocoder import MelFrontend
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cuts = load_cuts(ref_cuts)
+    synth = Synthesizer(model_dir)
+    cuts = load_cuts(ref_cuts).resample(synth.sample_rate)  # a real corpus may be 8 kHz
+    skipped = []
+    for cut in cuts:
+        try:
+            encode_text(" ".join(s.text for s in cut.supervisions), synth.tokenizer)
+        except SpeechlmError:
+            skipped.append(cut.id)
+    if skipped:
+        cuts = cuts.filter(lambda c: c.id not in set(skipped)).to_eager()
+        log.warning("TTS evaluation: %d of %d test sentences skipped: characters the TTS tokenizer "
+                    "cannot encode (%s)", len(skipped), len(cuts) + len(skipped), ", ".join(skipped[:5]))
+    if len(cuts) == 0:
+        raise SpeechlmError(f"{ref_cuts}: no test sentence the TTS tokenizer can encode")
     if max_utts:
         cuts = cuts.subset(first=min(max_utts, len(cuts)))
-    synth = Synthesizer(model_dir)
     texts = {c.id: " ".join(s.text for s in c.supervisions) for c in cuts}
     ids = list(texts)
     t0 = time.perf_counter()
@@ -155,23 +172,28 @@ def evaluate_tts(model_dir: str | Path, ref_cuts: str | Path, asr_dir: str | Pat
     lang = Path(lang_dir) if lang_dir else None
     if lang is not None and (lang / "HLG.fst").is_file():
         methods.append("hlg-1best")
-    ref_wer = _asr_round_trip(Path(ref_cuts) if not max_utts else _subset(cuts, out_dir),
+    ref_wer = _asr_round_trip(Path(ref_cuts) if not (max_utts or skipped) else _subset(cuts, out_dir),
                               "reference", out_dir, Path(asr_dir), methods, lang)
     syn_wer = _asr_round_trip(syn_cuts, "synthesised", out_dir, Path(asr_dir), methods, lang)
     summary = {
-        "model_dir": str(model_dir), "asr_dir": str(asr_dir), "num_utts": len(ids),
+        "model_dir": str(model_dir), "asr_dir": str(asr_dir), "num_utts": len(ids), "skipped": skipped,
         "mcd_db": round(float(np.mean(mcds)), 3),
-        "wer_synthesised": {m: round(v["wer"], 2) for m, v in syn_wer.items()},
-        "wer_reference": {m: round(v["wer"], 2) for m, v in ref_wer.items()},
+        **{f"{kind}_{side}": {m: round(v[kind], 2) for m, v in scores.items()}
+           for kind in ("wer", "cer") for side, scores in (("synthesised", syn_wer), ("reference", ref_wer))},
         "synthesis_rtf": round(synth_seconds / max(audio_seconds, 1e-9), 4),
         "figure": str(out_dir / "mels.png") if pairs else "",
     }
     (out_dir / "tts-summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     lines = [f"MCD-DTW {summary['mcd_db']:.2f} dB over {len(ids)} utterances "
              f"(synthesis RTF {summary['synthesis_rtf']:.3f}, model + Griffin-Lim)"]
+    if skipped:
+        lines.append(f"skipped {len(skipped)} test sentences with characters the TTS tokenizer "
+                     f"cannot encode: {', '.join(skipped)}")
     for m in methods:
-        lines.append(f"round-trip WER ({m}): synthesised {summary['wer_synthesised'][m]:.2f}% | "
-                     f"reference {summary['wer_reference'][m]:.2f}%")
+        for kind in ("wer", "cer"):
+            lines.append(f"round-trip {kind.upper()} ({m}): synthesised "
+                         f"{summary[kind + '_synthesised'][m]:.2f}% | reference "
+                         f"{summary[kind + '_reference'][m]:.2f}%")
     (out_dir / "tts-summary.txt").write_text("\n".join(lines) + "\n")
     if results_md:
         _append_results(Path(results_md), summary, methods, command)
@@ -190,9 +212,13 @@ def _append_results(path: Path, summary: dict, methods: Sequence[str], command: 
     from speechlm.scoring.results_md import append_to_section, current_commit, section_key
 
     day = time.strftime("%Y-%m-%d")
-    wers = "; ".join(f"{m}: {summary['wer_synthesised'][m]:.2f}% (reference "
-                     f"{summary['wer_reference'][m]:.2f}%)" for m in methods)
+
+    def rates(kind: str) -> str:  # "ctc-greedy: 5.00% (reference 1.00%); ..."
+        return "; ".join(f"{m}: {summary[kind + '_synthesised'][m]:.2f}% (reference "
+                         f"{summary[kind + '_reference'][m]:.2f}%)" for m in methods)
+
+    wers, cers = rates("wer"), rates("cer")
     row = (f"- {day} {current_commit()} TTS ({summary['model_dir']}, {summary['num_utts']} test "
-           f"sentences): MCD-DTW {summary['mcd_db']:.2f} dB; round-trip WER {wers}; synthesis RTF "
+           f"sentences): MCD-DTW {summary['mcd_db']:.2f} dB; round-trip WER {wers}; CER {cers}; synthesis RTF "
            f"{summary['synthesis_rtf']:.3f}  \n  command: `{command}`")
     append_to_section(path, section_key(summary["model_dir"], path), [row], title="TTS")

@@ -3,19 +3,22 @@
 A sentencepiece model is trained so that its first ids are exactly the special symbols
 (``<blk>`` is sentencepiece's pad, ``<unk>`` its unk, ``<sos/eos>`` its bos, the task markers
 control symbols); loading a model whose ids disagree is refused, so a checkpoint can never be
-decoded with a silently shifted vocabulary.
+decoded with a silently shifted vocabulary. A multilingual model (``languages=True``) also has the
+language tokens of :mod:`speechlm.text.symbols` as control symbols right after them; a target
+sequence then starts with its language token (:meth:`Tokenizer.encode_target`).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable, List, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 import sentencepiece as spm
 
 from speechlm.base.errors import SpeechlmError
 from speechlm.text import symbols as sym
+from speechlm.text.normalize import language_code
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,15 @@ class Tokenizer:
                     f"{self.model_path}: id {idx} is {self.sp.id_to_piece(idx)!r}, expected "
                     f"{piece!r}; this model was not trained by speechlm train-tokenizer"
                 )
+        self.language_ids = {}
+        if self.sp.id_to_piece(sym.FIRST_LANGUAGE_ID) == sym.LANGUAGE_SYMBOLS[0]:
+            for i, (code, piece) in enumerate(zip(sym.LANGUAGE_CODES, sym.LANGUAGE_SYMBOLS)):
+                if self.sp.id_to_piece(sym.FIRST_LANGUAGE_ID + i) != piece:
+                    raise SpeechlmError(f"{self.model_path}: id {sym.FIRST_LANGUAGE_ID + i} is "
+                                        f"{self.sp.id_to_piece(sym.FIRST_LANGUAGE_ID + i)!r}, expected "
+                                        f"the language token {piece!r}; retrain it with "
+                                        "speechlm train-tokenizer --languages")
+                self.language_ids[code] = sym.FIRST_LANGUAGE_ID + i
 
     @property
     def vocab_size(self) -> int:
@@ -62,6 +74,18 @@ class Tokenizer:
             )
         return ids
 
+    def encode_target(self, text: str, language: Optional[str], item: str = "") -> List[int]:
+        """The training target of a transcript: :meth:`encode`, preceded by the language token
+        of ``language`` (a code or a name, e.g. ``es`` or ``Spanish``) when this tokenizer has
+        language tokens; a tokenizer without them ignores ``language``."""
+        ids = self.encode(text, item)
+        if not self.language_ids:
+            return ids
+        if not language:
+            raise SpeechlmError(f"{item or 'a transcript'} has no language, but the tokenizer "
+                                f"{self.model_path} is multilingual: set the supervisions' language")
+        return [self.language_ids[language_code(language)], *ids]
+
     def decode(self, ids: Sequence[int]) -> str:
         return self.sp.decode([int(i) for i in ids if int(i) >= sym.NUM_SPECIALS])
 
@@ -72,8 +96,10 @@ def train_sentencepiece(
     vocab_size: int = 256,
     model_type: str = "unigram",
     character_coverage: float = 1.0,
+    languages: bool = False,
 ) -> Path:
-    """Train ``out_dir/bpe.model`` (with ``bpe.vocab``) from ``texts``; returns the model path."""
+    """Train ``out_dir/bpe.model`` (with ``bpe.vocab``) from ``texts``; returns the model path.
+    ``languages``: also reserve the language tokens (ids 5-8, see :mod:`speechlm.text.symbols`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [t.strip() for t in texts if t.strip()]
@@ -83,7 +109,7 @@ def train_sentencepiece(
     text_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     prefix = out_dir / "bpe"
     try:
-        _train(text_file, prefix, vocab_size, model_type, character_coverage)
+        _train(text_file, prefix, vocab_size, model_type, character_coverage, languages)
     except RuntimeError as e:  # sentencepiece reports e.g. a vocabulary too large for the text
         raise SpeechlmError(
             f"tokenizer training on {text_file} failed: {str(e).split('] ')[-1]} "
@@ -96,7 +122,7 @@ def train_sentencepiece(
 
 
 def _train(text_file: Path, prefix: Path, vocab_size: int, model_type: str,
-           character_coverage: float) -> None:
+           character_coverage: float, languages: bool = False) -> None:
     spm.SentencePieceTrainer.train(
         input=str(text_file),
         model_prefix=str(prefix),
@@ -110,7 +136,7 @@ def _train(text_file: Path, prefix: Path, vocab_size: int, model_type: str,
         bos_id=sym.SOS_EOS_ID,
         bos_piece=sym.SOS_EOS,
         eos_id=-1,
-        control_symbols=[sym.ASR, sym.TTS],
+        control_symbols=[sym.ASR, sym.TTS, *(sym.LANGUAGE_SYMBOLS if languages else ())],
         hard_vocab_limit=False,
         input_sentence_size=2_000_000,
         shuffle_input_sentence=True,

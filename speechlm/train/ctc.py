@@ -18,13 +18,15 @@ from speechlm.train.trainer import Trainer
 
 
 def check_transcripts(cuts: CutSet, tokenizer: Tokenizer, where: str) -> Dict[str, List[int]]:
-    """Encode every transcript up front: a bad character fails now, naming the cut, not mid-epoch."""
+    """Encode every transcript up front, by cut id: a bad character fails now, naming the cut, not
+    mid-epoch. With a multilingual tokenizer a target starts with the cut's language token."""
     encoded = {}
     for cut in cuts:
         text = " ".join(s.text for s in cut.supervisions)
         if not text.strip():
             raise SpeechlmError(f"{where}: cut {cut.id} has an empty transcript; remove it in data prep")
-        encoded[text] = tokenizer.encode(text, item=f"{where}, cut {cut.id}")
+        language = cut.supervisions[0].language
+        encoded[cut.id] = tokenizer.encode_target(text, language, item=f"{where}, cut {cut.id}")
     return encoded
 
 
@@ -73,5 +75,5 @@ class CtcTrainer(Trainer):
         feats = batch["feats"].to(self.device)
         lens = batch["feat_lens"].to(self.device)
         log_probs, out_lens = model(feats, lens)
-        targets = [self.targets[t] for t in batch["texts"]]
+        targets = [self.targets[i] for i in batch["ids"]]
         return self.model.ctc_loss(log_probs, out_lens, targets), len(targets)

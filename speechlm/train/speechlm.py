@@ -93,7 +93,7 @@ class SpeechLMTrainer(CtcTrainer):
     def batch_loss(self, batch: dict, model) -> tuple:
         feats = batch["feats"].to(self.device)
         lens = batch["feat_lens"].to(self.device)
-        targets = [self.targets[t] for t in batch["texts"]]
+        targets = [self.targets[i] for i in batch["ids"]]
         ctc, att = model(feats, lens, targets)  # through DDP's forward when distributed
         w = self.cfg.speechlm.ctc_weight
         loss = w * ctc + (1 - w) * att
