@@ -24,7 +24,7 @@ def cmd_transcribe(args) -> None:
     from speechlm.data.vad import VadConfig
 
     files = expand_inputs(args.paths)
-    vad = VadConfig(max_segment=args.max_segment, min_pause=args.min_pause)
+    vad = VadConfig(max_segment=args.max_segment, min_pause=args.min_pause, pad=args.pad)
     rec = Recognizer.from_dir(args.model_dir, method=args.method, backend=args.backend,
                               device=args.device, lang_dir=args.lang_dir,
                               lm_checkpoint=args.lm_checkpoint, avg=args.avg,
@@ -102,6 +102,9 @@ def register(sub, fmt) -> None:
     s.add_argument("--max-segment", type=float, default=VadConfig.max_segment,
                    help="seconds; longer recordings are split on pauses into pieces no longer")
     s.add_argument("--min-pause", type=float, default=VadConfig.min_pause, help="seconds of silence that may split")
+    s.add_argument("--pad", type=float, default=VadConfig.pad,
+                   help="seconds of the pause kept around each piece; a model trained on tightly "
+                        "trimmed clips (FSDD) wants little, e.g. 0.02")
     s.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
     s.set_defaults(func=cmd_transcribe)
 

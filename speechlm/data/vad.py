@@ -30,7 +30,8 @@ class VadConfig:
     max_segment: float = 20.0  # seconds: longer audio is split at pauses, no piece is longer
     min_pause: float = 0.25  # seconds of silence needed to split
     min_speech: float = 0.05  # shorter bursts of energy are not speech
-    pad: float = 0.2  # seconds of silence kept on each side of a piece
+    pad: float = 0.2  # seconds of silence kept on each side of a piece (a model that never heard
+    #   silence, trained on tightly trimmed clips such as FSDD's, wants ~0.02)
     threshold: float = 0.2  # where speech starts between the energy floor (0) and peak (1)
     min_contrast_db: float = 10.0  # peak - floor below this: no pause can be told apart
     frame_length: float = 0.025
