@@ -35,6 +35,8 @@ class EncoderConfig:
 @dataclass
 class DataConfig:
     max_duration: float = 120.0  # seconds of audio per batch (Lhotse dynamic bucketing)
+    max_cut_duration: float = 0.0  # training cuts longer than this (seconds) are left out, as
+    #   icefall's remove_short_and_long_utt; 0: none. Dev and test cuts are never filtered.
     num_buckets: int = 10
     num_workers: int = 0
     shuffle: bool = True

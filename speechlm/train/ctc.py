@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -14,6 +15,8 @@ from speechlm.data.features import compute_cmvn, load_cuts
 from speechlm.models.asr import CTCModel
 from speechlm.text.tokenizer import Tokenizer
 from speechlm.train.trainer import Trainer
+
+log = logging.getLogger("speechlm.train")
 
 
 def check_transcripts(cuts: CutSet, tokenizer: Tokenizer, where: str) -> Dict[str, List[int]]:
@@ -38,6 +41,12 @@ class CtcTrainer(Trainer):
                  dev_cuts: Optional[str | Path], tokenizer_model: str | Path):
         super().__init__(cfg, exp_dir, tokenizer_model)
         self.train_cuts = load_cuts(train_cuts)
+        limit = cfg.data.max_cut_duration
+        if limit > 0:
+            kept = self.train_cuts.filter(lambda c: c.duration <= limit).to_eager()
+            log.info("data.max_cut_duration=%g: %d of %d training cuts kept", limit, len(kept),
+                     len(self.train_cuts))
+            self.train_cuts = kept
         self.dev_cuts = load_cuts(dev_cuts) if dev_cuts else None
         self.has_dev = self.dev_cuts is not None
         if len(self.train_cuts) == 0:
