@@ -91,3 +91,15 @@ def test_torchrun_two_processes(tiny_asr, tmp_path):
     ddp = load_checkpoint(exp / "epoch-2.pt")
     # Each rank saw half the batches: fewer optimizer steps than the single-process run.
     assert 0 < ddp["step"] < single["step"]
+
+
+def test_max_cut_duration_leaves_long_training_cuts_out(tiny_asr, tmp_path):
+    from speechlm.data.features import load_cuts
+
+    durations = sorted(c.duration for c in load_cuts(tiny_asr["train"]))
+    limit = durations[len(durations) // 2]
+    cfg = load_config(None, tiny_overrides(1) + [f"data.max_cut_duration={limit}"])
+    trainer = CtcTrainer(cfg, tmp_path / "exp", tiny_asr["train"], tiny_asr["test"], tiny_asr["tokenizer"])
+    kept = [c.duration for c in trainer.train_cuts]
+    assert 0 < len(kept) < len(durations) and max(kept) <= limit
+    assert len(trainer.dev_cuts) == len(load_cuts(tiny_asr["test"]))  # dev is never filtered

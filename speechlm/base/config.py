@@ -89,6 +89,8 @@ class EncoderConfig:
 @dataclass
 class DataConfig:
     max_duration: float = checked(120.0, POSITIVE)  # seconds of audio per batch (Lhotse dynamic bucketing)
+    max_cut_duration: float = checked(0.0, NON_NEGATIVE)  # training cuts longer than this (s) are
+    #   left out, as icefall's remove_short_and_long_utt; 0: none. Dev and test are never filtered.
     num_buckets: int = checked(10, AT_LEAST_1)
     num_workers: int = checked(0, NON_NEGATIVE)
     shuffle: bool = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -15,6 +16,8 @@ from speechlm.models.asr import CTCModel
 from speechlm.models.experiment import build_model
 from speechlm.text.tokenizer import Tokenizer
 from speechlm.train.trainer import Trainer
+
+log = logging.getLogger("speechlm.train")
 
 
 def check_transcripts(cuts: CutSet, tokenizer: Tokenizer, where: str) -> Dict[str, List[int]]:
@@ -39,6 +42,12 @@ class CtcTrainer(Trainer):
                  dev_cuts: Optional[str | Path], tokenizer_model: str | Path):
         super().__init__(cfg, exp_dir, tokenizer_model)
         self.train_cuts = self.read_cuts(train_cuts)
+        limit = cfg.data.max_cut_duration
+        if limit > 0:
+            kept = self.train_cuts.filter(lambda c: c.duration <= limit).to_eager()
+            log.info("data.max_cut_duration=%g: %d of %d training cuts kept", limit, len(kept),
+                     len(self.train_cuts))
+            self.train_cuts = kept
         self.dev_cuts = self.read_cuts(dev_cuts) if dev_cuts else None
         self.has_dev = self.dev_cuts is not None
         self.targets = check_transcripts(self.train_cuts, self.tokenizer, str(train_cuts))
