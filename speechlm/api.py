@@ -146,7 +146,7 @@ def bundle_model_dir(model_dir: str | Path, out_dir: str | Path, lang_dir: Optio
             copied.append(name)
     if lang is not None and (lang / "HLG.fst").is_file():
         (out / LANG_IN_DIR).mkdir()
-        for name in ("HLG.fst", "words.txt"):
+        for name in ("HLG.fst", "words.txt", "tokens.txt"):  # tokens.txt: checked at decoding
             shutil.copy2(lang / name, out / LANG_IN_DIR / name)
         copied.append(f"{LANG_IN_DIR}/ (from {lang})")
     if lm and Path(lm).is_file():

@@ -166,9 +166,9 @@ def lm_fusion_method(ctx: DecodeContext) -> Method:
 def _hlg_decoder(ctx: DecodeContext, **opts):
     lang_dir = ctx.lang_dir
     if lang_dir is None or not (Path(lang_dir) / "HLG.fst").is_file():
-        where = f"{lang_dir}/HLG.fst" if lang_dir else "a lang dir with HLG.fst"
+        where = f"the decoding graph {lang_dir}/HLG.fst" if lang_dir else "a lang dir with HLG.fst"
         raise SpeechlmError(
-            f"{ctx.name} needs the decoding graph {where}, which is not there. In a recipe, stage "
+            f"{ctx.name} needs {where}, which is not there. In a recipe, stage "
             f"2 builds it when a hlg-* method is asked for: run from stage 2 with this method, e.g. "
             f"./run.sh --stage 2 --methods ctc-greedy,{ctx.name} (stage 2 and the stages after it "
             "run again). With `speechlm decode`: pass "
