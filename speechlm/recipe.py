@@ -242,4 +242,5 @@ def _import_kwargs(import_args: str) -> dict:
     """The few ``speechlm import`` options new-recipe must honour while checking the corpus."""
     args = import_parser().parse_args(["folder", "."] + shlex.split(import_args))
     return dict(speaker_regex=args.speaker_regex, dev_fraction=args.dev_fraction,
-                test_fraction=args.test_fraction, lowercase=not args.keep_case, columns=args.columns)
+                test_fraction=args.test_fraction, lowercase=not args.keep_case, language=args.language,
+                columns=args.columns)

@@ -127,7 +127,7 @@ def test_folder_speakers_from_subfolders_and_deterministic_split(tmp_path):
     assert a.speakers == ["ann", "bob", "cat", "dan", "eve"] and a.split_how == "by speaker"
     assert {s: [x.id for x in a.manifests[s][1]] for s in a.splits} == \
         {s: [x.id for x in b.manifests[s][1]] for s in b.splits}
-    assert a.manifests["train"][1][0].text == "hello world 0"
+    assert a.manifests["train"][1][0].text == "hello world zero"  # digits spelled out
 
 
 def test_folder_speaker_regex(tmp_path):
@@ -198,7 +198,7 @@ def test_csv_split_column(tmp_path):
         rows.append(f"c{i}.flac,\"a, b {i}\",{'test' if i == 3 else 'train'}")
     (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
     res = import_corpus("tsv", tmp_path / "list.csv")
-    assert res.splits == ["train", "test"] and res.manifests["test"][1][0].text == "a, b 3"
+    assert res.splits == ["train", "test"] and res.manifests["test"][1][0].text == "a b three"  # one field
 
 
 def test_tsv_without_header(tmp_path):
@@ -256,7 +256,7 @@ def test_test_only_corpora_in_every_layout(tmp_path):
         res = import_corpus(kind, path, tmp_path / "out" / kind, prefix="p", test_fraction=test_fraction)
         assert res.splits == ["test"] and res.num_utterances == n and res.split_how == how, (kind, path)
         assert len(read_jsonl(tmp_path / "out" / kind / "p_cuts_test.jsonl.gz")) == n
-    assert import_corpus("folder", one / "ann" / "ann_0.wav").manifests["test"][1][0].text == "hello world 0"
+    assert import_corpus("folder", one / "ann" / "ann_0.wav").manifests["test"][1][0].text == "hello world zero"
 
 
 def test_given_split_without_test_and_recipe_of_a_test_set_are_refused(tmp_path):
@@ -295,3 +295,32 @@ def test_cli_import_writes_manifests(tmp_path, capsys):
     assert main(["import", "folder", str(root), "--out-dir", str(tmp_path / "m"), "--prefix", "f"]) == 0
     assert "20 utterances" in capsys.readouterr().out
     assert (tmp_path / "m" / "f_cuts_train.jsonl.gz").is_file()
+
+
+def test_transcripts_normalised_per_language_with_counted_exclusions(tmp_path, caplog):
+    rows = ["path,text,split",
+            'a.wav,"Press 5, then the HASH key.",train',
+            'b.wav,"Don\'t hang up (5 seconds of silence)",train',
+            'c.wav,"Use the H.323 gateway",train',
+            'd.wav,"Twenty-one dogs!",train',
+            'e.wav,"marque 2",test',
+            'f.wav,"Señor, 3 perros",test']
+    for name in "abcdef":
+        tone(tmp_path / f"{name}.wav")
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
+    with caplog.at_level(logging.WARNING):
+        res = import_corpus("tsv", tmp_path / "list.csv")
+    texts = {s.id: s.text for _, sups in res.manifests.values() for s in sups}
+    assert sorted(texts.values()) == ["marque two", "press five then the hash key", "señor three perros",
+                                      "twenty one dogs"]
+    assert res.num_utterances == 4 and res.num_skipped == 0  # exclusions are not errors
+    assert "number 3" in res.normalization and "hyphen 1" in res.normalization
+    assert "excluded: description 1, number-ambiguous 1" in res.normalization
+    assert "(5 seconds of silence)" in caplog.text and "H.323" in caplog.text
+    assert "'ñ' (1 utterance)" in res.unseen_chars  # the test set spells a letter train never has
+    spanish = import_corpus("tsv", tmp_path / "list.csv", language="es")
+    assert "marque dos" in {s.text for _, sups in spanish.manifests.values() for s in sups}
+    raw = import_corpus("tsv", tmp_path / "list.csv", lowercase=False)
+    assert raw.num_utterances == 6 and raw.normalization == ""
+    with pytest.raises(SpeechlmError, match="--language.*known: en"):
+        import_corpus("tsv", tmp_path / "list.csv", language="de")

@@ -103,3 +103,24 @@ def test_max_cut_duration_leaves_long_training_cuts_out(tiny_asr, tmp_path):
     kept = [c.duration for c in trainer.train_cuts]
     assert 0 < len(kept) < len(durations) and max(kept) <= limit
     assert len(trainer.dev_cuts) == len(load_cuts(tiny_asr["test"]))  # dev is never filtered
+
+
+def test_stall_monitor_warns_once_on_an_early_plateau_and_not_on_a_falling_loss():
+    from speechlm.train.trainer import StallMonitor
+
+    falling = StallMonitor(patience=4, min_drop=0.02, num_epochs=40)
+    assert not any(falling.update(100 * 0.9 ** e) for e in range(40))
+
+    # the yesno failure: a quick fall to ~8 per utterance, then flat
+    stuck = StallMonitor(patience=4, min_drop=0.02, num_epochs=40)
+    messages = [stuck.update(loss) for loss in [60, 20, 8.1, 8.0, 7.98, 8.02, 7.95, 7.99, 7.9, 7.97]]
+    assert [bool(m) for m in messages].index(True) == 6  # epoch 7 = 4 epochs after epoch 3's 8.1
+    assert sum(bool(m) for m in messages) == 1 and "epoch 3 to epoch 7" in messages[6]
+
+    # a plateau that the run leaves in time, or one only in the second half, gives no warning
+    leaves = StallMonitor(patience=4, min_drop=0.02, num_epochs=40)
+    assert not any(leaves.update(x) for x in [60, 20, 8.1, 8.0, 8.0, 6.0, 3.0, 1.0])
+    late = StallMonitor(patience=4, min_drop=0.02, num_epochs=10)
+    assert not any(late.update(x) for x in [9, 8, 7, 6, 5, 4, 4, 4, 4, 4])
+    off = StallMonitor(patience=0, min_drop=0.02, num_epochs=40)
+    assert not any(off.update(8.0) for _ in range(20))

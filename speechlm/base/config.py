@@ -118,6 +118,11 @@ class TrainConfig:
     keep_last: int = checked(5, AT_LEAST_1)  # epoch checkpoints kept on disk
     average_last: int = checked(3, AT_LEAST_1)  # checkpoints averaged into the final model
     device: str = checked("auto", DEVICE)  # auto | cpu | cuda | cuda:N
+    # not-learning check: warn (once, with advice) when the loss (dev, else train) has not fallen
+    # by stall_min_drop (relative) below its best for stall_epochs epochs in the first half of
+    # the run; 0 turns it off
+    stall_epochs: int = checked(6, NON_NEGATIVE)
+    stall_min_drop: float = checked(0.02, FRACTION)
 
 
 @dataclass

@@ -19,7 +19,8 @@ def cmd_import(args) -> None:
     from speechlm.data.importers import import_corpus
 
     result = import_corpus(args.kind, args.path, args.out_dir, args.prefix, on_error=args.on_error,
-                           lowercase=not args.keep_case, dev_fraction=args.dev_fraction,
+                           lowercase=not args.keep_case, language=args.language,
+                           dev_fraction=args.dev_fraction,
                            test_fraction=args.test_fraction, speaker_regex=args.speaker_regex,
                            columns=args.columns)
     print(f"{result.summary()}; manifests in {args.out_dir}")

@@ -18,6 +18,7 @@ layouts:
              without a header: --columns path,text[,speaker,...] ('-' ignores a column)
 Known corpora in their upstream layouts (librispeech, fsdd, ...): speechlm prepare NAME.
 Without a split of its own the corpus is split deterministically, by speaker when known.
+Transcripts are normalised (see --keep-case); the summary counts what each rule changed.
 A test set only (to score a trained model): a split with test alone (split=test rows, a test/
 folder), --test-fraction 1.0, or one audio file (folder PATH may be the file itself)."""
 
@@ -31,7 +32,13 @@ def add_import_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-fraction", type=float, default=0.1,
                    help="test share when the corpus has no split; 1.0: all of it is a test set")
     p.add_argument("--speaker-regex", help="folder: regex with (?P<speaker>...) matched on file names")
-    p.add_argument("--keep-case", action="store_true", help="do not lowercase transcripts")
+    p.add_argument("--language", default="en", choices=["en", "es", "fr", "it", "ru"],
+                   help="the transcripts' language: digits are spelled out in it")
+    p.add_argument("--keep-case", action="store_true",
+                   help="keep transcripts as written (whitespace collapsed only) instead of normalising "
+                   "them: lower case, punctuation removed, digits to words, and transcripts with a "
+                   "bracketed note such as '(5 seconds of silence)' or an ambiguous number ('28.8') "
+                   "left out and counted (rules: speechlm/text/normalize.py)")
     p.add_argument("--columns", help="tsv without a header row: its columns in order, e.g. "
                    "path,text,speaker (roles: path text speaker id split; '-' ignores a column)")
 

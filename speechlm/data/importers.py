@@ -25,6 +25,14 @@ unique, segments inside their recording). With ``on_error="raise"`` (the default
 are collected first and reported in one error naming the files; with ``"skip"`` the bad
 utterances are left out and the same report is logged as warnings.
 
+Transcripts are normalised in the corpus's language (``language``, default English) by
+:func:`speechlm.text.normalize.normalize_transcript`: lower case, punctuation removed, digits
+spelled out, hyphenated words split; a transcript with a bracketed note in words (``(5 seconds
+of silence)``) or a number whose reading is unknown (``28.8``, ``H.323``) is left out and counted
+(never an error). The summary line says how many transcripts each rule changed, and a warning
+names dev/test characters that no training transcript has (a tokenizer trained on the training
+text could not spell them). ``lowercase=False`` (``--keep-case``) only collapses whitespace.
+
 A corpus may be a test set only: a given split without train (all rows ``split=test``, only a
 ``test/`` folder), ``test_fraction=1.0``, or a corpus too small to split (one file). That is how
 a trained model is scored on new data (``speechlm decode --data``).
@@ -56,13 +64,13 @@ from speechlm.data.corpus import (
     finish_split,
     load_recording,
     manifest_paths,
-    normalize_text,
     whole_recording_supervision,
 )
 from speechlm.base.errors import SpeechlmError
 from speechlm.base.files import read_text_file
 from speechlm.data.audio_io import AUDIO_SUFFIXES
 from speechlm.data.import_options import KINDS
+from speechlm.text.normalize import NORMALIZE_LANGUAGES, RuleCounts, check_language, normalize_transcript
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +117,8 @@ class ImportResult:
     split_how: str  # "given by the corpus", "by speaker", "by recording"
     num_skipped: int = 0
     speakers: List[str] = field(default_factory=list)
+    normalization: str = ""  # "en: changed: number 3, ...; excluded: description 1" (RuleCounts)
+    unseen_chars: str = ""  # dev/test characters no training transcript has, e.g. "'ñ' (2 utterances)"
 
     @property
     def splits(self) -> List[str]:
@@ -126,8 +136,9 @@ class ImportResult:
         counts = ", ".join(f"{s}={len(self.manifests[s][1])}" for s in self.splits)
         spk = f", {len(self.speakers)} speakers" if self.speakers else ", speakers unknown"
         skipped = f", {self.num_skipped} skipped" if self.num_skipped else ""
+        norm = f"; transcripts {self.normalization}" if self.normalization else ""
         return (f"{self.kind} {self.path}: {self.num_utterances} utterances, {self.hours:.2f} h"
-                f"{spk}{skipped}; split {self.split_how}: {counts}")
+                f"{spk}{skipped}; split {self.split_how}: {counts}{norm}")
 
 
 # --- reading files -------------------------------------------------------------------------
@@ -525,6 +536,7 @@ def import_corpus(
     prefix: str = "corpus",
     on_error: str = "raise",
     lowercase: bool = True,
+    language: str = "en",
     dev_fraction: float = 0.1,
     test_fraction: float = 0.1,
     speaker_regex: Optional[str] = None,
@@ -538,7 +550,10 @@ def import_corpus(
     :param prefix: manifest name prefix (the recipe's corpus name).
     :param on_error: ``"raise"``: any problem stops the import with one message listing them all;
         ``"skip"``: bad utterances are left out and reported as warnings.
-    :param lowercase: normalise transcripts with :func:`normalize_text` (else only whitespace).
+    :param lowercase: normalise transcripts with :func:`speechlm.text.normalize.normalize_transcript`
+        in ``language`` (case, punctuation, digits to words, bracketed notes; its docstring lists the
+        rules; changes and exclusions are counted in the summary); False: only whitespace.
+    :param language: the transcripts' language code (``en es fr it ru``).
     :param dev_fraction: share of utterances for dev when the corpus has no split (0: no dev).
     :param test_fraction: share of utterances for test when the corpus has no split.
     :param speaker_regex: ``folder`` only: regex with a ``(?P<speaker>...)`` group on file names.
@@ -551,12 +566,24 @@ def import_corpus(
     what = f"{kind} {path}"
     problems = SkipCounter(what)
     ids = UniqueIds()  # across split folders too
+    if lowercase:
+        check_language(language, "--language", NORMALIZE_LANGUAGES)
     utts = [u for u in _lister(kind, path, problems, speaker_regex, columns) if _add_id(ids, u.id, u.source, problems)]
+    counts, excluded = RuleCounts(), SkipCounter(what)
     for u in utts:
-        u.text = normalize_text(u.text) if lowercase else " ".join(u.text.split())
+        if not lowercase:
+            u.text = " ".join(u.text.split())
+        elif u.text.strip():
+            result = normalize_transcript(u.text, language)
+            if result.excluded:
+                excluded.add(EXCLUSION_WHY[result.excluded], f"{u.source}: {u.text.strip()!r}")
+            u.text = counts.add(result) or ""
+            if result.excluded:
+                continue
         if not u.text:
             problems.add("empty transcript", u.source)
     utts = [u for u in utts if u.text]
+    excluded.report()
     if not utts and not problems.total:
         raise SpeechlmError(
             f"{what}: no utterances found. Expected "
@@ -585,7 +612,39 @@ def import_corpus(
         if segmented and output_dir is not None:
             _write_segment_cuts(*manifests[name], Path(output_dir), prefix, name)
     speakers = sorted({u.speaker for u, _, _ in kept if u.speaker})
-    result = ImportResult(kind, path, manifests, how, problems.total, speakers)
+    unseen = unseen_characters({name: [u.text for u in split] for name, split in splits.items()})
+    if unseen:
+        logger.warning("%s: dev/test transcripts use characters no training transcript has: %s. "
+                       "A tokenizer trained on the training text cannot spell them (each counts as "
+                       "an error); normalise them in the data or move such utterances to train",
+                       what, unseen)
+    result = ImportResult(kind, path, manifests, how, problems.total, speakers,
+                          f"({language}) {counts.line()}" if lowercase else "", unseen)
     logger.info(result.summary())
     return result
+
+
+# why normalize_transcript leaves a transcript out, as an import's skip reason
+EXCLUSION_WHY = {
+    "description": "transcript has a bracketed note with words, e.g. '(5 seconds of silence)' "
+                   "(whether its words were spoken is unknown)",
+    "number-ambiguous": "transcript has a number whose reading is unknown, e.g. '28.8', 'H.323'",
+    "empty": "transcript is only punctuation",
+}
+
+
+def unseen_characters(texts_by_split: Dict[str, List[str]], max_shown: int = 8) -> str:
+    """"" when every dev/test character occurs in some training transcript, else e.g.
+    ``"'ñ' (2 utterances), 'ç' (1 utterance)"``."""
+    known = {ch for t in texts_by_split.get("train", ()) for ch in t}
+    if not known:
+        return ""
+    users: Dict[str, int] = {}
+    for name in ("dev", "test"):
+        for text in texts_by_split.get(name, ()):
+            for ch in set(text) - known:
+                users[ch] = users.get(ch, 0) + 1
+    shown = sorted(users.items(), key=lambda kv: (-kv[1], kv[0]))[:max_shown]
+    more = ", ..." if len(users) > max_shown else ""
+    return ", ".join(f"{ch!r} ({n} utterance{'s' if n > 1 else ''})" for ch, n in shown) + more
 

@@ -1,4 +1,5 @@
-"""Per-language transcript normalisation for real prompt transcripts (es, fr, it, ru).
+"""Per-language transcript normalisation for real transcripts (en, es, fr, it, ru): Asterisk's
+prompts (``speechlm prepare asterisk``) and every corpus ``speechlm import`` reads (``--language``).
 
 Upstream transcripts (e.g. Asterisk's ``core-sounds-<lang>.txt``) are written for people: they
 carry capitals, punctuation, digits, typographic quotes and bracketed notes about sounds. ASR
@@ -52,8 +53,10 @@ from speechlm.base.errors import SpeechlmError
 from speechlm.text.symbols import LANGUAGE_CODES
 
 LANGUAGES: Dict[str, str] = dict(zip(LANGUAGE_CODES, ("Spanish", "French", "Italian", "Russian")))
-"""The language codes this module normalises (those with a language token), with their names
-(Lhotse's ``language`` field)."""
+"""The language codes with a language token, with their names (Lhotse's ``language`` field)."""
+
+NORMALIZE_LANGUAGES: Dict[str, str] = {"en": "English", **LANGUAGES}
+"""The languages :func:`normalize_transcript` knows (numbers are spelled out in them)."""
 
 # Rule names, in the order the module docstring lists them.
 RULES = ("unicode", "it-accent-repair", "symbol-note", "number", "apostrophe", "hyphen", "yo",
@@ -84,12 +87,14 @@ class Normalized:
     excluded: str = ""
 
 
-def check_language(lang: str, option: str = "--langs") -> str:
-    """``lang`` if this module knows it; otherwise a :class:`SpeechlmError` listing the known codes."""
-    if lang not in LANGUAGES:
+def check_language(lang: str, option: str = "--langs", known: Optional[Dict[str, str]] = None) -> str:
+    """``lang`` if it is in ``known`` (default: :data:`LANGUAGES`); otherwise a
+    :class:`SpeechlmError` naming ``option`` and listing the known codes."""
+    known = LANGUAGES if known is None else known
+    if lang not in known:
         raise SpeechlmError(
             f"unknown language code {lang!r} ({option}); known: "
-            + ", ".join(f"{code} ({name})" for code, name in LANGUAGES.items())
+            + ", ".join(f"{code} ({name})" for code, name in known.items())
         )
     return lang
 
@@ -123,8 +128,8 @@ def _number_words(lang: str) -> Callable[[int], str]:
 
 
 def normalize_transcript(text: str, lang: str) -> Normalized:
-    """Apply the module's rules to one transcript in language ``lang`` (es, fr, it, ru)."""
-    check_language(lang, "language")
+    """Apply the module's rules to one transcript in language ``lang`` (en, es, fr, it, ru)."""
+    check_language(lang, "language", NORMALIZE_LANGUAGES)
     fired: List[str] = []
 
     def apply(rule: str, new: str, old: str) -> str:

@@ -37,6 +37,8 @@ class CtcTrainer(Trainer):
     """CTC speech recognition on precomputed fbank cuts."""
 
     kind = "asr"
+    stall_advice = ("set model.ctc_blank_bias=3 if it is 0 (the CTC head then starts out predicting "
+                    "blank, where training has to end up; egs/yesno/RESULTS.md), " + Trainer.stall_advice)
 
     def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, train_cuts: str | Path,
                  dev_cuts: Optional[str | Path], tokenizer_model: str | Path):

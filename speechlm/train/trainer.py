@@ -84,6 +84,38 @@ def warmup_warning(warmup: int, steps_per_epoch: int, num_epochs: int, lr: float
             f"{max(1, total // 10)}) or train more epochs")
 
 
+class StallMonitor:
+    """Notices a run that is not learning: the monitored loss (dev, else train) has not fallen by
+    ``min_drop`` (relative) below its best for ``patience`` epochs, in the first half of the run.
+    :meth:`update` returns the warning once, the first time that happens; ``history`` (epoch
+    losses) is saved in checkpoints so a resumed run keeps counting."""
+
+    def __init__(self, patience: int, min_drop: float, num_epochs: int):
+        self.patience, self.min_drop, self.num_epochs = patience, min_drop, num_epochs
+        self.history: List[float] = []
+        self.warned = False
+
+    def stalled_since(self) -> int:
+        """The epoch (1-based) whose loss has not been beaten since, or 0 if the loss still falls."""
+        best, best_epoch = math.inf, 0
+        for epoch, loss in enumerate(self.history, 1):
+            if loss < best * (1 - self.min_drop) or best == math.inf:
+                best, best_epoch = loss, epoch
+        return best_epoch if len(self.history) - best_epoch >= self.patience else 0
+
+    def update(self, loss: float) -> str:
+        self.history.append(float(loss))
+        epoch = len(self.history)
+        if self.warned or self.patience <= 0 or epoch > max(self.num_epochs // 2, self.patience + 1):
+            return ""
+        since = self.stalled_since()
+        if not since:
+            return ""
+        self.warned = True
+        return (f"not learning? the loss has stayed at {self.history[since - 1]:.4f} (within "
+                f"{self.min_drop:.0%}) from epoch {since} to epoch {epoch} of {self.num_epochs}")
+
+
 class Trainer:
     """The generic loop. Subclasses say what a model, a batch and a loss are:
 
@@ -94,6 +126,10 @@ class Trainer:
     """
 
     kind = "model"
+    # what to try when the loss stalls early (StallMonitor); families add their own advice
+    stall_advice = ("check that transcripts match the audio (speechlm decode on a few training "
+                    "cuts), try another optim.lr (x3 or /3), a shorter optim.warmup_steps, or a "
+                    "smaller model")
 
     def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, tokenizer_model: str | Path):
         self.cfg = cfg
@@ -132,6 +168,8 @@ class Trainer:
         self.epoch = 0  # last completed epoch
         self.step = 0
         self.tb = None
+        self.stall = StallMonitor(cfg.train.stall_epochs, cfg.train.stall_min_drop,
+                                  cfg.train.num_epochs)
 
     # ---- what subclasses define ------------------------------------------------------------
     def build_model(self) -> torch.nn.Module:
@@ -167,6 +205,7 @@ class Trainer:
             "vocab_size": self.tokenizer.vocab_size,
             "config": self.cfg.to_dict(),
             "run_id": self.run_id,
+            "loss_history": list(self.stall.history),
             **self.extra_state(),
         }
 
@@ -199,6 +238,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step = state["epoch"], state["step"]
+        for loss in state.get("loss_history", []):
+            self.stall.update(loss)  # replays the counting; a warning given before is not repeated
         log.info("resumed from %s (epoch %d, step %d)", found[-1], self.epoch, self.step)
         return True
 
@@ -230,6 +271,10 @@ class Trainer:
                      epoch, cfg.train.num_epochs, train_loss,
                      f"{dev_loss:.4f}" if self.has_dev else "- (no dev set)",
                      self.scheduler.get_last_lr()[0], time.time() - start)
+            stalled = self.stall.update(dev_loss if self.has_dev else train_loss)
+            if stalled and self.dist.is_main:
+                log.warning("%s: the model may be stuck (e.g. a CTC model that ignores the audio). "
+                            "Try: %s. Training goes on.", stalled, self.stall_advice)
             if self.dist.is_main:
                 if self.has_dev:
                     self.tb.add_scalar("dev/loss", dev_loss, self.step)
