@@ -85,10 +85,14 @@ def warmup_warning(warmup: int, steps_per_epoch: int, num_epochs: int, lr: float
 
 
 class StallMonitor:
-    """Notices a run that is not learning: the monitored loss (dev, else train) has not fallen by
-    ``min_drop`` (relative) below its best for ``patience`` epochs, in the first half of the run.
+    """Notices a run that is not learning, early enough to stop it: in the first half of the run,
+    the monitored loss (dev, else train) has not gone ``min_drop`` (relative) below its earlier
+    best for ``patience`` epochs while it is still above :attr:`STILL_HIGH` of the first epoch's
+    loss (a loss that has fallen far and then flattens is a converged run, not a stuck one).
     :meth:`update` returns the warning once, the first time that happens; ``history`` (epoch
     losses) is saved in checkpoints so a resumed run keeps counting."""
+
+    STILL_HIGH = 0.1
 
     def __init__(self, patience: int, min_drop: float, num_epochs: int):
         self.patience, self.min_drop, self.num_epochs = patience, min_drop, num_epochs
@@ -96,24 +100,29 @@ class StallMonitor:
         self.warned = False
 
     def stalled_since(self) -> int:
-        """The epoch (1-based) whose loss has not been beaten since, or 0 if the loss still falls."""
-        best, best_epoch = math.inf, 0
-        for epoch, loss in enumerate(self.history, 1):
-            if loss < best * (1 - self.min_drop) or best == math.inf:
-                best, best_epoch = loss, epoch
-        return best_epoch if len(self.history) - best_epoch >= self.patience else 0
+        """The epoch (1-based) whose loss the last ``patience`` epochs have not beaten, or 0."""
+        h = self.history
+        if self.patience <= 0 or len(h) <= self.patience:
+            return 0
+        before, window = h[:-self.patience], h[-self.patience:]
+        best = min(before)
+        if min(window) < best * (1 - self.min_drop) or min(window) <= self.STILL_HIGH * h[0]:
+            return 0
+        return before.index(best) + 1
 
     def update(self, loss: float) -> str:
         self.history.append(float(loss))
         epoch = len(self.history)
-        if self.warned or self.patience <= 0 or epoch > max(self.num_epochs // 2, self.patience + 1):
+        if self.warned or epoch > max(self.num_epochs // 2, self.patience + 1):
             return ""
         since = self.stalled_since()
         if not since:
             return ""
         self.warned = True
-        return (f"not learning? the loss has stayed at {self.history[since - 1]:.4f} (within "
-                f"{self.min_drop:.0%}) from epoch {since} to epoch {epoch} of {self.num_epochs}")
+        return (f"not learning? the loss has not fallen below {self.history[since - 1]:.4f} "
+                f"(epoch {since}) by {self.min_drop:.0%} in the {self.patience} epochs to epoch "
+                f"{epoch} of {self.num_epochs}, and is still {min(self.history) / self.history[0]:.0%} "
+                f"of epoch 1's {self.history[0]:.4f}")
 
 
 class Trainer:
