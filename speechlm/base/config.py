@@ -120,7 +120,7 @@ class TrainConfig:
     device: str = checked("auto", DEVICE)  # auto | cpu | cuda | cuda:N
     # not-learning check: warn (once, with advice) when the loss (dev, else train) has not fallen
     # by stall_min_drop (relative) below its best for stall_epochs epochs in the first half of
-    # the run while still above 10% of epoch 1's; 0 turns it off
+    # the run while still above 5% of epoch 1's; 0 turns it off
     stall_epochs: int = checked(6, NON_NEGATIVE)
     stall_min_drop: float = checked(0.05, FRACTION)
 

@@ -576,7 +576,9 @@ def import_corpus(
         elif u.text.strip():
             result = normalize_transcript(u.text, language)
             if result.excluded:
-                excluded.add(EXCLUSION_WHY[result.excluded], f"{u.source}: {u.text.strip()!r}")
+                text = " ".join(u.text.split())
+                excluded.add(EXCLUSION_WHY[result.excluded],
+                             f"{u.source}: {text[:60] + '...' if len(text) > 60 else text!r}")
             u.text = counts.add(result) or ""
             if result.excluded:
                 continue

@@ -87,12 +87,12 @@ def warmup_warning(warmup: int, steps_per_epoch: int, num_epochs: int, lr: float
 class StallMonitor:
     """Notices a run that is not learning, early enough to stop it: in the first half of the run,
     the monitored loss (dev, else train) has not gone ``min_drop`` (relative) below its earlier
-    best for ``patience`` epochs while it is still above :attr:`STILL_HIGH` of the first epoch's
+    best for ``patience`` epochs while it is still above :attr:`STILL_HIGH` (5%) of the first epoch's
     loss (a loss that has fallen far and then flattens is a converged run, not a stuck one).
     :meth:`update` returns the warning once, the first time that happens; ``history`` (epoch
     losses) is saved in checkpoints so a resumed run keeps counting."""
 
-    STILL_HIGH = 0.1
+    STILL_HIGH = 0.05
 
     def __init__(self, patience: int, min_drop: float, num_epochs: int):
         self.patience, self.min_drop, self.num_epochs = patience, min_drop, num_epochs
