@@ -43,6 +43,6 @@ out.write_text("\n".join(rows) + "\n", encoding="utf-8")
 print(f"{out}: {len(rows) - 1} rows", file=sys.stderr)
 PY
 recipe=../ast_${lang}_new
-[ -d "$recipe" ] || speechlm new-recipe "ast_${lang}_new" --from tsv "$tsv" --on-error skip \
+[ -d "$recipe" ] || speechlm new-recipe "ast_${lang}_new" --egs-dir .. --from tsv "$tsv" --on-error skip \
   --import-args "--language $lang"
 cd "$recipe" && ./run.sh --stop-stage "$stop_stage"
