@@ -84,6 +84,14 @@ class EncoderConfig:
     ff_mult: int = checked(4, AT_LEAST_1)
     conv_kernel: int = checked(15, ODD_KERNEL)
     dropout: float = checked(0.1, DROPOUT)
+    # streaming (speechlm transcribe --streaming): the conv module sees no future frames, and
+    # training limits attention to chunks (WeNet-style dynamic chunk training)
+    causal: bool = False  # left-only depthwise convolution in the conv module (needed to stream)
+    chunk_size: int = checked(0, NON_NEGATIVE)  # > 0: train with attention limited to chunks of
+    #   this many encoder frames (40 ms each) and the chunks before them; 0: full context
+    dynamic_chunk: int = checked(0, NON_NEGATIVE)  # > 0: each training batch draws its chunk size:
+    #   half of the batches full context, the others 1..this frames (one model serves any chunk size)
+    left_chunks: int = checked(-1, Allowed(lo=-1))  # chunks of left context attention sees (-1: all)
 
 
 @dataclass

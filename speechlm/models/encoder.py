@@ -3,9 +3,17 @@
 Shapes: input features ``(B, T, F)`` with lengths ``(B,)``; output ``(B, T', D)`` with
 ``T' = ((T - 1) // 2 - 1) // 2``. Padded frames are masked in attention and in the convolution
 module, so a batch gives the same outputs as its utterances one by one.
+
+Streaming (``encoder.causal`` plus chunked attention): the conv module then looks only at past
+frames, and attention at the frame's own chunk and the chunks before it (``left_chunks`` of them,
+or all). :meth:`ConformerEncoder.forward` with ``chunk_size`` computes that with masks over a whole
+utterance; :class:`EncoderStream` computes the same outputs chunk by chunk with caches (attention
+keys/values, conv inputs, subsampling input frames), which is what ``transcribe --streaming`` runs.
 """
 
 from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -48,10 +56,22 @@ class Conv2dSubsampling(nn.Module):
         return x, subsampled_lengths(lengths)
 
 
-def rotary_tables(seq_len: int, dim: int, device, dtype):
+def rotary_tables(seq_len: int, dim: int, device, dtype, offset: int = 0):
+    """cos/sin tables of positions ``offset .. offset + seq_len - 1``."""
     inv_freq = 1.0 / (10000 ** (torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim))
-    angles = torch.arange(seq_len, device=device, dtype=torch.float32)[:, None] * inv_freq[None]
+    pos = torch.arange(offset, offset + seq_len, device=device, dtype=torch.float32)
+    angles = pos[:, None] * inv_freq[None]
     return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def chunk_attention_mask(t: int, chunk_size: int, left_chunks: int, device) -> torch.Tensor:
+    """``(t, t)`` bool: query frame i may attend key frame j when j's chunk is i's or one of the
+    ``left_chunks`` before it (all before it when ``left_chunks < 0``)."""
+    chunk = torch.arange(t, device=device) // chunk_size
+    allowed = chunk[None, :] <= chunk[:, None]
+    if left_chunks >= 0:
+        allowed &= chunk[None, :] >= chunk[:, None] - left_chunks
+    return allowed
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -70,7 +90,10 @@ class RotarySelfAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, causal: bool = False,
+                frames_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``mask``: ``(B, T)`` valid keys; ``causal``: each frame sees only earlier ones;
+        ``frames_mask``: ``(T, T)`` allowed query/key pairs (:func:`chunk_attention_mask`)."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         cos, sin = rotary_tables(t, d // self.num_heads, x.device, x.dtype)
@@ -79,10 +102,29 @@ class RotarySelfAttention(nn.Module):
         if causal:
             tri = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
             attn_mask = tri if attn_mask is None else attn_mask & tri
+        if frames_mask is not None:
+            attn_mask = frames_mask if attn_mask is None else attn_mask & frames_mask
+            # a padded query may have no valid key left: let it see itself (no NaN rows)
+            attn_mask = attn_mask | torch.eye(t, dtype=torch.bool, device=x.device)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
         )
         return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+    def step(self, x: torch.Tensor, cache: Optional[Tuple[torch.Tensor, torch.Tensor]], offset: int,
+             max_cache: int) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """One chunk ``(1, C, D)`` at positions ``offset..offset+C-1``, attending to itself and the
+        cached (already rotated) keys/values of earlier frames; keeps the last ``max_cache``
+        frames (all when < 0)."""
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        cos, sin = rotary_tables(t, d // self.num_heads, x.device, x.dtype, offset)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        y = F.scaled_dot_product_attention(q, k, v)
+        start = 0 if max_cache < 0 else max(0, k.size(2) - max_cache)
+        return self.out(y.transpose(1, 2).reshape(b, t, d)), (k[:, :, start:], v[:, :, start:])
 
 
 class FeedForward(nn.Module):
@@ -100,21 +142,37 @@ class FeedForward(nn.Module):
 class ConvModule(nn.Module):
     """Pointwise -> GLU -> depthwise conv -> LayerNorm -> SiLU -> pointwise."""
 
-    def __init__(self, d_model: int, kernel: int, dropout: float):
+    def __init__(self, d_model: int, kernel: int, dropout: float, causal: bool = False):
         super().__init__()
+        self.kernel, self.causal = kernel, causal
         self.norm = nn.LayerNorm(d_model)
         self.pw1 = nn.Conv1d(d_model, 2 * d_model, 1)
-        self.dw = nn.Conv1d(d_model, d_model, kernel, padding=kernel // 2, groups=d_model)
+        # causal: padded on the left only (kernel - 1 zeros), so no frame sees a later one
+        self.dw = nn.Conv1d(d_model, d_model, kernel, padding=0 if causal else kernel // 2,
+                            groups=d_model)
         self.dw_norm = nn.LayerNorm(d_model)
         self.pw2 = nn.Conv1d(d_model, d_model, 1)
         self.dropout = nn.Dropout(dropout)
 
+    def _after_dw(self, y: torch.Tensor) -> torch.Tensor:
+        y = F.silu(self.dw_norm(self.dw(y).transpose(1, 2))).transpose(1, 2)
+        return self.dropout(self.pw2(y).transpose(1, 2))
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         y = F.glu(self.pw1(self.norm(x).transpose(1, 2)), dim=1)
         y = y.masked_fill(~mask[:, None, :], 0.0)  # padding must not leak into valid frames
-        y = self.dw(y).transpose(1, 2)
-        y = F.silu(self.dw_norm(y)).transpose(1, 2)
-        return self.dropout(self.pw2(y).transpose(1, 2))
+        if self.causal:
+            y = F.pad(y, (self.kernel - 1, 0))
+        return self._after_dw(y)
+
+    def step(self, x: torch.Tensor, cache: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """A causal module on one chunk ``(1, C, D)``; ``cache``: the previous ``kernel - 1``
+        GLU outputs (None: the start, zeros as in :meth:`forward`)."""
+        y = F.glu(self.pw1(self.norm(x).transpose(1, 2)), dim=1)
+        if cache is None:
+            cache = y.new_zeros(y.size(0), y.size(1), self.kernel - 1)
+        y = torch.cat([cache, y], dim=2)
+        return self._after_dw(y), y[:, :, y.size(2) - (self.kernel - 1):]
 
 
 class ConformerBlock(nn.Module):
@@ -125,14 +183,25 @@ class ConformerBlock(nn.Module):
         self.attn_norm = nn.LayerNorm(d)
         self.attn = RotarySelfAttention(d, cfg.num_heads, cfg.dropout)
         self.attn_dropout = nn.Dropout(cfg.dropout)
-        self.conv = ConvModule(d, cfg.conv_kernel, cfg.dropout)
+        self.conv = ConvModule(d, cfg.conv_kernel, cfg.dropout, cfg.causal)
         self.ff2 = FeedForward(d, cfg.ff_mult, cfg.dropout)
         self.final_norm = nn.LayerNorm(d)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                frames_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         x = x + 0.5 * self.ff1(x)
-        x = x + self.attn_dropout(self.attn(self.attn_norm(x), mask))
+        x = x + self.attn_dropout(self.attn(self.attn_norm(x), mask, frames_mask=frames_mask))
         x = x + self.conv(x, mask)
+        x = x + 0.5 * self.ff2(x)
+        return self.final_norm(x)
+
+    def step(self, x: torch.Tensor, state: Dict, offset: int, max_cache: int) -> torch.Tensor:
+        """One chunk with this block's streaming ``state`` (updated in place)."""
+        x = x + 0.5 * self.ff1(x)
+        y, state["attn"] = self.attn.step(self.attn_norm(x), state.get("attn"), offset, max_cache)
+        x = x + y
+        y, state["conv"] = self.conv.step(x, state.get("conv"))
+        x = x + y
         x = x + 0.5 * self.ff2(x)
         return self.final_norm(x)
 
@@ -149,10 +218,88 @@ class ConformerEncoder(nn.Module):
     def output_dim(self) -> int:
         return self.cfg.d_model
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor):
+    def training_chunk_size(self) -> int:
+        """The chunk size of a training batch: ``dynamic_chunk`` draws one (half of the batches
+        full context, 0), else ``chunk_size``. Uses torch's RNG, so a resumed run draws the same."""
+        if self.cfg.dynamic_chunk > 0:
+            draw = int(torch.randint(0, 2 * self.cfg.dynamic_chunk, (1,)))
+            return 0 if draw >= self.cfg.dynamic_chunk else draw + 1
+        return self.cfg.chunk_size
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor, chunk_size: Optional[int] = None):
+        """``chunk_size``: attention limited to chunks of that many output frames (and
+        ``left_chunks`` before them), as streaming computes it; None: in training, the config's
+        (:meth:`training_chunk_size`), else full context; 0: full context."""
         x, lengths = self.subsampling(feats, lengths)
         x = self.input_dropout(x)
         mask = lengths_to_mask(lengths, x.size(1))
+        if chunk_size is None:
+            chunk_size = self.training_chunk_size() if self.training else 0
+        frames_mask = (chunk_attention_mask(x.size(1), chunk_size, self.cfg.left_chunks, x.device)
+                       if chunk_size > 0 else None)
         for block in self.blocks:
-            x = block(x, mask)
+            x = block(x, mask, frames_mask)
         return x, lengths
+
+
+# input frames the subsampling needs for output frame t: 4t .. 4t + 6
+SUBSAMPLING_CONTEXT = 7
+
+
+class EncoderStream:
+    """Runs a causal encoder on a stream of (normalised) feature frames, chunk by chunk.
+
+    :meth:`accept` takes any number of new input frames and returns the encoder output frames
+    that are complete (``chunk_size`` of them at a time; :meth:`finish` flushes a last shorter
+    chunk). The outputs equal ``encoder(feats, lengths, chunk_size=chunk_size)`` on the whole
+    utterance (tests/test_streaming.py checks it)."""
+
+    def __init__(self, encoder: ConformerEncoder, chunk_size: int):
+        if not encoder.cfg.causal:
+            raise ValueError("streaming needs a model trained with encoder.causal: true")
+        if chunk_size < 1:
+            raise ValueError(f"chunk size must be at least 1 encoder frame, got {chunk_size}")
+        self.encoder, self.chunk_size = encoder, chunk_size
+        left = encoder.cfg.left_chunks
+        self.max_cache = -1 if left < 0 else left * chunk_size
+        self.pending = None  # input frames not yet consumed by the subsampling, (1, n, F)
+        self.sub_frames = []  # subsampled frames waiting for a full chunk, each (1, 1, D)
+        self.offset = 0  # encoder frames already emitted
+        self.states = [dict() for _ in encoder.blocks]
+
+    def _subsample(self) -> None:
+        x = self.pending
+        if x is None or x.size(1) < SUBSAMPLING_CONTEXT:
+            return
+        n_out = (x.size(1) - SUBSAMPLING_CONTEXT) // SUBSAMPLING_FACTOR + 1
+        used = (n_out - 1) * SUBSAMPLING_FACTOR + SUBSAMPLING_CONTEXT
+        lengths = torch.tensor([used], device=x.device)
+        y, _ = self.encoder.subsampling(x[:, :used], lengths)
+        self.sub_frames.extend(y[:, i:i + 1] for i in range(y.size(1)))
+        self.pending = x[:, n_out * SUBSAMPLING_FACTOR:]
+
+    def _run(self, frames) -> torch.Tensor:
+        x = torch.cat(frames, dim=1)
+        for block, state in zip(self.encoder.blocks, self.states):
+            x = block.step(x, state, self.offset, self.max_cache)
+        self.offset += x.size(1)
+        return x
+
+    @torch.no_grad()
+    def accept(self, feats: torch.Tensor) -> Optional[torch.Tensor]:
+        """``feats`` ``(1, n, F)``; returns ``(1, k * chunk_size, D)`` new output frames or None."""
+        self.pending = feats if self.pending is None else torch.cat([self.pending, feats], dim=1)
+        self._subsample()
+        out = []
+        while len(self.sub_frames) >= self.chunk_size:
+            chunk, self.sub_frames = self.sub_frames[:self.chunk_size], self.sub_frames[self.chunk_size:]
+            out.append(self._run(chunk))
+        return torch.cat(out, dim=1) if out else None
+
+    @torch.no_grad()
+    def finish(self) -> Optional[torch.Tensor]:
+        """The last, possibly shorter, chunk (None when nothing is left)."""
+        if not self.sub_frames:
+            return None
+        chunk, self.sub_frames = self.sub_frames, []
+        return self._run(chunk)

@@ -1,0 +1,75 @@
+"""Streaming: chunked attention + causal convolution, computed chunk by chunk with caches."""
+
+import pytest
+import torch
+
+from speechlm.base.config import EncoderConfig
+from speechlm.models.encoder import ConformerEncoder, EncoderStream
+
+
+def causal_encoder(left_chunks=-1, **kw):
+    torch.manual_seed(0)
+    cfg = EncoderConfig(num_mel_bins=80, d_model=32, subsampling_channels=8, num_layers=2,
+                        num_heads=4, conv_kernel=5, dropout=0.0, causal=True,
+                        left_chunks=left_chunks, **kw)
+    return ConformerEncoder(cfg).eval()
+
+
+@pytest.mark.parametrize("left_chunks,chunk", [(-1, 4), (2, 3), (0, 5), (-1, 1)])
+def test_stream_equals_the_chunk_masked_whole_utterance(left_chunks, chunk):
+    enc = causal_encoder(left_chunks)
+    feats = torch.randn(1, 203, 80)
+    with torch.no_grad():
+        whole, lens = enc(feats, torch.tensor([203]), chunk_size=chunk)
+    stream, outs, pos = EncoderStream(enc, chunk), [], 0
+    for piece in [1, 6, 17, 40, 3, 100, 36]:  # arbitrary arrival sizes, 203 frames in all
+        y = stream.accept(feats[:, pos:pos + piece])
+        pos += piece
+        if y is not None:
+            assert y.size(1) % chunk == 0
+            outs.append(y)
+    last = stream.finish()
+    outs += [last] if last is not None else []
+    streamed = torch.cat(outs, dim=1)
+    assert streamed.shape == whole.shape and int(lens) == whole.size(1) == 50
+    assert torch.allclose(streamed, whole, atol=1e-5)
+
+
+def test_chunked_attention_limits_what_a_frame_sees_and_full_context_differs():
+    enc = causal_encoder()
+    feats = torch.randn(1, 120, 80)
+    changed = feats.clone()
+    changed[:, 100:] += 3.0  # only the end changes
+    with torch.no_grad():
+        a, _ = enc(feats, torch.tensor([120]), chunk_size=4)
+        b, _ = enc(changed, torch.tensor([120]), chunk_size=4)
+        # input frames >= 100 reach output frames >= 24 (4t + 6 >= 100): earlier chunks unchanged
+        assert torch.allclose(a[:, :20], b[:, :20], atol=1e-6)
+        assert not torch.allclose(a[:, 24:], b[:, 24:])
+        full, _ = enc(feats, torch.tensor([120]), chunk_size=0)
+    assert not torch.allclose(full[:, :20], a[:, :20])  # full context sees ahead
+
+
+def test_padding_in_a_chunked_batch_changes_nothing():
+    enc = causal_encoder(left_chunks=1)
+    long, short = torch.randn(1, 150, 80), torch.randn(1, 60, 80)
+    batch = torch.zeros(2, 150, 80)
+    batch[0], batch[1, :60] = long[0], short[0]
+    with torch.no_grad():
+        y, lens = enc(batch, torch.tensor([150, 60]), chunk_size=3)
+        alone, _ = enc(short, torch.tensor([60]), chunk_size=3)
+    assert torch.isfinite(y).all()
+    assert torch.allclose(y[1, :int(lens[1])], alone[0], atol=1e-5)
+
+
+def test_dynamic_chunk_training_draws_full_context_and_chunks():
+    enc = causal_encoder(dynamic_chunk=8).train()
+    torch.manual_seed(1)
+    draws = [enc.training_chunk_size() for _ in range(400)]
+    assert 0.4 < draws.count(0) / 400 < 0.6 and set(draws) - {0} == set(range(1, 9))
+
+
+def test_streaming_refuses_a_non_causal_encoder():
+    cfg = EncoderConfig(num_mel_bins=80, d_model=32, subsampling_channels=8, num_layers=1)
+    with pytest.raises(ValueError, match="encoder.causal"):
+        EncoderStream(ConformerEncoder(cfg), 4)
