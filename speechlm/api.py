@@ -26,6 +26,7 @@ from speechlm.data.audio_io import Audio, load_audio, to_model_audio
 from speechlm.data.vad import VadConfig
 from speechlm.decode.methods import DecodeContext, build_methods, text_lm_source
 from speechlm.decode.resources import LANG_IN_DIR, LM_IN_DIR, find_resources
+from speechlm.decode.streaming import encode_function
 from speechlm.decode.transcribe import Transcriber, Transcript, Word
 from speechlm.export import BACKENDS
 from speechlm.models.experiment import Experiment, load_experiment
@@ -57,12 +58,18 @@ class Recognizer:
             found from the model dir (:mod:`speechlm.decode.resources`).
         :param overrides: ``decode.key=value`` changes (beam size, LM weight ...).
         :param vad: how long recordings are split (:class:`speechlm.data.vad.VadConfig`).
+
+        Streaming: ``overrides=["decode.streaming_chunk=16"]`` runs the encoder chunk by chunk
+        (:mod:`speechlm.decode.streaming`; a model trained with ``encoder.causal: true``).
         """
         if backend not in BACKENDS:
             raise SpeechlmError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         exp = load_experiment(model_dir, resolve_device(device, "--device"), avg=avg,
                               overrides=overrides, needs="ctc", option="--model-dir")
         entry = DECODING_METHODS.get(method, "--method")
+        if backend == "onnx" and exp.cfg.decode.streaming_chunk > 0:
+            raise SpeechlmError("streaming runs the torch model (--backend torch); the ONNX export "
+                                "is a whole-utterance graph")
         if backend == "onnx" and set(entry.needs) - {"ctc"}:
             raise SpeechlmError(f"--method {method} needs the model's {'+'.join(entry.needs)} parts; "
                                 "the ONNX export holds the CTC part only: use --backend torch")
@@ -74,7 +81,7 @@ class Recognizer:
 
             encode = OnnxAcousticModel.from_dir(exp.exp_dir, exp.tokenizer, onnx_path)
         else:
-            encode = exp.model.encode_for_decoding
+            encode = encode_function(exp.model, exp.cfg, [method])
         transcriber = Transcriber(encode, fn, exp.tokenizer, vad, exp.cfg.decode.batch_max_duration)
         return cls(exp, transcriber, method, backend)
 

@@ -73,3 +73,39 @@ def test_streaming_refuses_a_non_causal_encoder():
     cfg = EncoderConfig(num_mel_bins=80, d_model=32, subsampling_channels=8, num_layers=1)
     with pytest.raises(ValueError, match="encoder.causal"):
         EncoderStream(ConformerEncoder(cfg), 4)
+
+
+def test_a_causal_model_trains_with_dynamic_chunks_and_decodes_as_a_stream(tiny_asr, tiny_ctc, tmp_path):
+    from conftest import FSDD, tiny_overrides
+    from speechlm.api import Recognizer
+    from speechlm.base.config import load_config
+    from speechlm.base.errors import SpeechlmError
+    from speechlm.decode.recognize import decode_cuts
+    from speechlm.models.experiment import load_experiment
+    from speechlm.train.ctc import CtcTrainer
+
+    exp_dir = tmp_path / "exp"
+    cfg = load_config(None, tiny_overrides(3) + ["encoder.causal=true", "encoder.dynamic_chunk=4"])
+    CtcTrainer(cfg, exp_dir, tiny_asr["train"], None, tiny_asr["tokenizer"]).run()
+    exp = load_experiment(exp_dir, torch.device("cpu"))
+    whole = decode_cuts(exp, tiny_asr["test"], ["ctc-greedy"]).results["ctc-greedy"]
+    exp.cfg.decode.streaming_chunk = 4
+    streamed = decode_cuts(exp, tiny_asr["test"], ["ctc-greedy"]).results["ctc-greedy"]
+    # the stream's log-probs are the chunk-masked whole-utterance ones: check a cut directly
+    exp.model.eval()
+    from speechlm.data.features import load_cuts
+    cut = next(iter(load_cuts(tiny_asr["test"])))
+    feats = torch.as_tensor(cut.load_features())[None]
+    lens = torch.tensor([feats.size(1)])
+    from speechlm.decode.streaming import StreamingEncode
+    enc = StreamingEncode(exp.model, 4)(feats, lens)
+    with torch.no_grad():
+        ref, _ = exp.model.encoder((feats - exp.model.feat_mean) / exp.model.feat_std, lens, chunk_size=4)
+        ref = exp.model.ctc_head(ref).log_softmax(-1)
+    assert torch.allclose(enc.log_probs, ref, atol=1e-4)
+    assert len(streamed) == len(whole) == 10
+
+    rec = Recognizer.from_dir(exp_dir, overrides=["decode.streaming_chunk=2"])
+    assert rec.transcribe(FSDD / "3_theo_0.wav").duration > 0
+    with pytest.raises(SpeechlmError, match="encoder.causal: false.*encoder.causal=true"):
+        Recognizer.from_dir(tiny_ctc, overrides=["decode.streaming_chunk=4"])

@@ -147,6 +147,8 @@ class DecodeConfig:
     #   alternatives)
     length_bonus: float = 0.0  # per-token bonus in the label-synchronous searches
     lm_checkpoint: str = ""  # text LM for the fusion methods (default: speechlm.lm_init)
+    streaming_chunk: int = checked(0, NON_NEGATIVE)  # > 0: run the encoder as a stream, in chunks
+    #   of this many encoder frames (40 ms each; needs encoder.causal: true); CTC methods only
 
     def lm_weight_for(self, method: str) -> float:
         """The text-LM weight of ``method``: its ``lm_weights`` entry, else ``lm_weight``."""

@@ -25,10 +25,13 @@ def cmd_transcribe(args) -> None:
 
     files = expand_inputs(args.paths)
     vad = VadConfig(max_segment=args.max_segment, min_pause=args.min_pause, pad=args.pad)
+    overrides = list(args.set or [])
+    if args.streaming:
+        overrides.append(f"decode.streaming_chunk={args.chunk_size}")
     rec = Recognizer.from_dir(args.model_dir, method=args.method, backend=args.backend,
                               device=args.device, lang_dir=args.lang_dir,
                               lm_checkpoint=args.lm_checkpoint, avg=args.avg,
-                              overrides=args.set or [], vad=vad)
+                              overrides=overrides, vad=vad)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     t0, audio = time.perf_counter(), 0.0
     try:
@@ -105,6 +108,11 @@ def register(sub, fmt) -> None:
     s.add_argument("--pad", type=float, default=VadConfig.pad,
                    help="seconds of the pause kept around each piece; a model trained on tightly "
                         "trimmed clips (FSDD) wants little, e.g. 0.02")
+    s.add_argument("--streaming", action="store_true",
+                   help="run the encoder chunk by chunk, as live audio would arrive (a model trained "
+                        "with encoder.causal: true; CTC methods)")
+    s.add_argument("--chunk-size", type=int, default=16, metavar="N",
+                   help="--streaming: encoder frames a chunk (40 ms each; 16 = 640 ms)")
     s.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
     s.set_defaults(func=cmd_transcribe)
 

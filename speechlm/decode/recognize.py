@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from speechlm.data.datamodule import make_loader
 from speechlm.data.features import FRAME_SHIFT, check_features, load_cuts
+from speechlm.decode.streaming import encode_function
 from speechlm.decode.methods import DecodeContext, build_methods
 from speechlm.models.experiment import Experiment
 
@@ -44,13 +45,14 @@ def decode_cuts(exp: Experiment, cuts_path: str | Path, methods: Sequence[str],
     check_features(cuts, exp.cfg.encoder.num_mel_bins, str(cuts_path))
     loader, _ = make_loader(cuts, exp.cfg.data, train=False, max_duration=exp.cfg.decode.batch_max_duration)
     dev = next(exp.model.parameters()).device
+    encode = encode_function(exp.model, exp.cfg, list(fns))
     results: Dict[str, list] = {m: [] for m in fns}
     seconds = {m: 0.0 for m in fns}
     audio = 0.0
     refs = {c.id: " ".join(s.text for s in c.supervisions).split() for c in cuts}
     for batch in tqdm(loader, desc=desc, disable=not sys.stderr.isatty()):
         t0 = time.perf_counter()
-        enc = exp.model.encode_for_decoding(batch["feats"].to(dev), batch["feat_lens"].to(dev))
+        enc = encode(batch["feats"].to(dev), batch["feat_lens"].to(dev))
         forward = time.perf_counter() - t0
         audio += float(batch["feat_lens"].sum()) * FRAME_SHIFT
         for name, fn in fns.items():

@@ -1,0 +1,88 @@
+"""Streaming recognition: the acoustic model run chunk by chunk, as audio would arrive.
+
+``decode.streaming_chunk = N`` (``speechlm decode --set decode.streaming_chunk=16``,
+``speechlm transcribe --streaming --chunk-size 16``) replaces the model's whole-utterance
+``encode_for_decoding`` with :class:`StreamingEncode`: each utterance's normalised features are fed
+to :class:`speechlm.models.encoder.EncoderStream` a chunk at a time (``4 N`` input frames, N x 40
+ms), which emits encoder frames as soon as their chunk is complete, using only the past (causal
+convolution, attention over the chunk and earlier ones). The CTC head is per frame, so
+``ctc-greedy`` words are final once their frames are out; the WFST methods search the streamed
+log-probs at the end of each piece of audio.
+
+Latency of a chunk = the chunk's duration (N x 40 ms) + the subsampling's look-ahead (60 ms of
+features) + the compute time per chunk (:attr:`StreamingEncode.chunk_seconds` records it;
+``benchmarks/bench_streaming.py`` reports it). Features themselves are computed per piece of audio
+(fbank frames depend only on 25 ms of audio each, so computing them incrementally gives the same
+frames).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import List
+
+import torch
+
+from speechlm.base.errors import SpeechlmError
+from speechlm.models.asr import Encoded
+from speechlm.models.encoder import SUBSAMPLING_FACTOR, EncoderStream
+
+FRAME_SECONDS = 0.04  # one encoder frame: 4 feature frames of 10 ms
+
+
+def check_streamable(model, chunk: int, option: str = "decode.streaming_chunk") -> None:
+    """A clear error unless ``model`` can stream (a causal encoder and a CTC head)."""
+    encoder = getattr(model, "encoder", None)
+    if encoder is None or not hasattr(model, "ctc_head"):
+        raise SpeechlmError(f"{option}: streaming needs a CTC model (an encoder and a CTC head)")
+    if not encoder.cfg.causal:
+        raise SpeechlmError(
+            f"{option}={chunk}: this model was trained with full context (encoder.causal: false), "
+            "so it cannot stream. Train one with --set encoder.causal=true encoder.dynamic_chunk=16 "
+            "(README: Streaming)")
+
+
+class StreamingEncode:
+    """An encode function (``(feats, lens) -> Encoded``) that streams each utterance."""
+
+    def __init__(self, model, chunk: int):
+        check_streamable(model, chunk)
+        self.model, self.chunk = model, chunk
+        self.chunk_seconds: List[float] = []  # compute time of each chunk, for latency figures
+
+    @torch.no_grad()
+    def __call__(self, feats: torch.Tensor, lengths: torch.Tensor) -> Encoded:
+        m = self.model
+        outs = []
+        step = self.chunk * SUBSAMPLING_FACTOR  # input frames a chunk of encoder frames needs
+        for b in range(feats.size(0)):
+            x = (feats[b:b + 1, : int(lengths[b])] - m.feat_mean) / m.feat_std
+            stream, got = EncoderStream(m.encoder, self.chunk), []
+            for start in range(0, x.size(1), step):
+                t0 = time.perf_counter()
+                y = stream.accept(x[:, start:start + step])
+                if y is not None:
+                    got.append(m.ctc_head(y).log_softmax(dim=-1))
+                    self.chunk_seconds.append(time.perf_counter() - t0)
+            y = stream.finish()
+            if y is not None:
+                got.append(m.ctc_head(y).log_softmax(dim=-1))
+            outs.append(torch.cat(got, dim=1)[0] if got else feats.new_zeros(0, m.ctc_head.out_features))
+        lens = torch.tensor([o.size(0) for o in outs], device=feats.device)
+        log_probs = torch.nn.utils.rnn.pad_sequence(outs, batch_first=True)
+        return Encoded(log_probs, lens)
+
+
+def encode_function(model, cfg, methods=()):
+    """The encode function decoding uses: the model's own, or :class:`StreamingEncode` when
+    ``cfg.decode.streaming_chunk`` > 0 (then every method must be CTC-only)."""
+    chunk = cfg.decode.streaming_chunk
+    if chunk <= 0:
+        return model.encode_for_decoding
+    from speechlm.base.registry import DECODING_METHODS
+
+    for name in methods:
+        if set(DECODING_METHODS.get(name, "--methods").needs) - {"ctc"}:
+            raise SpeechlmError(f"decode.streaming_chunk={chunk}: --method(s) {name} needs the "
+                                "whole utterance (attention decoder); stream with a CTC method")
+    return StreamingEncode(model, chunk)
