@@ -64,9 +64,11 @@ class StreamingEncode:
                 if y is not None:
                     got.append(m.ctc_head(y).log_softmax(dim=-1))
                     self.chunk_seconds.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
             y = stream.finish()
             if y is not None:
                 got.append(m.ctc_head(y).log_softmax(dim=-1))
+                self.chunk_seconds.append(time.perf_counter() - t0)
             outs.append(torch.cat(got, dim=1)[0] if got else feats.new_zeros(0, m.ctc_head.out_features))
         lens = torch.tensor([o.size(0) for o in outs], device=feats.device)
         log_probs = torch.nn.utils.rnn.pad_sequence(outs, batch_first=True)

@@ -1,0 +1,66 @@
+"""Streaming latency: the encoder run chunk by chunk (``decode.streaming_chunk``), per chunk size.
+
+For each chunk size N (encoder frames of 40 ms), real FSDD test utterances' features are fed to
+:class:`speechlm.decode.streaming.StreamingEncode` as they would arrive, and the compute time of
+each chunk is recorded. Reported per N: the chunk's duration (N x 40 ms), the mean and 95th
+percentile compute time of a chunk, and the latency a word waits for at most:
+chunk duration + 60 ms subsampling look-ahead + p95 compute (``latency_ms``); and the streaming
+real-time factor (compute / audio).
+
+``--model-dir``: a causal model (trained with ``encoder.causal=true encoder.dynamic_chunk=16``,
+e.g. egs/synth_en/exp/streaming/s42). Without it, the FSDD recipe's architecture made causal,
+with random weights, is timed (latency does not depend on the weights).
+"""
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import emit, fsdd_features
+
+
+def causal_model(model_dir):
+    from speechlm.base.config import load_config
+    from speechlm.models.asr import CTCModel
+    from speechlm.models.experiment import load_experiment
+
+    if model_dir:
+        return load_experiment(model_dir, torch.device("cpu")).model.eval(), str(model_dir)
+    cfg = load_config(Path(__file__).resolve().parents[1] / "egs/fsdd/conf/asr.yaml",
+                      ["encoder.causal=true", "encoder.dynamic_chunk=16"])
+    torch.manual_seed(0)
+    return CTCModel(cfg.encoder, 64).eval(), "fsdd architecture, causal, random weights"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model-dir")
+    p.add_argument("--chunks", default="2,4,8,16", help="chunk sizes (encoder frames; FSDD digits "
+                   "last about 0.4 s, 10 frames)")
+    p.add_argument("--utterances", type=int, default=100)
+    args = p.parse_args()
+    from speechlm.data.features import load_cuts
+    from speechlm.decode.streaming import FRAME_SECONDS, StreamingEncode
+
+    model, what = causal_model(args.model_dir)
+    with tempfile.TemporaryDirectory() as work:
+        cuts = list(load_cuts(fsdd_features(Path(work), "test")))[: args.utterances]
+        feats = [torch.as_tensor(c.load_features())[None] for c in cuts]
+    audio = sum(f.size(1) for f in feats) * 0.01
+    for n in [int(x) for x in args.chunks.split(",")]:
+        enc = StreamingEncode(model, n)
+        for f in feats:
+            enc(f, torch.tensor([f.size(1)]))
+        t = np.array(enc.chunk_seconds) * 1000
+        emit({"benchmark": "streaming", "model": what, "chunk_frames": n,
+              "chunk_ms": round(n * FRAME_SECONDS * 1000), "chunks": len(t),
+              "compute_ms_mean": round(float(t.mean()), 2), "compute_ms_p95": round(float(np.percentile(t, 95)), 2),
+              "latency_ms": round(n * FRAME_SECONDS * 1000 + 60 + float(np.percentile(t, 95)), 1),
+              "rtf": round(float(t.sum()) / 1000 / audio, 4), "audio_s": round(audio, 1)})
+
+
+if __name__ == "__main__":
+    main()
