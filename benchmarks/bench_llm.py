@@ -1,0 +1,131 @@
+"""The shipped SmolLM2-135M as speechlm loads it: load time, perplexity on held-out book sentences
+against the same architecture with random weights, and forward / LoRA training step cost.
+
+Sentences: Project Gutenberg books from ../shared/data/text_en (header and licence stripped), the
+last book of each author in file-name order, every k-th sentence of 6-40 words up to
+``--sentences``. Perplexity is per LLM token, each sentence framed by the LLM's <|endoftext|>,
+on the text as written and lower-cased without punctuation (as ASR transcripts are).
+The first run dequantises the GGUF file and caches the float weights (``load_s``); the second
+load reads the cache (``load_cached_s``).
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_llm.py [--sentences 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import re
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from common import REPO, emit
+from speechlm.base.llm_files import cache_dir, shipped_gguf
+from speechlm.models.llama import LlamaLM, sentence_log_likelihood
+from speechlm.models.llm_weights import cache_paths, load_llm
+from speechlm.models.lora import apply_lora
+
+TEXT_EN = REPO.parent / "shared" / "data" / "text_en"
+_START = re.compile(r"^\*\*\* ?START OF.*$", re.M | re.I)
+_END = re.compile(r"^\*\*\* ?END OF.*$", re.M | re.I)
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’]?\s+(?=[\"'“‘]?[A-Z])")
+
+
+def book_sentences(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    start, end = _START.search(text), _END.search(text)
+    body = text[start.end() if start else 0: end.start() if end else len(text)]
+    out = []
+    for para in re.split(r"\n\s*\n", body):
+        para = " ".join(para.split())
+        out.extend(s.strip() for s in _SENTENCE_END.split(para) if s.strip())
+    return [s for s in out if 6 <= len(s.split()) <= 40 and not s.isupper()]
+
+
+def held_out_sentences(n: int) -> list[str]:
+    books = [sorted(d.glob("*.txt"))[-1] for d in sorted(TEXT_EN.iterdir()) if d.is_dir()]
+    per_book = -(-n // len(books))
+    picked = []
+    for book in books:
+        sents = book_sentences(book)
+        step = max(1, len(sents) // per_book)
+        picked.extend(sents[::step][:per_book])
+    return picked[:n]
+
+
+def asr_style(s: str) -> str:
+    return " ".join(re.sub(r"[^a-z' ]+", " ", s.lower().replace("’", "'")).split())
+
+
+@torch.no_grad()
+def perplexity(lm: LlamaLM, ids: list[list[int]], boundary: int, batch: int = 16) -> float:
+    total, count = 0.0, 0
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    for b in range(0, len(order), batch):
+        ll, n = sentence_log_likelihood(lm, [ids[i] for i in order[b: b + batch]], boundary)
+        total, count = total + ll, count + n
+    return math.exp(-total / count)
+
+
+def step_costs(lm: LlamaLM, vocab: int, batch: int = 8, length: int = 64) -> dict:
+    tokens = torch.randint(0, vocab, (batch, length))
+    with torch.no_grad():
+        lm(tokens)  # warm-up
+        t0 = time.perf_counter()
+        lm(tokens)
+        forward_s = time.perf_counter() - t0
+    apply_lora(lm, ["q_proj", "v_proj"], rank=8, alpha=16.0)
+    lm.train()
+    opt = torch.optim.AdamW([p for p in lm.parameters() if p.requires_grad], lr=1e-4)
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(lm(tokens[:, :-1]).transpose(1, 2), tokens[:, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return {"step_tokens": batch * length, "forward_s": round(forward_s, 3),
+            "lora_train_step_s": round(times[-1], 3),
+            "lora_trainable_params": sum(p.numel() for p in lm.parameters() if p.requires_grad)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sentences", type=int, default=300)
+    ap.add_argument("--cache", default="", help="cache dir for the float weights (default ~/.cache/speechlm/llm)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    gguf_path = shipped_gguf("smollm2")
+    was_cached = cache_paths(gguf_path, cache_dir(args.cache))[0].is_file()
+    t0 = time.perf_counter()
+    lm, tok = load_llm("smollm2", cache=args.cache)
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    lm, tok = load_llm("smollm2", cache=args.cache)
+    load_cached_s = time.perf_counter() - t0
+    sentences = held_out_sentences(args.sentences)
+    figures = {}
+    for style, texts in (("book", sentences), ("asr_style", [asr_style(s) for s in sentences])):
+        ids = [tok.encode(s) for s in texts]
+        figures[f"ppl_smollm2_{style}"] = round(perplexity(lm, ids, tok.sos_eos_id), 2)
+        if style == "book":
+            figures["tokens"] = sum(len(i) + 1 for i in ids)
+            torch.manual_seed(0)
+            random_lm = LlamaLM(lm.cfg, tok.sos_eos_id).eval()
+            figures["ppl_random_book"] = round(perplexity(random_lm, ids, tok.sos_eos_id), 1)
+            del random_lm
+    costs = step_costs(lm, lm.vocab_size)
+    emit({"benchmark": "llm", "model": gguf_path.name, "params_m": round(lm.cfg.num_parameters() / 1e6, 1),
+          "sentences": len(sentences), **figures, "cache_existed": was_cached, "load_s": round(load_s, 1),
+          "load_cached_s": round(load_cached_s, 2), **costs,
+          "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)})
+
+
+if __name__ == "__main__":
+    main()
