@@ -98,7 +98,7 @@ def write_gguf(path: Path, hf_state: dict, arch: dict, tok, tied: bool, qtype=No
         arr = t.numpy()
         if qtype is not None and arr.ndim == 2:
             q = gguf.quants.quantize(arr, qtype)
-            w.add_tensor(out, q, raw_shape=q.shape, raw_dtype=qtype)
+            w.add_tensor(out, q, raw_dtype=qtype)
         else:
             w.add_tensor(out, np.ascontiguousarray(arr, dtype=np.float32))
     w.write_header_to_file()
@@ -128,7 +128,7 @@ def tiny(tmp_path_factory):
         hf_cfg = dict(ARCH, model_type="llama", vocab_size=vocab_size, tie_word_embeddings=tied,
                       eos_token_id=tok.token_to_id("<|endoftext|>"), architectures=["LlamaForCausalLM"])
         if LlamaForCausalLM is not None:
-            m = LlamaForCausalLM(HFConfig(**hf_cfg)).eval()
+            m = LlamaForCausalLM(HFConfig(**{k: v for k, v in hf_cfg.items() if k != "model_type"})).eval()
             with torch.no_grad():  # weights far from init, so a wrong mapping shows in the logits
                 for name, p in m.named_parameters():
                     p.copy_(1 + 0.2 * torch.randn_like(p) if p.ndim == 1 else 0.3 * torch.randn_like(p))
@@ -404,3 +404,51 @@ def test_shipped_smollm2_metadata_and_tokenizer():
     text = "It was the best of times, it was the worst of times; 1859."
     ids = tok.encode(text)
     assert tok.decode(ids) == text and len(ids) < len(text) / 2.5  # real merges, not bytes
+
+
+# ---- speech-LM ASR on the LLM (model.kind speechlm-llm) -----------------------------------------
+def test_speech_token_view_maps_speechlm_ids_to_llm_rows(tiny):
+    from speechlm.text import symbols as sym
+    from speechlm.text.llm_tokenizer import SpeechTokenView
+
+    _, tok = load_llm(str(tiny["gguf"]), cache=tiny["cache"])
+    view = SpeechTokenView(tok)
+    v = tok.llm_vocab_size
+    rows = view.llm_rows()
+    assert view.vocab_size == len(rows) == v + sym.NUM_SPECIALS
+    assert rows[sym.BLANK_ID] == tok.blank_id and rows[sym.ASR_ID] == tok.asr_id
+    assert rows[sym.SOS_EOS_ID] == tok.sos_eos_id and rows[sym.TTS_ID] == tok.tts_id
+    ids = view.encode(TEXT[0])
+    assert [rows[i] for i in ids] == tok.encode(TEXT[0])  # the LLM's own ids underneath
+    assert view.decode([sym.BLANK_ID, *ids, sym.SOS_EOS_ID]) == TEXT[0]
+
+
+def test_speechlm_llm_trains_only_adapters_and_decodes_every_method(tiny, tiny_asr, tmp_path):
+    from conftest import tiny_overrides
+
+    from speechlm.base.config import load_config
+    from speechlm.cli import main
+    from speechlm.models.experiment import load_experiment
+
+    exp = tmp_path / "asr"
+    sets = tiny_overrides(epochs=1) + [
+        "model.kind=speechlm-llm", f"llm.source={tiny['gguf']}", f"llm.cache_dir={tiny['cache']}",
+        "llm.lora_rank=2", "llm.lora_targets=[q_proj, v_proj]", "decode.beam_size=2", "train.average_last=1"]
+    rc = main(["train", "--exp-dir", str(exp), "--train-cuts", str(tiny_asr["train"]),
+               "--tokenizer", str(tiny_asr["tokenizer"]), "--set", *sets])
+    assert rc == 0 and (exp / "tokenizer.json").is_file()
+    assert load_config(exp / "config.yaml").model.kind == "speechlm-llm"
+    trained = load_experiment(exp).model
+    fresh, _ = load_llm(str(tiny["gguf"]), cache=tiny["cache"])
+    got = trained.lm.llm.state_dict()
+    for name, value in fresh.state_dict().items():  # the LLM's own weights never moved
+        key = name.replace("_proj.weight", "_proj.base.weight")
+        key = key if key in got else name
+        if name != "embed_tokens.weight":
+            assert torch.equal(got[key], value), name
+    assert torch.equal(got["embed_tokens.weight"][: fresh.vocab_size], fresh.embed_tokens.weight)
+    methods = ["ctc-greedy", "ctc-prefix-beam", "attention-beam", "attention-rescoring"]
+    rc = main(["decode", "--exp-dir", str(exp), "--cuts", str(tiny_asr["test"]), "--methods", ",".join(methods)])
+    assert rc == 0
+    summary = (exp / "decode-test" / "wer-summary-test.txt").read_text()
+    assert all(m in summary for m in methods)

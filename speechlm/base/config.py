@@ -142,7 +142,8 @@ class DecodeConfig:
 
 @dataclass
 class ModelConfig:
-    kind: str = "ctc"  # a model family of speechlm.base.registry.MODEL_FAMILIES: ctc | speechlm | lm | tts
+    kind: str = "ctc"  # a model family of speechlm.base.registry.MODEL_FAMILIES: ctc | speechlm |
+    #   speechlm-llm | lm | tts
     # > 0: the CTC head starts predicting mostly blank (its bias: this for blank, 0 for the rest),
     # the output CTC training converges to, instead of PyTorch's random bias; on tiny data this
     # keeps runs from stalling in a state that ignores the audio (RESULTS.md of egs/yesno)

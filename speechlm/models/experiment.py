@@ -85,7 +85,8 @@ def load_experiment(exp_dir: str | Path, device: str | torch.device = "cpu", avg
         usable = [f.name for f in MODEL_FAMILIES if needs in f.provides]
         raise SpeechlmError(f"{option} {exp_dir} holds a {family.name!r} model ({family.help}); "
                             f"this needs one of: {', '.join(usable)}")
-    tokenizer = Tokenizer(exp_dir / "tokenizer.model")
+    tokenizer = (resolve(family.tokenizer)(exp_dir, cfg) if family.tokenizer
+                 else Tokenizer(exp_dir / "tokenizer.model"))
     if avg:
         state = averaged_state(exp_dir, avg)
         what = f"average of {', '.join(state['averaged'])}"

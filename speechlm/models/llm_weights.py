@@ -64,6 +64,11 @@ def unpermute_rows(w: torch.Tensor, num_heads: int) -> torch.Tensor:
     return w.reshape(num_heads, head_dim // 2, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
 
 
+def _f32(x) -> float:
+    """A float32 header value as the decimal it was written from (1e-5, not 9.99999974e-06)."""
+    return float(f"{float(x):.7g}")
+
+
 def llama_config_from_gguf(meta: dict, shapes: Dict[str, tuple], source) -> LlamaConfig:
     arch = meta.get("general.architecture")
     if arch != "llama":
@@ -86,8 +91,8 @@ def llama_config_from_gguf(meta: dict, shapes: Dict[str, tuple], source) -> Llam
         num_heads=heads, num_kv_heads=int(meta.get("llama.attention.head_count_kv", heads)),
         ffn_dim=int(need("feed_forward_length")),
         head_dim=int(meta.get("llama.attention.key_length", d_model // heads)),
-        rope_base=float(meta.get("llama.rope.freq_base", 10000.0)),
-        rms_eps=float(meta.get("llama.attention.layer_norm_rms_epsilon", 1e-5)),
+        rope_base=_f32(meta.get("llama.rope.freq_base", 10000.0)),
+        rms_eps=_f32(meta.get("llama.attention.layer_norm_rms_epsilon", 1e-5)),
         tie_embeddings="output.weight" not in shapes,
         max_positions=int(meta.get("llama.context_length", 8192)))
 

@@ -185,3 +185,73 @@ def tokenizer_from_json(path: str | Path, llm_vocab_size: int, eos_id: Optional[
     except Exception as e:
         raise SpeechlmError(f"{path} is not a readable tokenizer.json ({type(e).__name__}: {e})") from None
     return LLMTokenizer(hf, llm_vocab_size, path, eos_id, multilingual)
+
+
+class SpeechTokenView:
+    """An :class:`LLMTokenizer` in speechlm's token layout, for the speech-LM ASR on an LLM.
+
+    speechlm's CTC head and searches know blank, ``<sos/eos>`` ... by their fixed ids
+    (:mod:`speechlm.text.symbols`: 0-4, then the language tokens when multilingual); here they
+    keep those ids and the LLM's token ``i`` is ``i + offset``. :meth:`llm_rows` maps each of these
+    ids to the LLM's embedding row, whose numbering is the LLM's own (``<sos/eos>`` is the LLM's
+    sentence boundary, ``<asr>`` / ``<tts>`` / languages the rows after its vocabulary).
+    Same interface as :class:`speechlm.text.tokenizer.Tokenizer`.
+    """
+
+    def __init__(self, llm: LLMTokenizer):
+        self.llm = llm
+        self.model_path = llm.model_path
+        self.multilingual = llm.multilingual
+        self.offset = sym.NUM_SPECIALS + (len(sym.LANGUAGE_CODES) if llm.multilingual else 0)
+        self.language_ids = ({code: sym.FIRST_LANGUAGE_ID + i for i, code in enumerate(sym.LANGUAGE_CODES)}
+                             if llm.multilingual else {})
+
+    @property
+    def vocab_size(self) -> int:
+        return self.offset + self.llm.llm_vocab_size
+
+    def llm_rows(self) -> List[int]:
+        """The LLM embedding row of each id of this layout (length :attr:`vocab_size`)."""
+        v = self.llm.llm_vocab_size
+        specials = [v + BLANK_OFFSET, v + BLANK_OFFSET, self.llm.sos_eos_id, v + ASR_OFFSET, v + TTS_OFFSET]
+        languages = [self.llm.language_ids[c] for c in sym.LANGUAGE_CODES] if self.multilingual else []
+        return specials + languages + list(range(v))
+
+    def id_to_piece(self, idx: int) -> str:
+        idx = int(idx)
+        if idx < sym.NUM_SPECIALS:
+            return sym.SPECIAL_SYMBOLS[idx]
+        if idx < self.offset:
+            return sym.LANGUAGE_SYMBOLS[idx - sym.NUM_SPECIALS]
+        return self.llm.id_to_piece(idx - self.offset)
+
+    def pieces(self) -> List[str]:
+        return [self.id_to_piece(i) for i in range(self.vocab_size)]
+
+    def encode(self, text: str, item: str = "") -> List[int]:
+        return [i + self.offset for i in self.llm.encode(text, item)]
+
+    def encode_target(self, text: str, language: Optional[str], item: str = "") -> List[int]:
+        ids = self.encode(text, item)
+        if not self.multilingual:
+            return ids
+        if not language:
+            raise SpeechlmError(f"{item or 'a transcript'} has no language, but the tokenizer is "
+                                "multilingual: set the supervisions' language")
+        return [self.language_ids[language_code(language)], *ids]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.llm.decode([int(i) - self.offset for i in ids if int(i) >= self.offset])
+
+
+def saved_tokenizer(path: str | Path) -> LLMTokenizer:
+    """An :class:`LLMTokenizer` that :meth:`LLMTokenizer.save` wrote (e.g. into an exp dir): the
+    LLM's vocabulary ends where speechlm's ``<blk>`` starts."""
+    from tokenizers import Tokenizer
+
+    if not Path(path).is_file():
+        raise SpeechlmError(f"{path} not found: the experiment was not trained on an LLM, or is incomplete")
+    v = Tokenizer.from_file(str(path)).token_to_id(LLM_SPECIAL_SYMBOLS[0])
+    if v is None:
+        raise SpeechlmError(f"{path} has no {LLM_SPECIAL_SYMBOLS[0]}: not written by speechlm")
+    return tokenizer_from_json(path, v)

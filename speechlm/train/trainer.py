@@ -103,7 +103,7 @@ class Trainer:
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         setup_logging(self.exp_dir / "log" / "train.log", self.dist.is_main)
-        self.tokenizer = Tokenizer(tokenizer_model)
+        self.tokenizer = self.load_tokenizer(tokenizer_model)
         self.has_dev = False
 
     def setup(self) -> None:
@@ -145,6 +145,14 @@ class Trainer:
 
     def describe_data(self) -> str:
         return ""
+
+    def load_tokenizer(self, tokenizer_model: str | Path):
+        """The tokenizer that the targets are encoded with (a family may bring its own)."""
+        return Tokenizer(tokenizer_model)
+
+    def save_tokenizer(self) -> None:
+        """Put the tokenizer into the exp dir, where :func:`load_experiment` finds it."""
+        shutil.copyfile(self.tokenizer.model_path, self.exp_dir / "tokenizer.model")
 
     def extra_state(self) -> Dict:
         """More keys saved in every checkpoint (epoch and final)."""
@@ -209,7 +217,7 @@ class Trainer:
         self.claim_exp_dir(resume)
         if self.dist.is_main:
             save_config(cfg, self.exp_dir / "config.yaml")
-            shutil.copyfile(self.tokenizer.model_path, self.exp_dir / "tokenizer.model")
+            self.save_tokenizer()
             from torch.utils.tensorboard import SummaryWriter
             self.tb = SummaryWriter(str(self.exp_dir / "tensorboard"))
         if resume:

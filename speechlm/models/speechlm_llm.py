@@ -1,0 +1,113 @@
+"""Speech-LM ASR on a pretrained LLM (``model.kind: speechlm-llm``): Conformer encoder -> adapter ->
+speech prefix of a llama-family LLM (SmolLM2-135M by default, ``llm.source``), joint CTC on the encoder.
+
+The LLM is frozen with LoRA adapters (``llm.finetune: lora``, rank / alpha / targets in ``llm.*``),
+fully fine-tuned (``full``) or left as it is (``frozen``). The sequence layout, losses and decoding
+interface are the ``speechlm`` family's (:class:`~speechlm.models.speechlm_asr.SpeechLMAsr`, which
+this subclasses): ``[prefix] <asr> y1 .. yn <sos/eos>``. The decoder is the LLM seen through
+:class:`SpeechSpaceLM`, in speechlm's token layout (:class:`~speechlm.text.llm_tokenizer.SpeechTokenView`),
+so the CTC head and every CTC / attention decoding method run on it unchanged while the LLM's own
+embedding rows keep their numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from speechlm.base.config import EncoderConfig, LLMConfig, SpeechLMConfig
+from speechlm.base.errors import SpeechlmError
+from speechlm.models.asr import CTCModel
+from speechlm.models.llama import LlamaLM
+from speechlm.models.llm_weights import load_llm
+from speechlm.models.lora import apply_lora
+from speechlm.models.speechlm_asr import Adapter, SpeechLMAsr
+from speechlm.text.llm_tokenizer import SpeechTokenView, saved_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+class SpeechSpaceLM(nn.Module):
+    """A :class:`LlamaLM` addressed by speechlm's token ids: ``rows[i]`` is the LLM embedding row
+    of id ``i``; logits and log-probs come back in the same layout. TransformerLM's interface."""
+
+    def __init__(self, llm: LlamaLM, rows: Sequence[int]):
+        super().__init__()
+        self.llm = llm
+        self.register_buffer("rows", torch.tensor(list(rows), dtype=torch.long), persistent=False)
+
+    @property
+    def d_model(self) -> int:
+        return self.llm.d_model
+
+    @property
+    def vocab_size(self) -> int:
+        return self.rows.numel()
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.llm.embed_tokens(self.rows[ids])
+
+    def forward_embeddings(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.llm.forward_embeddings(x, lengths).index_select(-1, self.rows)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.forward_embeddings(self.embed(tokens), lengths)
+
+    def prefill(self, x: torch.Tensor, lengths: torch.Tensor):
+        logp, cache = self.llm.prefill(x, lengths)
+        return logp.index_select(-1, self.rows), cache
+
+    def step(self, tokens: torch.Tensor, cache):
+        logp, cache = self.llm.step(self.rows[tokens], cache)
+        return logp.index_select(-1, self.rows), cache
+
+
+class SpeechLLMAsr(SpeechLMAsr):
+    """CMVN, encoder, CTC head (speechlm's layout), adapter into the LLM's width, the LLM."""
+
+    def __init__(self, encoder_cfg: EncoderConfig, cfg: SpeechLMConfig, llm: LlamaLM, rows: Sequence[int],
+                 blank_bias: float = 0.0):
+        CTCModel.__init__(self, encoder_cfg, len(rows), blank_bias)  # not SpeechLMAsr's tiny text LM
+        self.adapter = Adapter(cfg.adapter, encoder_cfg.d_model, llm.d_model, cfg.adapter_stride)
+        self.lm = SpeechSpaceLM(llm, rows)
+
+
+def prepare_finetuning(llm: LlamaLM, cfg: LLMConfig) -> str:
+    """Freeze / adapt the LLM as ``llm.finetune`` says; returns a line for the log."""
+    if cfg.finetune == "full":
+        return "LLM fully fine-tuned"
+    if cfg.finetune == "frozen":
+        for p in llm.parameters():
+            p.requires_grad_(False)
+        return "LLM frozen"
+    wrapped = apply_lora(llm, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout)
+    trainable = sum(p.numel() for p in llm.parameters() if p.requires_grad)
+    return (f"LLM frozen + LoRA rank {cfg.lora_rank} on {len(wrapped)} layers "
+            f"({', '.join(cfg.lora_targets)}): {trainable:,} trainable LLM parameters")
+
+
+def llm_speech_tokenizer(cfg) -> SpeechTokenView:
+    """The tokenizer a ``speechlm-llm`` model trains with: its LLM's, in speechlm's layout."""
+    return SpeechTokenView(load_llm(cfg.llm.source, cfg.llm.cache_dir)[1])
+
+
+def experiment_tokenizer(exp_dir: str | Path, cfg) -> SpeechTokenView:
+    """The tokenizer a trained ``speechlm-llm`` exp dir holds (``tokenizer.json``)."""
+    return SpeechTokenView(saved_tokenizer(Path(exp_dir) / "tokenizer.json"))
+
+
+def build_speechlm_llm(cfg, vocab_size: int) -> SpeechLLMAsr:
+    """The ``speechlm-llm`` family's builder: the LLM of ``llm.source`` (weights included),
+    speechlm's rows appended, LoRA / freezing applied, encoder and adapter fresh."""
+    llm, tokenizer = load_llm(cfg.llm.source, cfg.llm.cache_dir)
+    view = SpeechTokenView(tokenizer)
+    if view.vocab_size != vocab_size:
+        raise SpeechlmError(f"llm.source = {cfg.llm.source}: its tokenizer gives {view.vocab_size} tokens "
+                            f"but this model needs {vocab_size}: the experiment was trained on another LLM")
+    llm.grow_vocab(tokenizer.vocab_size, init_from={tokenizer.asr_id: tokenizer.sos_eos_id})
+    log.info("%s", prepare_finetuning(llm, cfg.llm))
+    return SpeechLLMAsr(cfg.encoder, cfg.speechlm, llm, view.llm_rows(), cfg.model.ctc_blank_bias)
