@@ -145,7 +145,7 @@ def tiny(tmp_path_factory):
             save_file(state, str(d / "model.safetensors"))
             (d / "config.json").write_text(json.dumps(hf_cfg))
         dirs[tied] = (d, state)
-    ids = torch.tensor([tok.encode(s).ids[:12] for s in TEXT[:3]])
+    ids = torch.tensor(tok.encode(" ".join(TEXT[:5])).ids[:30]).view(3, 10)
     return {"root": root, "tok": tok, "ref": ref, "dirs": dirs, "ids": ids,
             "gguf": write_gguf(root / "tiny.gguf", dirs[True][1], ARCH, tok, tied=True),
             "gguf_untied": write_gguf(root / "tiny-untied.gguf", dirs[False][1], ARCH, tok, tied=False),

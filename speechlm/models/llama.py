@@ -290,6 +290,7 @@ class LlamaLM(nn.Module):
         self.cfg = dataclasses.replace(self.cfg, vocab_size=new_size)
 
 
+@torch.no_grad()
 def sentence_log_likelihood(lm: LlamaLM, sentences, boundary: int) -> tuple:
     """Summed next-token log-likelihood of ``boundary y1 .. yn boundary`` over ``sentences``
     (token id lists), in one right-padded batch; returns ``(total log-prob, predicted tokens)``."""

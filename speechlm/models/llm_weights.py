@@ -204,9 +204,10 @@ def llama_config_from_hf(hf: dict, source) -> LlamaConfig:
     if hf.get("model_type") != "llama":
         raise SpeechlmError(f"{source}/config.json: model_type {hf.get('model_type')!r}; speechlm "
                             "implements the llama architecture (SmolLM2, Llama 2/3)")
-    scaling = hf.get("rope_scaling")
+    rope = hf.get("rope_parameters") or {}  # transformers >= 5; rope_theta / rope_scaling before
+    scaling = hf.get("rope_scaling") or rope
     if scaling and (scaling.get("rope_type") or scaling.get("type")) not in ("default", None):
-        raise SpeechlmError(f"{source}/config.json: rope_scaling {scaling} is not implemented")
+        raise SpeechlmError(f"{source}/config.json: rope scaling {scaling} is not implemented")
     if hf.get("attention_bias") or hf.get("mlp_bias"):
         raise SpeechlmError(f"{source}/config.json: attention/MLP biases are not implemented")
     try:
@@ -215,7 +216,7 @@ def llama_config_from_hf(hf: dict, source) -> LlamaConfig:
             vocab_size=int(hf["vocab_size"]), d_model=int(hf["hidden_size"]),
             num_layers=int(hf["num_hidden_layers"]), num_heads=heads,
             num_kv_heads=int(hf.get("num_key_value_heads") or heads), ffn_dim=int(hf["intermediate_size"]),
-            head_dim=int(hf.get("head_dim") or 0), rope_base=float(hf.get("rope_theta", 10000.0)),
+            head_dim=int(hf.get("head_dim") or 0), rope_base=float(rope.get("rope_theta", hf.get("rope_theta", 10000.0))),
             rms_eps=float(hf.get("rms_norm_eps", 1e-6)),
             tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
             max_positions=int(hf.get("max_position_embeddings", 8192)))
