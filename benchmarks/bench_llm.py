@@ -1,9 +1,10 @@
 """The shipped SmolLM2-135M as speechlm loads it: load time, perplexity on held-out book sentences
 against the same architecture with random weights, and forward / LoRA training step cost.
 
-Sentences: Project Gutenberg books from ../shared/data/text_en (header and licence stripped), the
-last book of each author in file-name order, every k-th sentence of 6-40 words up to
-``--sentences``. Perplexity is per LLM token, each sentence framed by the LLM's <|endoftext|>,
+Sentences: three novels from ../shared/data/text_en, one per author (:data:`BOOKS`; header and
+licence stripped; lines about the edition, all-caps headings and bracketed notes left out), every
+k-th sentence of 6-40 words up to ``--sentences``. Public-domain books may well be in SmolLM2's
+pretraining text: "held out" means held out from speechlm's training, not necessarily from SmolLM2's. Perplexity is per LLM token, each sentence framed by the LLM's <|endoftext|>,
 on the text as written and lower-cased without punctuation (as ASR transcripts are).
 The first run dequantises the GGUF file and caches the float weights (``load_s``); the second
 load reads the cache (``load_cached_s``).
@@ -31,6 +32,9 @@ from speechlm.models.llm_weights import cache_paths, load_llm
 from speechlm.models.lora import apply_lora
 
 TEXT_EN = REPO.parent / "shared" / "data" / "text_en"
+BOOKS = ("austen/Persuasion.txt", "london/White_Fang.txt", "wilde/The_Picture_of_Dorian_Gray.txt")
+_NOT_PROSE = re.compile(r"http|www\.|@|gutenberg|produced by|transcribed|[\[\]_*]", re.I)
+_CAPS = re.compile(r"\b[A-Z]{2,}\b")
 _START = re.compile(r"^\*\*\* ?START OF.*$", re.M | re.I)
 _END = re.compile(r"^\*\*\* ?END OF.*$", re.M | re.I)
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’]?\s+(?=[\"'“‘]?[A-Z])")
@@ -44,11 +48,11 @@ def book_sentences(path: Path) -> list[str]:
     for para in re.split(r"\n\s*\n", body):
         para = " ".join(para.split())
         out.extend(s.strip() for s in _SENTENCE_END.split(para) if s.strip())
-    return [s for s in out if 6 <= len(s.split()) <= 40 and not s.isupper()]
+    return [s for s in out if 6 <= len(s.split()) <= 40 and not _CAPS.search(s) and not _NOT_PROSE.search(s)]
 
 
 def held_out_sentences(n: int) -> list[str]:
-    books = [sorted(d.glob("*.txt"))[-1] for d in sorted(TEXT_EN.iterdir()) if d.is_dir()]
+    books = [TEXT_EN / b for b in BOOKS]
     per_book = -(-n // len(books))
     picked = []
     for book in books:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -211,6 +212,12 @@ def test_quantised_gguf_dequantises_and_is_cached(tiny, tmp_path, caplog):
     got = state["layers.0.self_attn.q_proj.weight"]
     assert (got - ref).abs().max() < 0.02 * ref.abs().max()  # Q8_0: 8-bit blocks of 32
     assert tok2.encode(TEXT[0]) == tiny["tok"].encode(TEXT[0]).ids
+    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(cached) == 2 and all(re.fullmatch(r"q8\.[0-9a-f]{12}\.(safetensors|tokenizer\.json)", n)
+                                    for n in cached)
+    write_gguf(path, tiny["dirs"][True][1], ARCH, tiny["tok"], tied=True)  # same path, new content
+    _, state3, _ = read_gguf(path, tmp_path / "cache")  # dequantised anew, never the stale cache
+    assert torch.equal(state3["layers.0.self_attn.q_proj.weight"], ref)
 
 
 # ---- tokenizer -----------------------------------------------------------------------------

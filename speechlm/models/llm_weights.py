@@ -135,8 +135,8 @@ def _renamed(gguf_tensors: Dict[str, torch.Tensor], cfg: LlamaConfig, source) ->
 def cache_paths(gguf_path: Path, where: Path) -> Tuple[Path, Path]:
     st = gguf_path.stat()
     key = hashlib.sha1(f"{gguf_path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{CACHE_FORMAT}".encode())
-    stem = where / f"{gguf_path.stem}.{key.hexdigest()[:12]}"
-    return stem.with_suffix(".safetensors"), stem.with_suffix(".tokenizer.json")
+    stem = f"{gguf_path.stem}.{key.hexdigest()[:12]}"
+    return where / f"{stem}.safetensors", where / f"{stem}.tokenizer.json"
 
 
 def _write_cache(weights: Path, tok_path: Path, state, cfg: LlamaConfig, tokenizer: LLMTokenizer,
