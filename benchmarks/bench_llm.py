@@ -99,11 +99,39 @@ def step_costs(lm: LlamaLM, vocab: int, batch: int = 8, length: int = 64) -> dic
             "lora_trainable_params": sum(p.numel() for p in lm.parameters() if p.requires_grad)}
 
 
+def asr_step_costs(layers: int, batch: int = 8, seconds: float = 3.0, words: int = 10) -> dict:
+    """One training step of the speech-LM ASR on SmolLM2 (model.kind speechlm-llm, default encoder
+    and LoRA config): ``batch`` utterances of ``seconds`` of random features, ``words``-word targets."""
+    from speechlm.base.config import load_config
+    from speechlm.models.speechlm_llm import build_speechlm_llm, llm_speech_tokenizer
+
+    cfg = load_config(None, ["model.kind=speechlm-llm", f"llm.num_layers={layers}"])
+    view = llm_speech_tokenizer(cfg)
+    model = build_speechlm_llm(cfg, view.vocab_size).train()
+    frames = int(seconds * 100)
+    feats, lens = torch.randn(batch, frames, 80), torch.full((batch,), frames)
+    targets = [view.encode(" ".join(["the quick brown fox"] * 3).split(maxsplit=words)[0]) for _ in range(batch)]
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        ctc, att = model(feats, lens, targets)
+        opt.zero_grad()
+        (0.3 * ctc + 0.7 * att).backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {f"asr_step_s_{layers}_layers": round(times[-1], 2), f"asr_trainable_params_{layers}_layers": trainable}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sentences", type=int, default=300)
     ap.add_argument("--cache", default="", help="cache dir for the float weights (default ~/.cache/speechlm/llm)")
+    ap.add_argument("--parts", default="ppl,step,asr", help="what to measure: ppl, step (LLM forward and "
+                    "LoRA step), asr (speech-LM ASR training step, 30 and 8 LLM layers)")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     gguf_path = shipped_gguf("smollm2")
     was_cached = cache_paths(gguf_path, cache_dir(args.cache))[0].is_file()
@@ -113,9 +141,9 @@ def main() -> None:
     t0 = time.perf_counter()
     lm, tok = load_llm("smollm2", cache=args.cache)
     load_cached_s = time.perf_counter() - t0
-    sentences = held_out_sentences(args.sentences)
+    sentences = held_out_sentences(args.sentences) if "ppl" in parts else []
     figures = {}
-    for style, texts in (("book", sentences), ("asr_style", [asr_style(s) for s in sentences])):
+    for style, texts in (("book", sentences), ("asr_style", [asr_style(s) for s in sentences])) if sentences else ():
         ids = [tok.encode(s) for s in texts]
         figures[f"ppl_smollm2_{style}"] = round(perplexity(lm, ids, tok.sos_eos_id), 2)
         if style == "book":
@@ -124,9 +152,11 @@ def main() -> None:
             random_lm = LlamaLM(lm.cfg, tok.sos_eos_id).eval()
             figures["ppl_random_book"] = round(perplexity(random_lm, ids, tok.sos_eos_id), 1)
             del random_lm
-    costs = step_costs(lm, lm.vocab_size)
+    costs = step_costs(lm, lm.vocab_size) if "step" in parts else {}
+    for layers in (30, 8) if "asr" in parts else ():
+        costs.update(asr_step_costs(layers))
     emit({"benchmark": "llm", "model": gguf_path.name, "params_m": round(lm.cfg.num_parameters() / 1e6, 1),
-          "sentences": len(sentences), **figures, "cache_existed": was_cached, "load_s": round(load_s, 1),
+          **({"sentences": len(sentences)} if sentences else {}), **figures, "cache_existed": was_cached, "load_s": round(load_s, 1),
           "load_cached_s": round(load_cached_s, 2), **costs,
           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)})
 
