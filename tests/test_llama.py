@@ -458,8 +458,17 @@ def test_speechlm_llm_trains_only_adapters_and_decodes_every_method(tiny, tiny_a
         if name != "embed_tokens.weight":
             assert torch.equal(got[key], value), name
     assert torch.equal(got["embed_tokens.weight"][: fresh.vocab_size], fresh.embed_tokens.weight)
+    saved = torch.load(exp / "final.pt", weights_only=True)  # the frozen LLM is not in it
+    assert saved["from_source_keys"] and not set(saved["from_source_keys"]) & set(saved["model"])
+    assert any(k.endswith("lora_a") for k in saved["model"])
     methods = ["ctc-greedy", "ctc-prefix-beam", "attention-beam", "attention-rescoring"]
     rc = main(["decode", "--exp-dir", str(exp), "--cuts", str(tiny_asr["test"]), "--methods", ",".join(methods)])
     assert rc == 0
     summary = (exp / "decode-test" / "wer-summary-test.txt").read_text()
     assert all(m in summary for m in methods)
+
+    # restored onto another LLM than it was trained on: refused, naming the option
+    conf = (exp / "config.yaml").read_text()
+    (exp / "config.yaml").write_text(conf.replace(str(tiny["gguf"]), str(tiny["gguf_untied"])))
+    with pytest.raises(SpeechlmError, match="other pretrained weights.*llm.source"):
+        load_experiment(exp)

@@ -12,6 +12,7 @@ embedding rows keep their numbers.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,6 +75,23 @@ class SpeechLLMAsr(SpeechLMAsr):
         CTCModel.__init__(self, encoder_cfg, len(rows), blank_bias)  # not SpeechLMAsr's tiny text LM
         self.adapter = Adapter(cfg.adapter, encoder_cfg.d_model, llm.d_model, cfg.adapter_stride)
         self.lm = SpeechSpaceLM(llm, rows)
+
+    def frozen_keys(self) -> list:
+        """State-dict keys of the frozen LLM weights: checkpoints leave them out, the builder
+        loads them from ``llm.source``."""
+        return [f"lm.llm.{n}" for n, p in self.lm.llm.named_parameters() if not p.requires_grad]
+
+    @torch.no_grad()
+    def source_digest(self) -> str:
+        """A fingerprint of the pretrained LLM weights (final norm, first block's Q, embeddings'
+        first rows): a model is only restored onto the LLM it was trained on."""
+        h = hashlib.sha1()
+        llm = self.lm.llm
+        attn = llm.layers[0].self_attn.q_proj
+        q = attn.base.weight if hasattr(attn, "base") else attn.weight
+        for t in (llm.norm.weight, q, llm.embed_tokens.weight[:64]):
+            h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
 
 
 def prepare_finetuning(llm: LlamaLM, cfg: LLMConfig) -> str:

@@ -36,6 +36,16 @@ class SpeechLLMTrainer(SpeechLMTrainer):
     def save_tokenizer(self) -> None:
         self.tokenizer.llm.save(self.exp_dir / "tokenizer.json")
 
+    def model_state(self) -> dict:
+        frozen = set(self.model.frozen_keys())
+        return {k: v for k, v in self.model.state_dict().items() if k not in frozen}
+
+    def extra_state(self) -> dict:
+        # Checkpoints hold what training changes; the frozen LLM (0.5 GB for SmolLM2) is read
+        # again from llm.source, checked against this digest, when the model is loaded.
+        return {"from_source_keys": self.model.frozen_keys(), "source_digest": self.model.source_digest(),
+                "source_description": f"llm.source = {self.cfg.llm.source}"}
+
     def describe_data(self) -> str:
         llm = self.cfg.llm
         how = f"LoRA rank {llm.lora_rank} on {','.join(llm.lora_targets)}" if llm.finetune == "lora" else llm.finetune

@@ -26,6 +26,7 @@ from speechlm.base.device import resolve_device
 from speechlm.base.errors import SpeechlmError
 from speechlm.base.logs import setup_logging
 from speechlm.models.asr import num_parameters
+from speechlm.models.experiment import load_weights
 from speechlm.text.tokenizer import Tokenizer
 from speechlm.base import checkpoint as ckpt
 
@@ -154,6 +155,11 @@ class Trainer:
         """Put the tokenizer into the exp dir, where :func:`load_experiment` finds it."""
         shutil.copyfile(self.tokenizer.model_path, self.exp_dir / "tokenizer.model")
 
+    def model_state(self) -> Dict:
+        """The model weights a checkpoint holds (a family may leave out frozen pretrained ones,
+        saying so in :meth:`extra_state`; see :func:`speechlm.models.experiment.load_weights`)."""
+        return self.model.state_dict()
+
     def extra_state(self) -> Dict:
         """More keys saved in every checkpoint (epoch and final)."""
         return {}
@@ -167,7 +173,7 @@ class Trainer:
     # ---- checkpoints -------------------------------------------------------------------
     def state(self) -> Dict:
         return {
-            "model": self.model.state_dict(),
+            "model": self.model_state(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
@@ -203,7 +209,7 @@ class Trainer:
                 f"--resume: {found[-1]} was trained with a different encoder config; "
                 "use a new --exp-dir or the same config"
             )
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, state["model"], str(found[-1]), state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step = state["epoch"], state["step"]
