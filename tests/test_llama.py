@@ -428,6 +428,12 @@ def test_speech_token_view_maps_speechlm_ids_to_llm_rows(tiny):
     ids = view.encode(TEXT[0])
     assert [rows[i] for i in ids] == tok.encode(TEXT[0])  # the LLM's own ids underneath
     assert view.decode([sym.BLANK_ID, *ids, sym.SOS_EOS_ID]) == TEXT[0]
+    tok.multilingual = True  # llm.languages: the language tokens at speechlm's fixed ids 5-8
+    multi = SpeechTokenView(tok)
+    target = multi.encode_target(TEXT[0], "it")
+    assert target[0] == sym.FIRST_LANGUAGE_ID + 2 and multi.llm_rows()[target[0]] == tok.language_ids["it"]
+    assert [multi.llm_rows()[i] for i in target[1:]] == tok.encode(TEXT[0])
+    assert multi.decode(target) == TEXT[0] and multi.vocab_size == v + sym.NUM_SPECIALS + 4
 
 
 def test_speechlm_llm_trains_only_adapters_and_decodes_every_method(tiny, tiny_asr, tmp_path):

