@@ -5,7 +5,8 @@ Sentences: three novels from ../shared/data/text_en, one per author (:data:`BOOK
 licence stripped; lines about the edition, all-caps headings and bracketed notes left out), every
 k-th sentence of 6-40 words up to ``--sentences``. Public-domain books may well be in SmolLM2's
 pretraining text: "held out" means held out from speechlm's training, not necessarily from SmolLM2's. Perplexity is per LLM token, each sentence framed by the LLM's <|endoftext|>,
-on the text as written and lower-cased without punctuation (as ASR transcripts are).
+on the text as written and lower-cased without punctuation (as ASR transcripts are); and, for
+context, on passages of 10 consecutive sentences of the same books.
 The first run dequantises the GGUF file and caches the float weights (``load_s``); the second
 load reads the cache (``load_cached_s``).
 
@@ -60,6 +61,18 @@ def held_out_sentences(n: int) -> list[str]:
         step = max(1, len(sents) // per_book)
         picked.extend(sents[::step][:per_book])
     return picked[:n]
+
+
+def held_out_passages(n: int, per_passage: int = 10) -> list[str]:
+    """``n`` runs of ``per_passage`` consecutive sentences (same books and filter): the model
+    reads each sentence with the ones before it as context."""
+    per_book = -(-n // len(BOOKS))
+    out = []
+    for book in BOOKS:
+        sents = book_sentences(TEXT_EN / book)
+        step = max(per_passage, len(sents) // per_book)
+        out.extend(" ".join(sents[i: i + per_passage]) for i in range(0, len(sents) - per_passage, step)[:per_book])
+    return out[:n]
 
 
 def asr_style(s: str) -> str:
@@ -152,6 +165,8 @@ def main() -> None:
             random_lm = LlamaLM(lm.cfg, tok.sos_eos_id).eval()
             figures["ppl_random_book"] = round(perplexity(random_lm, ids, tok.sos_eos_id), 1)
             del random_lm
+            passages = [tok.encode(p) for p in held_out_passages(len(sentences) // 10)]
+            figures["ppl_smollm2_passages_of_10"] = round(perplexity(lm, passages, tok.sos_eos_id, batch=4), 2)
     costs = step_costs(lm, lm.vocab_size) if "step" in parts else {}
     for layers in (30, 8) if "asr" in parts else ():
         costs.update(asr_step_costs(layers))
