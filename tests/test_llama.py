@@ -478,3 +478,23 @@ def test_speechlm_llm_trains_only_adapters_and_decodes_every_method(tiny, tiny_a
     (exp / "config.yaml").write_text(conf.replace(str(tiny["gguf"]), str(tiny["gguf_untied"])))
     with pytest.raises(SpeechlmError, match="other pretrained weights.*llm.source"):
         load_experiment(exp)
+
+
+def test_speechlm_llm_decoder_loss_equals_the_full_logits_loss(tiny):
+    from speechlm.base.config import EncoderConfig, SpeechLMConfig
+    from speechlm.models.speechlm_asr import SpeechLMAsr
+    from speechlm.models.speechlm_llm import SpeechLLMAsr
+    from speechlm.text.llm_tokenizer import SpeechTokenView
+
+    llm, tok = load_llm(str(tiny["gguf"]), cache=tiny["cache"])
+    llm.grow_vocab(tok.vocab_size, init_from={tok.asr_id: tok.sos_eos_id})
+    view = SpeechTokenView(tok)
+    enc = EncoderConfig(d_model=32, num_layers=1, num_heads=2, subsampling_channels=8, dropout=0.0)
+    model = SpeechLLMAsr(enc, SpeechLMConfig(), llm, view.llm_rows()).eval()
+    prefix, lens = torch.randn(2, 5, 64), torch.tensor([5, 3])
+    texts = [view.encode(TEXT[0]), view.encode(TEXT[2])[:4]]
+    with torch.no_grad():
+        fast = model.decoder_loss(prefix, lens, texts)
+        full = SpeechLMAsr.decoder_loss(model, prefix, lens, texts)  # logits at every position
+        scored = model.score_hyps(prefix, lens, texts).sum()
+    assert torch.allclose(fast, full, rtol=1e-5) and torch.allclose(-scored, full, rtol=1e-5)

@@ -199,6 +199,11 @@ class LlamaLM(nn.Module):
 
     def forward_embeddings(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Input embeddings ``(B, T, D)``, right-padded to ``lengths``, -> logits ``(B, T, V)``."""
+        return self.logits(self.hidden_states(x, lengths))
+
+    def hidden_states(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The last block's output ``(B, T, D)`` (before the final norm): :meth:`logits` of the
+        positions that need them is cheaper than all logits when the vocabulary is large."""
         n, t, _ = x.shape
         pos = torch.arange(t, device=x.device)[None].expand(n, t)
         mask = None  # plain causal: right padding never reaches a real position
@@ -206,7 +211,7 @@ class LlamaLM(nn.Module):
             mask = _attention_mask(t, lengths_to_mask(lengths, t))  # keeps pad rows finite
         for layer in self.layers:
             x = layer(x, pos, mask)[0]
-        return self.logits(x)
+        return x
 
     def forward(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.forward_embeddings(self.embed_tokens(tokens), lengths)

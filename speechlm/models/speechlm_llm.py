@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from speechlm.base.config import EncoderConfig, LLMConfig, SpeechLMConfig
@@ -28,6 +29,7 @@ from speechlm.models.llm_weights import load_llm
 from speechlm.models.lora import apply_lora
 from speechlm.models.speechlm_asr import Adapter, SpeechLMAsr
 from speechlm.text.llm_tokenizer import SpeechTokenView, saved_tokenizer
+from speechlm.text.symbols import SOS_EOS_ID
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,12 @@ class SpeechSpaceLM(nn.Module):
     def forward_embeddings(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.llm.forward_embeddings(x, lengths).index_select(-1, self.rows)
 
+    def hidden_states(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.llm.hidden_states(x, lengths)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.llm.logits(hidden).index_select(-1, self.rows)
+
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.forward_embeddings(self.embed(tokens), lengths)
 
@@ -75,6 +83,22 @@ class SpeechLLMAsr(SpeechLMAsr):
         CTCModel.__init__(self, encoder_cfg, len(rows), blank_bias)  # not SpeechLMAsr's tiny text LM
         self.adapter = Adapter(cfg.adapter, encoder_cfg.d_model, llm.d_model, cfg.adapter_stride)
         self.lm = SpeechSpaceLM(llm, rows)
+
+    def decoder_loss(self, prefix, prefix_lens, texts: Sequence[Sequence[int]]) -> torch.Tensor:
+        """:meth:`SpeechLMAsr.decoder_loss`, with the logits (a ~50k-word vocabulary) computed at
+        the predicted positions only, not over the speech prefix."""
+        x, lengths, _ = self._pack(prefix, prefix_lens, texts)
+        hidden = self.lm.hidden_states(x, lengths)
+        rows, cols, target = [], [], []
+        for i, t in enumerate(texts):
+            start = int(prefix_lens[i])  # position of <asr>: predicts y1
+            rows += [i] * (len(t) + 1)
+            cols += range(start, start + len(t) + 1)
+            target += [*t, SOS_EOS_ID]
+        dev = hidden.device
+        picked = hidden[torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)]
+        return F.cross_entropy(self.lm.logits(picked).float(), torch.tensor(target, device=dev),
+                               reduction="sum")
 
     def frozen_keys(self) -> list:
         """State-dict keys of the frozen LLM weights: checkpoints leave them out, the builder
