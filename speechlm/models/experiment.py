@@ -44,8 +44,23 @@ def build_model(cfg: ExperimentConfig, vocab_size: int) -> nn.Module:
     return resolve(family.build)(cfg, vocab_size)
 
 
-def load_weights(model: nn.Module, weights: Dict[str, torch.Tensor], where: str) -> None:
-    """``model.load_state_dict`` whose mismatch is one clear message, not a tensor dump."""
+def load_weights(model: nn.Module, weights: Dict[str, torch.Tensor], where: str,
+                 state: Optional[Dict] = None) -> None:
+    """``model.load_state_dict`` whose mismatch is one clear message, not a tensor dump.
+
+    A checkpoint may leave out weights that the model's builder loads itself and training never
+    changes (a frozen pretrained LLM: ``state["from_source_keys"]``); the model's
+    ``source_digest()`` must then equal ``state["source_digest"]``, so those weights are the ones
+    it was trained with."""
+    from_source = (state or {}).get("from_source_keys") or ()
+    if from_source:
+        digest = getattr(model, "source_digest", lambda: None)()
+        if digest != state.get("source_digest"):
+            raise SpeechlmError(f"{where} was trained on other pretrained weights than the ones its "
+                                f"config's source gives now ({state.get('source_description', '?')}); "
+                                "give the same LLM (llm.source) it was trained with")
+        own = model.state_dict()
+        weights = {**{k: own[k] for k in from_source if k in own}, **weights}
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
@@ -85,7 +100,8 @@ def load_experiment(exp_dir: str | Path, device: str | torch.device = "cpu", avg
         usable = [f.name for f in MODEL_FAMILIES if needs in f.provides]
         raise SpeechlmError(f"{option} {exp_dir} holds a {family.name!r} model ({family.help}); "
                             f"this needs one of: {', '.join(usable)}")
-    tokenizer = Tokenizer(exp_dir / "tokenizer.model")
+    tokenizer = (resolve(family.tokenizer)(exp_dir, cfg) if family.tokenizer
+                 else Tokenizer(exp_dir / "tokenizer.model"))
     if avg:
         state = averaged_state(exp_dir, avg)
         what = f"average of {', '.join(state['averaged'])}"
@@ -99,7 +115,7 @@ def load_experiment(exp_dir: str | Path, device: str | torch.device = "cpu", avg
             f"but {exp_dir / 'tokenizer.model'} has {tokenizer.vocab_size}; they are not from one run"
         )
     model = resolve(family.build)(cfg, tokenizer.vocab_size)
-    load_weights(model, state["model"], f"{exp_dir} ({what})")
+    load_weights(model, state["model"], f"{exp_dir} ({what})", state)
     return Experiment(model.to(device).eval(), cfg, tokenizer, family, exp_dir, what)
 
 

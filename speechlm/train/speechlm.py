@@ -20,10 +20,11 @@ class SpeechLMTrainer(CtcTrainer):
     """Speech-LM ASR: joint CTC + decoder loss; LM part from ``speechlm.lm_init`` when set."""
 
     kind = "speechlm"
+    family = "speechlm"  # model.kind
 
     def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, train_cuts: str | Path,
                  dev_cuts: str | Path | None, tokenizer_model: str | Path):
-        cfg.model.kind = "speechlm"
+        cfg.model.kind = self.family
         if cfg.speechlm.lm_init:
             adopt_lm_architecture(cfg, cfg.speechlm.lm_init)
         if cfg.speechlm.text_weight > 0 and not cfg.speechlm.text:

@@ -26,6 +26,7 @@ from speechlm.base.device import resolve_device
 from speechlm.base.errors import SpeechlmError
 from speechlm.base.logs import setup_logging
 from speechlm.models.asr import num_parameters
+from speechlm.models.experiment import load_weights
 from speechlm.text.tokenizer import Tokenizer
 from speechlm.base import checkpoint as ckpt
 
@@ -148,7 +149,7 @@ class Trainer:
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         setup_logging(self.exp_dir / "log" / "train.log", self.dist.is_main)
-        self.tokenizer = Tokenizer(tokenizer_model)
+        self.tokenizer = self.load_tokenizer(tokenizer_model)
         self.has_dev = False
 
     def setup(self) -> None:
@@ -193,6 +194,19 @@ class Trainer:
     def describe_data(self) -> str:
         return ""
 
+    def load_tokenizer(self, tokenizer_model: str | Path):
+        """The tokenizer that the targets are encoded with (a family may bring its own)."""
+        return Tokenizer(tokenizer_model)
+
+    def save_tokenizer(self) -> None:
+        """Put the tokenizer into the exp dir, where :func:`load_experiment` finds it."""
+        shutil.copyfile(self.tokenizer.model_path, self.exp_dir / "tokenizer.model")
+
+    def model_state(self) -> Dict:
+        """The model weights a checkpoint holds (a family may leave out frozen pretrained ones,
+        saying so in :meth:`extra_state`; see :func:`speechlm.models.experiment.load_weights`)."""
+        return self.model.state_dict()
+
     def extra_state(self) -> Dict:
         """More keys saved in every checkpoint (epoch and final)."""
         return {}
@@ -206,7 +220,7 @@ class Trainer:
     # ---- checkpoints -------------------------------------------------------------------
     def state(self) -> Dict:
         return {
-            "model": self.model.state_dict(),
+            "model": self.model_state(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
@@ -243,7 +257,7 @@ class Trainer:
                 f"--resume: {found[-1]} was trained with a different encoder config; "
                 "use a new --exp-dir or the same config"
             )
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, state["model"], str(found[-1]), state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step = state["epoch"], state["step"]
@@ -259,7 +273,7 @@ class Trainer:
         self.claim_exp_dir(resume)
         if self.dist.is_main:
             save_config(cfg, self.exp_dir / "config.yaml")
-            shutil.copyfile(self.tokenizer.model_path, self.exp_dir / "tokenizer.model")
+            self.save_tokenizer()
             from torch.utils.tensorboard import SummaryWriter
             self.tb = SummaryWriter(str(self.exp_dir / "tensorboard"))
         if resume:
