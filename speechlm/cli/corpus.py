@@ -21,7 +21,7 @@ def cmd_import(args) -> None:
     result = import_corpus(args.kind, args.path, args.out_dir, args.prefix, on_error=args.on_error,
                            lowercase=not args.keep_case, dev_fraction=args.dev_fraction,
                            test_fraction=args.test_fraction, speaker_regex=args.speaker_regex,
-                           columns=args.columns)
+                           columns=args.columns, unlabeled=args.unlabeled)
     print(f"{result.summary()}; manifests in {args.out_dir}")
 
 

@@ -18,6 +18,7 @@ layouts:
              without a header: --columns path,text[,speaker,...] ('-' ignores a column)
 Known corpora in their upstream layouts (librispeech, fsdd, ...): speechlm prepare NAME.
 Without a split of its own the corpus is split deterministically, by speaker when known.
+Audio without transcripts (self-supervised pretraining): --unlabeled.
 A test set only (to score a trained model): a split with test alone (split=test rows, a test/
 folder), --test-fraction 1.0, or one audio file (folder PATH may be the file itself)."""
 
@@ -32,6 +33,10 @@ def add_import_options(p: argparse.ArgumentParser) -> None:
                    help="test share when the corpus has no split; 1.0: all of it is a test set")
     p.add_argument("--speaker-regex", help="folder: regex with (?P<speaker>...) matched on file names")
     p.add_argument("--keep-case", action="store_true", help="do not lowercase transcripts")
+    p.add_argument("--unlabeled", action="store_true",
+                   help="audio only, for self-supervised pretraining: transcripts are not needed "
+                        "nor read; all audio (less a test split the corpus gives) goes to split "
+                        "'unlabeled', cuts without text")
     p.add_argument("--columns", help="tsv without a header row: its columns in order, e.g. "
                    "path,text,speaker (roles: path text speaker id split; '-' ignores a column)")
 
