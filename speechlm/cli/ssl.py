@@ -7,12 +7,24 @@ names one trained by this verb, else ``ssl-bestrq``; fine-tune from its ``final.
 from __future__ import annotations
 
 
+def encoder_overrides(path) -> list:
+    """``encoder.KEY=VALUE`` for the architecture keys of config ``path``'s encoder section (the
+    ASR config that will fine-tune from this pretraining), so the two cannot drift apart."""
+    if not path:
+        return []
+    from speechlm.base.config import load_config
+    from speechlm.models.encoder import ENCODER_ARCH_KEYS
+
+    encoder = load_config(path).encoder
+    return [f"encoder.{k}={getattr(encoder, k)}" for k in ENCODER_ARCH_KEYS]
+
+
 def cmd_train_ssl(args) -> None:
     from speechlm.base.config import load_config
     from speechlm.base.registry import MODEL_FAMILIES
     from speechlm.cli import family_trainer
 
-    cfg = load_config(args.config, args.set or [])
+    cfg = load_config(args.config, encoder_overrides(args.encoder_config) + (args.set or []))
     if MODEL_FAMILIES.get(cfg.model.kind, "model.kind").train_verb != "train-ssl":
         cfg.model.kind = "ssl-bestrq"  # e.g. the ASR config, for its encoder section
     trainer = family_trainer(cfg, "train-ssl")(cfg, args.exp_dir, args.train_cuts, args.dev_cuts)
@@ -25,6 +37,9 @@ def register(sub, fmt) -> None:
                             "(stage 3; BEST-RQ)")
     s.add_argument("--config", help="YAML config; its encoder/ssl/data/optim/train sections are used "
                                     "(the encoder section must be the ASR config's to fine-tune from it)")
+    s.add_argument("--encoder-config", metavar="ASR_CONFIG",
+                   help="take the encoder architecture from this config (the ASR config that will "
+                        "fine-tune from the result); --set encoder.* still overrides it")
     s.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="config overrides")
     s.add_argument("--exp-dir", required=True,
                    help="checkpoints, resolved config, masked_accuracy.txt, cost.json")

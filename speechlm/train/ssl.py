@@ -9,6 +9,7 @@ are logged and written to tensorboard, and the final model's go to ``EXP_DIR/mas
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -40,6 +41,11 @@ def chunked(cuts: CutSet, seconds: float) -> CutSet:
     out = cuts.cut_into_windows(duration=seconds).filter(lambda c: c.duration >= 1.0).to_eager()
     log.info("ssl.chunk_duration=%g: %d cuts -> %d windows", seconds, len(cuts), len(out))
     return out
+
+
+def stable_key(cut_id: str) -> str:
+    """A fixed pseudo-random order of cut ids (not by name: that would hold out one speaker)."""
+    return hashlib.sha1(cut_id.encode("utf-8")).hexdigest()
 
 
 def combined(sets: List[CutSet], paths: Sequence) -> CutSet:
@@ -74,11 +80,10 @@ class BestRqTrainer(Trainer):
             self.dev_what = str(dev_cuts)
         else:
             n = min(cfg.ssl.valid_cuts, len(cuts) // 10)
-            ids = sorted(c.id for c in cuts)[len(cuts) - n:] if n else []
-            held = set(ids)
+            held = set(sorted((c.id for c in cuts), key=stable_key)[:n])  # the same on every machine
             self.dev_cuts = cuts.filter(lambda c: c.id in held).to_eager() if n else None
             cuts = cuts.filter(lambda c: c.id not in held).to_eager() if n else cuts
-            self.dev_what = f"{n} cuts held out of {train_cuts}"
+            self.dev_what = f"{n} cuts held out of {self.train_path}"
         self.train_cuts = cuts
         self.has_dev = self.dev_cuts is not None and len(self.dev_cuts) > 0
         self.data_cfg = dataclasses.replace(cfg.data, spec_augment=False)  # masking is the task
