@@ -58,7 +58,7 @@ stage_ssl() {
   # BEST-RQ pretraining of the encoder on the audio of $ssl_splits (text never read), dev for
   # validation; the encoder architecture is $conf's (and train_args' encoder.*), as fine-tuning needs
   local s cuts=() dev_args=()
-  for s in $ssl_splits; do
+  for s in ${ssl_splits:-train}; do
     case "$s" in test*) echo "stage 3: ssl_splits has $s: test audio is never used for pretraining" >&2
                         return 1 ;; esac
     cuts+=("$(_sl_cuts "$s")")
@@ -70,10 +70,10 @@ stage_ssl() {
   fi
   # shellcheck disable=SC2086
   "${launcher[@]}" train-ssl --config "$ssl_conf" --encoder-config "$conf" --exp-dir "$exp/ssl" \
-    --train-cuts "${cuts[@]}" "${dev_args[@]}" ${resume:+--resume} --set $ssl_encoder_args $ssl_args || return 1
+    --train-cuts "${cuts[@]}" "${dev_args[@]}" ${resume:+--resume} --set $ssl_encoder_args ${ssl_args:-} || return 1
   local cmd="cd egs/$(basename "$PWD") && ./run.sh ${recipe_args:-}"
   printf -- '- %s @COMMIT@ SSL encoder (%s, %s, audio of %s): %s  cost: %s  \n  command: `%s`\n' \
-    "$(date +%F)" "$exp/ssl" "$ssl_conf" "$ssl_splits" "$(cat "$exp/ssl/masked_accuracy.txt")" \
+    "$(date +%F)" "$exp/ssl" "$ssl_conf" "${ssl_splits:-train}" "$(cat "$exp/ssl/masked_accuracy.txt")" \
     "$(cat "$exp/ssl/cost.json")" "$cmd" | speechlm results-md --section "$exp/ssl" --title "SSL encoder (stage 3)"
 }
 

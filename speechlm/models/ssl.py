@@ -101,8 +101,8 @@ class BestRqModel(nn.Module):
         # target frame j stacks input frames 4j .. 4j+3 (all inside the input: 4 T' <= T - 3)
         stacked = x[:, :SUBSAMPLING_FACTOR * t_enc].reshape(b, t_enc, SUBSAMPLING_FACTOR * f)
         targets = self.quantizer(stacked[mask])  # (N, C), from the clean frames
-        frame_mask = F.pad(mask.repeat_interleave(SUBSAMPLING_FACTOR, dim=1),
-                           (0, t - SUBSAMPLING_FACTOR * t_enc))
+        frame_mask = torch.zeros(b, t, dtype=torch.bool, device=x.device)
+        frame_mask[:, :SUBSAMPLING_FACTOR * t_enc] = mask.repeat_interleave(SUBSAMPLING_FACTOR, dim=1)
         noise = (torch.randn(x.shape, generator=generator).to(x) if generator is not None
                  else torch.randn_like(x))
         x = torch.where(frame_mask[..., None], noise * self.cfg.noise_std, x)

@@ -20,9 +20,10 @@ for spk in $speakers; do
   ./run.sh --split speaker --heldout-speaker "$spk" "$@"
 done
 echo "== speaker held out: test WER % (exp/spk-NAME$suffix)"
-printf '%-10s %-11s %s\n' speaker ctc-greedy hlg-1best
-for spk in $speakers; do
+rows=$(for spk in $speakers; do
   summary=exp/spk-$spk$suffix/asr/decode-test/wer-summary-test.txt
   printf '%-10s %-11s %s\n' "$spk" "$(awk '$1=="ctc-greedy"{print $2}' "$summary")" \
     "$(awk '$1=="hlg-1best"{print $2}' "$summary")"
-done | tee /dev/stderr | awk '{g += $2; h += $3; n++} END { if (n) printf "%-10s %-11.2f %.2f\n", "mean", g / n, h / n }'
+done)
+printf '%-10s %-11s %s\n%s\n' speaker ctc-greedy hlg-1best "$rows"
+awk '{g += $2; h += $3; n++} END { printf "%-10s %-11.2f %.2f\n", "mean", g / n, h / n }' <<<"$rows"
