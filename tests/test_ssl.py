@@ -178,6 +178,11 @@ def test_finetuning_starts_from_the_ssl_encoder(ssl_exp, tiny_asr, tmp_path):
     assert torch.equal(trainer.model.feat_mean, ssl["feat_mean"])  # the CMVN the encoder learnt with
     rest, encoder = trainer.optimizer.param_groups  # the encoder: its own scale, frozen at first
     assert encoder["initial_lr"] == 0.5 * rest["initial_lr"] and encoder["lr"] == 0.0 < rest["lr"]
+    layered = CtcTrainer(load_config(None, tiny_overrides(epochs=1) + ["encoder.num_layers=2",
+                                                                         "encoder.layer_lr_decay=0.5"]),
+                         tmp_path / "layered", tiny_asr["train"], None, tiny_asr["tokenizer"])
+    scales = [g["initial_lr"] / cfg.optim.lr for g in layered.optimizer.param_groups]
+    assert scales == [1.0, 0.25, 0.5, 1.0]  # the rest; subsampling, block 1, block 2
     head = trainer.model.ctc_head.weight.detach().clone()
     trainer.run()
     # frozen for 1000 steps: the encoder is the SSL one still; the head has learnt

@@ -131,7 +131,8 @@ class ImportResult:
                    for recs, sups in self.manifests.values()) / 3600
 
     def summary(self) -> str:
-        counts = ", ".join(f"{s}={len(self.manifests[s][1])}" for s in self.splits)
+        counts = ", ".join(f"{s}={len(sups) or len(recs)}" for s in self.splits or list(self.manifests)
+                           for recs, sups in [self.manifests[s]])
         spk = f", {len(self.speakers)} speakers" if self.speakers else ", speakers unknown"
         skipped = f", {self.num_skipped} skipped" if self.num_skipped else ""
         return (f"{self.kind} {self.path}: {self.num_utterances} utterances, {self.hours:.2f} h"
@@ -218,9 +219,11 @@ def list_kaldi_dir(data_dir: Path, problems: SkipCounter, split: Optional[str] =
         logger.warning(f"{data_dir}: no utt2spk, so speakers are unknown")
 
     if unlabeled:
+        listed = segments or {k: (k, 0.0, None) for k in wavs}
+        for key in sorted(k for k, (rec, _, _) in listed.items() if rec not in wavs):
+            problems.add("no audio: recording id not in wav.scp", f"{data_dir / 'segments'}: {key}")
         return [Utterance(key, wavs[rec], None, f"{data_dir}: {key}", speakers.get(key), rec, start, end, split)
-                for key, (rec, start, end) in (segments or {k: (k, 0.0, None) for k in wavs}).items()
-                if rec in wavs]
+                for key, (rec, start, end) in listed.items() if rec in wavs]
     utts, ids, with_text = [], UniqueIds(), set()
     for n, key, text in _kaldi_table(data_dir / "text"):
         where = f"{data_dir / 'text'}:{n}"

@@ -162,21 +162,24 @@ class BestRqTrainer(Trainer):
         epochs = self.cfg.train.num_epochs - self.start_epoch  # trained by this invocation
         wall = time.time() - start
         hours = sum(c.duration for c in self.train_cuts) / 3600
-        if not self.has_dev:
-            return final
-        self.model.load_state_dict(ckpt.load_checkpoint(final, map_location=self.device)["model"])
-        loss = self.validate()
+        self.tb = None  # closed by the loop
+        accuracy = None
+        if self.has_dev:  # every rank: validate() all-reduces
+            self.model.load_state_dict(ckpt.load_checkpoint(final, map_location=self.device)["model"])
+            loss = self.validate()
+            accuracy = self.last_accuracy
         if self.dist.is_main:
+            s = self.cfg.ssl
             (self.exp_dir / "masked_accuracy.txt").write_text(
-                f"masked-prediction accuracy {100 * self.last_accuracy:.2f}%, loss {loss:.4f} nats "
-                f"per label (final.pt; validation: {self.dev_what}; {self.cfg.ssl.num_codebooks} x "
-                f"{self.cfg.ssl.codebook_size} labels; chance {100 / self.cfg.ssl.codebook_size:.2f}%)\n")
-            audio_s = hours * 3600 * epochs
-            cost = {"what": "ssl-bestrq pretraining", "train_hours": round(hours, 4),
-                    "epochs": epochs, "wall_s": round(wall, 1),
-                    "audio_s_per_s": round(audio_s / max(wall, 1e-9), 1), "device": str(self.device),
-                    "world_size": self.dist.world_size, "masked_accuracy": round(self.last_accuracy, 4)}
+                f"masked-prediction accuracy {100 * accuracy:.2f}%, loss {loss:.4f} nats per label "
+                f"(final.pt; validation: {self.dev_what}; {s.num_codebooks} x {s.codebook_size} labels, "
+                f"chance {100 / s.codebook_size:.2f}%)\n" if accuracy is not None else
+                "no validation set (ssl.valid_cuts = 0, or under 10 training cuts)\n")
+            cost = {"what": "ssl-bestrq pretraining", "train_hours": round(hours, 4), "epochs": epochs,
+                    "wall_s": round(wall, 1), "audio_s_per_s": round(hours * 3600 * epochs / max(wall, 1e-9), 1),
+                    "device": str(self.device), "world_size": self.dist.world_size,
+                    "masked_accuracy": None if accuracy is None else round(accuracy, 4)}
             (self.exp_dir / "cost.json").write_text(json.dumps(cost) + "\n")
-            log.info("masked-prediction accuracy %.2f%% (final.pt) -> %s; cost %s", 100 * self.last_accuracy,
+            log.info("%s -> %s; cost %s", (self.exp_dir / "masked_accuracy.txt").read_text().strip(),
                      self.exp_dir / "masked_accuracy.txt", json.dumps(cost))
         return final
