@@ -206,3 +206,15 @@ def test_finetuning_refuses_a_mismatched_or_wrong_checkpoint(ssl_exp, tiny_asr, 
     # SSL checkpoints are trained by their own verb
     assert main(args + ["model.kind=ssl-bestrq"]) == 2
     assert "is trained with `speechlm train-ssl`" in capsys.readouterr().err
+
+
+def test_pretraining_resumes_through_the_shared_loop(ssl_exp, tmp_path):
+    exp = tmp_path / "ssl"
+    args = ["train-ssl", "--exp-dir", str(exp), "--train-cuts", str(ssl_exp["cuts"]), "--set",
+            *tiny_overrides(epochs=1), *TINY_SSL, "data.max_duration=20", "train.average_last=1"]
+    assert main(args) == 0
+    first = (exp / "epoch-1.pt").read_bytes()
+    assert main(args + ["train.num_epochs=2", "--resume"]) == 0
+    assert (exp / "epoch-1.pt").read_bytes() == first and (exp / "epoch-2.pt").is_file()
+    assert "resumed from" in (exp / "log" / "train.log").read_text()
+    assert json.loads((exp / "cost.json").read_text())["epochs"] == 1  # this invocation's
