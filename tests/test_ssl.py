@@ -218,3 +218,18 @@ def test_pretraining_resumes_through_the_shared_loop(ssl_exp, tmp_path):
     assert (exp / "epoch-1.pt").read_bytes() == first and (exp / "epoch-2.pt").is_file()
     assert "resumed from" in (exp / "log" / "train.log").read_text()
     assert json.loads((exp / "cost.json").read_text())["epochs"] == 1  # this invocation's
+
+
+def test_speech_lm_asr_also_starts_from_the_ssl_encoder(ssl_exp, tiny_asr, tmp_path):
+    from speechlm.base.checkpoint import load_checkpoint
+    from speechlm.train.speechlm import SpeechLMTrainer
+
+    final = ssl_exp["exp"] / "final.pt"
+    cfg = load_config(None, tiny_overrides(epochs=1) + [
+        "model.kind=speechlm", "lm.d_model=32", "lm.num_layers=1", "lm.num_heads=2",
+        f"encoder.init={final}", "encoder.freeze_steps=3", "speechlm.lm_lr_scale=0.5"])
+    trainer = SpeechLMTrainer(cfg, tmp_path / "slm", tiny_asr["train"], None, tiny_asr["tokenizer"])
+    ssl = load_checkpoint(final)["model"]
+    assert all(torch.equal(v, ssl[f"encoder.{k}"]) for k, v in trainer.model.encoder.state_dict().items())
+    rest, lm, encoder = trainer.optimizer.param_groups  # LM part, then the encoder: own schedules
+    assert lm["initial_lr"] == 0.5 * rest["initial_lr"] and encoder["lr"] == 0.0
