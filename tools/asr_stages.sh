@@ -4,8 +4,8 @@
 # vocab_size, token_type (unigram|bpe|char|word), speed_perturb, nj, nproc, train_args (config overrides), methods,
 # lm_text (extra tokenizer text, may be empty), splits (e.g. "train dev test"); optional:
 # tokenizer_args (more train-tokenizer options, e.g. --languages), test_sets (the splits stage 5
-# decodes, default "test"), ssl_conf / ssl_splits / ssl_args (stage 3 self-supervised encoder
-# pretraining; stage 4 then fine-tunes from $exp/ssl/final.pt).
+# decodes, default "test"), ssl_conf / ssl_splits / ssl_args / ssl_extra (stage 3 self-supervised
+# encoder pretraining; stage 4 then fine-tunes from $exp/ssl/final.pt).
 # Reads  $data/manifests/${corpus}_cuts_<split>.jsonl.gz  (written by stage 0).
 
 _sl_cuts() { echo "$data/fbank/${corpus}_cuts_$1.jsonl.gz"; }
@@ -57,12 +57,13 @@ stage_lm() {
 stage_ssl() {
   # BEST-RQ pretraining of the encoder on the audio of $ssl_splits (text never read), dev for
   # validation; the encoder architecture is $conf's (and train_args' encoder.*), as fine-tuning needs
-  local s cuts=() dev_args=()
+  local cuts=() dev_args=() s
   for s in ${ssl_splits:-train}; do
     case "$s" in test*) echo "stage 3: ssl_splits has $s: test audio is never used for pretraining" >&2
                         return 1 ;; esac
     cuts+=("$(_sl_cuts "$s")")
   done
+  for s in ${ssl_extra:-}; do cuts+=("$s"); done
   if _sl_has_dev; then dev_args=(--dev-cuts "$(_sl_cuts dev)"); fi
   local launcher=(speechlm)
   if [ "$nproc" -gt 1 ]; then
@@ -73,7 +74,7 @@ stage_ssl() {
     --train-cuts "${cuts[@]}" "${dev_args[@]}" ${resume:+--resume} --set $ssl_encoder_args ${ssl_args:-} || return 1
   local cmd="cd egs/$(basename "$PWD") && ./run.sh ${recipe_args:-}"
   printf -- '- %s @COMMIT@ SSL encoder (%s, %s, audio of %s): %s  cost: %s  \n  command: `%s`\n' \
-    "$(date +%F)" "$exp/ssl" "$ssl_conf" "${ssl_splits:-train}" "$(cat "$exp/ssl/masked_accuracy.txt")" \
+    "$(date +%F)" "$exp/ssl" "$ssl_conf" "${ssl_splits:-train}${ssl_extra:+ + $ssl_extra}" "$(cat "$exp/ssl/masked_accuracy.txt")" \
     "$(cat "$exp/ssl/cost.json")" "$cmd" | speechlm results-md --section "$exp/ssl" --title "SSL encoder (stage 3)"
 }
 
