@@ -162,6 +162,19 @@ def test_import_unlabeled_leaves_out_a_given_test_split(tmp_path):
     assert len(result.manifests["unlabeled"][0]) == 2
     with pytest.raises(SpeechlmError, match="no 'text'|no \\['text'\\]"):
         import_corpus("tsv", tmp_path / "t.tsv", columns="path")
+    # a Kaldi dir without a text file: its segments become cuts whose supervisions have no text
+    kaldi = tmp_path / "kaldi"
+    kaldi.mkdir()
+    (kaldi / "wav.scp").write_text(f"r1 {wavs[0]}\n")
+    (kaldi / "segments").write_text("r1-a r1 0.0 2.0\nr1-b r1 2.5 5.0\n")
+    out = tmp_path / "kaldi-manifests"
+    result = import_corpus("kaldi-dir", kaldi, out, "k", unlabeled=True)
+    assert result.num_utterances == 2
+    from lhotse import load_manifest
+
+    cuts = load_manifest(out / "k_cuts_unlabeled.jsonl.gz")
+    assert sorted(c.id for c in cuts) == ["r1-a", "r1-b"] and [c.duration for c in cuts] == [2.0, 2.5]
+    assert all(s.text is None for c in cuts for s in c.supervisions)
 
 
 def test_finetuning_starts_from_the_ssl_encoder(ssl_exp, tiny_asr, tmp_path):
