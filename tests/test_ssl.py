@@ -246,3 +246,15 @@ def test_speech_lm_asr_also_starts_from_the_ssl_encoder(ssl_exp, tiny_asr, tmp_p
     assert all(torch.equal(v, ssl[f"encoder.{k}"]) for k, v in trainer.model.encoder.state_dict().items())
     rest, lm, encoder = trainer.optimizer.param_groups  # LM part, then the encoder: own schedules
     assert lm["initial_lr"] == 0.5 * rest["initial_lr"] and encoder["lr"] == 0.0
+
+
+def test_long_unlabeled_cuts_are_cut_into_windows(ssl_exp):
+    from speechlm.data.features import load_cuts
+    from speechlm.train.ssl import chunked
+
+    cuts = load_cuts(ssl_exp["cuts"])
+    windows = chunked(cuts, 2.5)
+    assert len(windows) > 2 * len(cuts) and all(1.0 <= w.duration <= 2.5 for w in windows)
+    first = next(iter(windows))
+    assert first.id.endswith("-0") and abs(first.load_features().shape[0] - 250) <= 1
+    assert chunked(cuts, 0) is cuts and chunked(cuts, 100.0) is cuts

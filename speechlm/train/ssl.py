@@ -38,7 +38,7 @@ def chunked(cuts: CutSet, seconds: float) -> CutSet:
     a last piece under a second is dropped."""
     if seconds <= 0 or all(c.duration <= seconds for c in cuts):
         return cuts
-    out = cuts.cut_into_windows(duration=seconds).filter(lambda c: c.duration >= 1.0).to_eager()
+    out = CutSet.from_cuts(w for w in cuts.cut_into_windows(duration=seconds) if w.duration >= 1.0)
     log.info("ssl.chunk_duration=%g: %d cuts -> %d windows", seconds, len(cuts), len(out))
     return out
 
@@ -81,8 +81,8 @@ class BestRqTrainer(Trainer):
         else:
             n = min(cfg.ssl.valid_cuts, len(cuts) // 10)
             held = set(sorted((c.id for c in cuts), key=stable_key)[:n])  # the same on every machine
-            self.dev_cuts = cuts.filter(lambda c: c.id in held).to_eager() if n else None
-            cuts = cuts.filter(lambda c: c.id not in held).to_eager() if n else cuts
+            self.dev_cuts = CutSet.from_cuts(c for c in cuts if c.id in held) if n else None
+            cuts = CutSet.from_cuts(c for c in cuts if c.id not in held) if n else cuts
             self.dev_what = f"{n} cuts held out of {self.train_path}"
         self.train_cuts = cuts
         self.has_dev = self.dev_cuts is not None and len(self.dev_cuts) > 0
