@@ -258,3 +258,7 @@ def test_long_unlabeled_cuts_are_cut_into_windows(ssl_exp):
     first = next(iter(windows))
     assert first.id.endswith("-0") and abs(first.load_features().shape[0] - 250) <= 1
     assert chunked(cuts, 0) is cuts and chunked(cuts, 100.0) is cuts
+    from lhotse import CutSet
+
+    mixed = chunked(CutSet.from_cuts(list(windows) + list(cuts)), 3.0)  # short ones stay as they are
+    assert {w.id for w in windows} <= {c.id for c in mixed} and all(c.duration <= 3.0 for c in mixed)

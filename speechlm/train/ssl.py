@@ -34,13 +34,18 @@ VALID_MASK_SEED = 1234  # validation masks and noise: the same every epoch
 
 
 def chunked(cuts: CutSet, seconds: float) -> CutSet:
-    """Cuts longer than ``seconds`` cut into windows of that length (long unlabeled recordings);
-    a last piece under a second is dropped."""
+    """Cuts longer than ``seconds`` cut into windows of that length (long unlabeled recordings),
+    a last window under a second dropped; shorter cuts as they are."""
     if seconds <= 0 or all(c.duration <= seconds for c in cuts):
         return cuts
-    out = CutSet.from_cuts(w for w in cuts.cut_into_windows(duration=seconds) if w.duration >= 1.0)
-    log.info("ssl.chunk_duration=%g: %d cuts -> %d windows", seconds, len(cuts), len(out))
-    return out
+    out = []
+    for cut in cuts:
+        if cut.duration <= seconds:
+            out.append(cut)
+        else:
+            out.extend(w for w in cut.cut_into_windows(duration=seconds) if w.duration >= 1.0)
+    log.info("ssl.chunk_duration=%g: %d cuts -> %d", seconds, len(cuts), len(out))
+    return CutSet.from_cuts(out)
 
 
 def stable_key(cut_id: str) -> str:
