@@ -136,7 +136,7 @@ class BestRqTrainer(Trainer):
         if not self.model.training:
             self.valid_correct += float(correct)
             self.valid_count += n
-        return loss, n
+        return loss, max(n, 1)  # n = 0 (every utterance too short to mask): a zero loss
 
     @torch.no_grad()
     def validate(self) -> float:
