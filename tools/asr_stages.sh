@@ -4,7 +4,8 @@
 # vocab_size, token_type (unigram|bpe|char|word), speed_perturb, nj, nproc, train_args (config overrides), methods,
 # lm_text (extra tokenizer text, may be empty), splits (e.g. "train dev test"); optional:
 # tokenizer_args (more train-tokenizer options, e.g. --languages), test_sets (the splits stage 5
-# decodes, default "test").
+# decodes, default "test"), ssl_conf / ssl_splits / ssl_args / ssl_extra (stage 3 self-supervised
+# encoder pretraining; stage 4 then fine-tunes from $exp/ssl/final.pt).
 # Reads  $data/manifests/${corpus}_cuts_<split>.jsonl.gz  (written by stage 0).
 
 _sl_cuts() { echo "$data/fbank/${corpus}_cuts_$1.jsonl.gz"; }
@@ -53,6 +54,34 @@ stage_lm() {
     speechlm results-md --section "$exp/lm" --title "text LM (stage 3)"
 }
 
+stage_ssl() {
+  # BEST-RQ pretraining of the encoder on the audio of $ssl_splits (text never read), dev for
+  # validation; the encoder architecture is $conf's (and train_args' encoder.*), as fine-tuning needs
+  local cuts=() dev_args=() s
+  for s in ${ssl_splits:-train}; do
+    case "$s" in test*) echo "stage 3: ssl_splits has $s: test audio is never used for pretraining" >&2
+                        return 1 ;; esac
+    cuts+=("$(_sl_cuts "$s")")
+  done
+  for s in ${ssl_extra:-}; do cuts+=("$s"); done
+  if _sl_has_dev; then dev_args=(--dev-cuts "$(_sl_cuts dev)"); fi
+  local launcher=(speechlm)
+  if [ "$nproc" -gt 1 ]; then
+    launcher=(torchrun --standalone --nproc_per_node "$nproc" -m speechlm.cli)
+  fi
+  # shellcheck disable=SC2086
+  "${launcher[@]}" train-ssl --config "$ssl_conf" --encoder-config "$conf" --exp-dir "$exp/ssl" \
+    --train-cuts "${cuts[@]}" "${dev_args[@]}" ${resume:+--resume} --set $ssl_encoder_args ${ssl_args:-} || return 1
+  local cmd="cd egs/$(basename "$PWD") && ./run.sh ${recipe_args:-}"
+  printf -- '- %s @COMMIT@ SSL encoder (%s, %s, audio of %s): %s  cost: %s  \n  command: `%s`\n' \
+    "$(date +%F)" "$exp/ssl" "$ssl_conf" "${ssl_splits:-train}${ssl_extra:+ + $ssl_extra}" "$(cat "$exp/ssl/masked_accuracy.txt")" \
+    "$(cat "$exp/ssl/cost.json")" "$cmd" | speechlm results-md --section "$exp/ssl" --title "SSL encoder (stage 3)"
+}
+
+stage_lm_and_ssl() {
+  stage_lm && stage_ssl
+}
+
 stage_train() {
   local launcher=(speechlm)
   if [ "$nproc" -gt 1 ]; then
@@ -92,10 +121,23 @@ asr_stages() {
       "again), or leave the hlg-* methods out" >&2
     exit 2
   fi
+  if [ -n "${ssl_conf:-}" ]; then
+    # stage 4 fine-tunes from stage 3's encoder (train_args, after it, may override the path);
+    # the pretraining takes the ASR run's encoder.* overrides, so the architectures match
+    train_args="encoder.init=$exp/ssl/final.pt $train_args"
+    ssl_encoder_args=$(for a in $train_args; do case "$a" in
+      encoder.init=*|encoder.freeze_steps=*|encoder.lr_scale=*|encoder.layer_lr_decay=*) ;;
+      encoder.*) printf '%s ' "$a" ;; esac; done)
+  fi
   run_stage 1 "fbank features" "$data/fbank/" stage_features
   run_stage 2 "tokenizer + lang" "$data/lang_bpe/ (bpe.model; HLG.fst when decoding with hlg-*)" \
     stage_tokenizer_and_lang
-  if [ -n "${lm_text:-}" ]; then
+  local ssl_out="$exp/ssl/final.pt, $exp/ssl/masked_accuracy.txt, cost.json (log: $exp/ssl/log/train.log)"
+  if [ -n "${lm_text:-}" ] && [ -n "${ssl_conf:-}" ]; then
+    run_stage 3 "LM + SSL pretraining" "$exp/lm/final.pt, $ssl_out" stage_lm_and_ssl
+  elif [ -n "${ssl_conf:-}" ]; then
+    run_stage 3 "SSL pretraining" "$ssl_out" stage_ssl
+  elif [ -n "${lm_text:-}" ]; then
     run_stage 3 "LM pretraining" "$exp/lm/final.pt, $exp/lm/perplexity.txt (log: $exp/lm/log/train.log)" \
       stage_lm
   else

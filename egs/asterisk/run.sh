@@ -6,6 +6,10 @@
 #   ./run.sh --langs es,fr,it,ru      # one multilingual model: a shared tokenizer with language
 #                                     # tokens; decoded on each language's test (test_es ...)
 #   local/run_all.sh                  # the four monolingual runs, the multilingual one, the table
+#   ./run.sh --langs es,fr,it,ru --unlabeled it_menardi --ssl-conf conf/ssl.yaml \
+#     --ssl-splits "train unlabeled"  # stage 3: BEST-RQ on the training audio of the languages and
+#                                     # the unlabeled folders (never test), stage 4 fine-tunes from it
+#                                     # (data/RUN-ssl, exp/RUN-ssl)
 # The run of --tts-lang (es) also pretrains a text LM on its training transcripts (stage 3) and
 # fine-tunes TTS on its recorded voice (tools/tts_stages.sh, as synth_en): MCD and round-trip
 # WER/CER by this run's ASR model on the test prompts, mel figures.
@@ -35,7 +39,8 @@ tts_args=""             # TTS config overrides, e.g. "train.num_epochs=5"
 
 corpus=asterisk
 run=${langs//,/_}       # es | es_fr_it_ru ...
-data=data/$run; exp=exp/$run; done_dir=.done/$run; log_dir=$exp/log
+ssl_tag=${ssl_conf:+-ssl}   # SSL runs beside the runs from random init
+data=data/$run$ssl_tag; exp=exp/$run$ssl_tag; done_dir=.done/$run$ssl_tag; log_dir=$exp/log
 if [ "$run" = "$langs" ]; then
   splits="train dev test"
   vocab_size=${vocab_size:-100}
@@ -46,8 +51,9 @@ else
   splits="train dev $test_sets"
   tokenizer_args="--languages"   # language tokens <es> <fr> <it> <ru> at fixed ids after the specials
 fi
+if [ -n "$ssl_conf" ] && [ -n "$unlabeled" ]; then splits="$splits unlabeled"; fi   # fbank for stage 3
 tts=""
-if [ "$run" = "$tts_lang" ]; then
+if [ "$run" = "$tts_lang" ] && [ -z "$ssl_conf" ]; then
   tts=1 tts_voice=corpus lm_text=$data/text/lm_text.txt   # the training transcripts, one a line
 fi
 [ -d "$corpus_dir" ] || { echo "run.sh: $corpus_dir not found; the upstream tarballs will be downloaded"; corpus_dir=; }

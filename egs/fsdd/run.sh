@@ -3,6 +3,8 @@
 #   ./run.sh                                    # official split (index 0-4 = test)
 #   ./run.sh --split speaker --heldout-speaker theo   # one speaker held out entirely
 #   local/run_speaker_heldout.sh                # all 5 speakers, one table
+#   ./run.sh --ssl-conf conf/ssl.yaml           # stage 3: BEST-RQ on the training audio, stage 4
+#                                               # fine-tunes from it (data/, exp/ and .done/ *-ssl)
 set -euo pipefail
 cd "$(dirname "$0")"
 . ../../tools/asr_options.sh   # stages, conf, train_args, vocab_size, nj, nproc, methods, resume ...
@@ -21,10 +23,14 @@ methods=ctc-greedy,hlg-1best   # decoding methods, comma-separated
 . ../../tools/asr_stages.sh
 
 corpus=fsdd
+tag=""
 if [ "$split" = speaker ]; then
   [ -n "$heldout_speaker" ] || { echo "run.sh: --split speaker needs --heldout-speaker NAME" >&2; exit 2; }
-  data=data/spk-$heldout_speaker; exp=exp/spk-$heldout_speaker
-  done_dir=.done/spk-$heldout_speaker; log_dir=$exp/log
+  tag=spk-$heldout_speaker
+fi
+if [ -n "$ssl_conf" ]; then tag=${tag:+$tag-}ssl; fi   # SSL runs beside the runs from random init
+if [ -n "$tag" ]; then
+  data=data/$tag; exp=exp/$tag; done_dir=.done/$tag; log_dir=$exp/log
 fi
 [ -d "$corpus_dir" ] || { echo "run.sh: $corpus_dir not found; FSDD will be downloaded"; corpus_dir=; }
 run_stage 0 "data prep" "$data/manifests/" \

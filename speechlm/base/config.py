@@ -92,6 +92,34 @@ class EncoderConfig:
     dynamic_chunk: int = checked(0, NON_NEGATIVE)  # > 0: each training batch draws its chunk size:
     #   half of the batches full context, the others 1..this frames (one model serves any chunk size)
     left_chunks: int = checked(-1, Allowed(lo=-1))  # chunks of left context attention sees (-1: all)
+    # Fine-tuning (ctc, speechlm): start the encoder (and the feature normalisation) from a
+    # checkpoint with the same encoder architecture, e.g. stage 3's exp/ssl/final.pt; "" = random
+    init: str = ""
+    freeze_steps: int = checked(0, NON_NEGATIVE)  # encoder parameters not updated for this many steps
+    lr_scale: float = checked(1.0, NON_NEGATIVE)  # learning rate of the encoder = optim.lr * this
+    layer_lr_decay: float = checked(1.0, Allowed(lo=0, hi=1, lo_open=True))  # layer-wise: block i of
+    #   N (and the subsampling, as block 0) learns at lr_scale * this ** (N - i); 1: all alike
+
+
+@dataclass
+class SSLConfig:
+    """BEST-RQ self-supervised pretraining of the encoder (model.kind ssl-bestrq, recipe stage 3):
+    masked spans of the input are replaced by noise and the encoder predicts, at each masked
+    frame, the labels a frozen random-projection quantiser gives the clean CMVN-normalised frames
+    (stacked to the encoder's 40 ms frame rate), one label per codebook."""
+
+    mask_prob: float = checked(0.04, Allowed(lo=0, hi=1, lo_open=True))  # probability that a masked
+    #   span starts at an encoder frame (0.04 with span 10: about a third of the frames masked)
+    mask_span: int = checked(10, AT_LEAST_1)  # encoder frames (40 ms) per masked span: 10 = 400 ms
+    noise_std: float = checked(0.1, NON_NEGATIVE)  # masked input frames become N(0, this^2) noise
+    num_codebooks: int = checked(1, AT_LEAST_1)  # independent quantisers; one cross-entropy each
+    codebook_size: int = checked(8192, Allowed(lo=2))  # labels per codebook
+    codebook_dim: int = checked(16, AT_LEAST_1)  # output dimension of the random projection
+    quantizer_seed: int = 0  # draws the frozen projection and codebooks (saved in the checkpoint)
+    valid_cuts: int = checked(100, NON_NEGATIVE)  # without --dev-cuts: this many training cuts (at
+    #   most a tenth) held out for validation loss and masked-prediction accuracy
+    chunk_duration: float = checked(16.0, NON_NEGATIVE)  # longer cuts are cut into windows of this
+    #   many seconds (long unlabeled recordings); 0: never
 
 
 @dataclass
@@ -158,7 +186,7 @@ class DecodeConfig:
 @dataclass
 class ModelConfig:
     kind: str = "ctc"  # a model family of speechlm.base.registry.MODEL_FAMILIES: ctc | speechlm |
-    #   speechlm-llm | lm | tts
+    #   speechlm-llm | lm | tts | ssl-bestrq
     # > 0: the CTC head starts predicting mostly blank (its bias: this for blank, 0 for the rest),
     # the output CTC training converges to, instead of PyTorch's random bias; on tiny data this
     # keeps runs from stalling in a state that ignores the audio (RESULTS.md of egs/yesno)
@@ -253,6 +281,7 @@ SECTIONS: Dict[str, type] = {
     "speechlm": SpeechLMConfig,
     "tts": TTSConfig,
     "llm": LLMConfig,
+    "ssl": SSLConfig,
 }
 
 
@@ -279,6 +308,7 @@ class ExperimentConfig:
     speechlm: SpeechLMConfig
     tts: TTSConfig
     llm: LLMConfig
+    ssl: SSLConfig
 
     def __init__(self, **sections: Any):
         unknown = sorted(set(sections) - set(SECTIONS))

@@ -172,6 +172,11 @@ MODEL_FAMILIES.register(ModelFamily(
     "tts", "non-autoregressive TTS, text encoder from the text LM", build="speechlm.models.tts:build_tts",
     trainer="speechlm.train.tts:TtsTrainer", train_verb="train-tts", provides=("tts",),
     sections=("lm", "tts", "optim", "train")))
+MODEL_FAMILIES.register(ModelFamily(
+    "ssl-bestrq", "BEST-RQ self-supervised pretraining of the Conformer encoder on unlabeled audio "
+    "(stage 3; fine-tune with encoder.init)", build="speechlm.models.ssl:build_bestrq",
+    trainer="speechlm.train.ssl:BestRqTrainer", train_verb="train-ssl", provides=("ssl_encoder",),
+    sections=("encoder", "ssl", "data", "optim", "train")))
 
 # ---- built-in decoding methods -------------------------------------------------------------
 _M = "speechlm.decode.methods"

@@ -20,7 +20,8 @@ from speechlm.data.import_options import KINDS
 
 # Modules that add verbs: each has ``register(subparsers, formatter_class)``, which adds its
 # parsers and sets ``func`` on them. Keeps this file small as capabilities are added.
-VERB_MODULES: List[str] = ["speechlm.cli.corpus", "speechlm.cli.lm", "speechlm.cli.tts", "speechlm.cli.use"]
+VERB_MODULES: List[str] = ["speechlm.cli.corpus", "speechlm.cli.lm", "speechlm.cli.tts", "speechlm.cli.use",
+                           "speechlm.cli.ssl"]
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):

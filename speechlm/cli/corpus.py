@@ -22,7 +22,7 @@ def cmd_import(args) -> None:
                            lowercase=not args.keep_case, language=args.language,
                            dev_fraction=args.dev_fraction,
                            test_fraction=args.test_fraction, speaker_regex=args.speaker_regex,
-                           columns=args.columns)
+                           columns=args.columns, unlabeled=args.unlabeled)
     print(f"{result.summary()}; manifests in {args.out_dir}")
 
 

@@ -1,6 +1,8 @@
 """Batches for training and decoding: Lhotse dynamic bucketing over precomputed features.
 
-A batch is a dict with ``feats (B, T, 80)``, ``feat_lens (B,)``, ``texts`` and ``ids``.
+A batch is a dict with ``feats (B, T, 80)``, ``feat_lens (B,)``, ``texts`` and ``ids``; with
+``with_text=False`` (self-supervised pretraining) there is no ``texts`` and no supervision is read,
+so unlabeled cuts (``speechlm import ... --unlabeled``: no supervisions) batch the same way.
 SpecAugment runs batched in torch, from the global RNG, which the trainer seeds per epoch so a
 resumed run sees exactly the masks an uninterrupted run would.
 """
@@ -50,9 +52,10 @@ def spec_augment(feats: torch.Tensor, lens: torch.Tensor, cfg: DataConfig) -> to
 class AsrDataset(torch.utils.data.Dataset):
     """Maps a CutSet (one sampler batch) to a padded feature batch."""
 
-    def __init__(self, cfg: DataConfig, train: bool):
+    def __init__(self, cfg: DataConfig, train: bool, with_text: bool = True):
         self.cfg = cfg
         self.train = train
+        self.with_text = with_text
 
     def __getitem__(self, cuts: CutSet) -> Dict:
         cuts = cuts.sort_by_duration(ascending=False)
@@ -69,8 +72,10 @@ class AsrDataset(torch.utils.data.Dataset):
             ) from None
         if self.train and self.cfg.spec_augment:
             feats = spec_augment(feats, lens, self.cfg)
-        texts = [" ".join(s.text for s in c.supervisions) for c in cuts]
-        return {"feats": feats, "feat_lens": lens, "texts": texts, "ids": [c.id for c in cuts]}
+        batch = {"feats": feats, "feat_lens": lens, "ids": [c.id for c in cuts]}
+        if self.with_text:
+            batch["texts"] = [" ".join(s.text for s in c.supervisions) for c in cuts]
+        return batch
 
 
 def drop_long_cuts(cuts: CutSet, max_duration: float, where: str) -> CutSet:
@@ -114,10 +119,11 @@ def make_sampler(
 
 
 def make_loader(cuts: CutSet, cfg: DataConfig, train: bool, max_duration: Optional[float] = None,
-                seed: int = 0, world_size: Optional[int] = None, rank: Optional[int] = None):
+                seed: int = 0, world_size: Optional[int] = None, rank: Optional[int] = None,
+                with_text: bool = True):
     sampler = make_sampler(cuts, max_duration or cfg.max_duration, train, cfg, seed, world_size, rank)
     loader = torch.utils.data.DataLoader(
-        AsrDataset(cfg, train), sampler=sampler, batch_size=None,
+        AsrDataset(cfg, train, with_text), sampler=sampler, batch_size=None,
         num_workers=cfg.num_workers, persistent_workers=False,
     )
     return loader, sampler

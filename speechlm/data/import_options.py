@@ -19,6 +19,7 @@ layouts:
 Known corpora in their upstream layouts (librispeech, fsdd, ...): speechlm prepare NAME.
 Without a split of its own the corpus is split deterministically, by speaker when known.
 Transcripts are normalised (see --keep-case); the summary counts what each rule changed.
+Audio without transcripts (self-supervised pretraining): --unlabeled.
 A test set only (to score a trained model): a split with test alone (split=test rows, a test/
 folder), --test-fraction 1.0, or one audio file (folder PATH may be the file itself)."""
 
@@ -39,6 +40,10 @@ def add_import_options(p: argparse.ArgumentParser) -> None:
                    "them: lower case, punctuation removed, digits to words, and transcripts with a "
                    "bracketed note such as '(5 seconds of silence)' or an ambiguous number ('28.8') "
                    "left out and counted (rules: speechlm/text/normalize.py)")
+    p.add_argument("--unlabeled", action="store_true",
+                   help="audio only, for self-supervised pretraining: transcripts are not needed "
+                        "nor read; all audio (less a test split the corpus gives) goes to split "
+                        "'unlabeled', cuts without text")
     p.add_argument("--columns", help="tsv without a header row: its columns in order, e.g. "
                    "path,text,speaker (roles: path text speaker id split; '-' ignores a column)")
 

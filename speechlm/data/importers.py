@@ -40,6 +40,13 @@ a trained model is scored on new data (``speechlm decode --data``).
 When the corpus has no split, one is made without randomness (:func:`auto_split`): by speaker
 when every utterance has one and there are at least 3 speakers, else by recording (else, for a
 few long segmented recordings, by segment).
+
+``unlabeled=True`` (``speechlm import ... --unlabeled``) reads the audio alone, for
+self-supervised pretraining: transcripts are neither needed nor read (a folder's audio files
+without ``.txt``; a Kaldi dir's ``wav.scp`` and optional ``segments``, no ``text``; a table's
+``path`` column). Everything goes to one split, ``unlabeled``, whose cuts have no supervision
+(whole files) or supervisions without text (segments); a test split that the corpus gives is
+left out, so test audio never reaches pretraining.
 """
 
 from __future__ import annotations
@@ -95,7 +102,7 @@ class Utterance:
 
     id: str
     audio: Path
-    text: str
+    text: Optional[str]  # None: unlabeled audio
     source: str  # where it was listed, for messages: "text:12", "a/b.txt" ...
     speaker: Optional[str] = None
     recording_id: str = ""  # defaults to id (one utterance per file)
@@ -126,14 +133,16 @@ class ImportResult:
 
     @property
     def num_utterances(self) -> int:
-        return sum(len(sups) for _, sups in self.manifests.values())
+        return sum(len(sups) or len(recs) for recs, sups in self.manifests.values())
 
     @property
     def hours(self) -> float:
-        return sum(s.duration for _, sups in self.manifests.values() for s in sups) / 3600
+        return sum(sum(s.duration for s in sups) if len(sups) else sum(r.duration for r in recs)
+                   for recs, sups in self.manifests.values()) / 3600
 
     def summary(self) -> str:
-        counts = ", ".join(f"{s}={len(self.manifests[s][1])}" for s in self.splits)
+        counts = ", ".join(f"{s}={len(sups) or len(recs)}" for s in self.splits or list(self.manifests)
+                           for recs, sups in [self.manifests[s]])
         spk = f", {len(self.speakers)} speakers" if self.speakers else ", speakers unknown"
         skipped = f", {self.num_skipped} skipped" if self.num_skipped else ""
         norm = f"; transcripts {self.normalization}" if self.normalization else ""
@@ -184,9 +193,11 @@ def _kaldi_audio_path(value: str, data_dir: Path, where: str) -> Path:
     return (data_dir / path).absolute()
 
 
-def list_kaldi_dir(data_dir: Path, problems: SkipCounter, split: Optional[str] = None) -> List[Utterance]:
-    """Utterances of one Kaldi data dir (``wav.scp``, ``text``, optional ``utt2spk``/``segments``)."""
-    for name in ("wav.scp", "text"):
+def list_kaldi_dir(data_dir: Path, problems: SkipCounter, split: Optional[str] = None,
+                   unlabeled: bool = False) -> List[Utterance]:
+    """Utterances of one Kaldi data dir (``wav.scp``, ``text``, optional ``utt2spk``/``segments``;
+    ``unlabeled``: ``text`` is not read, every segment or recording is an utterance)."""
+    for name in ("wav.scp",) if unlabeled else ("wav.scp", "text"):
         if not (data_dir / name).is_file():
             raise SpeechlmError(
                 f"{data_dir}: not a Kaldi data dir: {name} is missing (expected wav.scp, text, "
@@ -218,6 +229,12 @@ def list_kaldi_dir(data_dir: Path, problems: SkipCounter, split: Optional[str] =
     else:
         logger.warning(f"{data_dir}: no utt2spk, so speakers are unknown")
 
+    if unlabeled:
+        listed = segments or {k: (k, 0.0, None) for k in wavs}
+        for key in sorted(k for k, (rec, _, _) in listed.items() if rec not in wavs):
+            problems.add("no audio: recording id not in wav.scp", f"{data_dir / 'segments'}: {key}")
+        return [Utterance(key, wavs[rec], None, f"{data_dir}: {key}", speakers.get(key), rec, start, end, split)
+                for key, (rec, start, end) in listed.items() if rec in wavs]
     utts, ids, with_text = [], UniqueIds(), set()
     for n, key, text in _kaldi_table(data_dir / "text"):
         where = f"{data_dir / 'text'}:{n}"
@@ -250,10 +267,11 @@ def _transcript_for(audio: Path) -> Optional[Path]:
 
 
 def list_folder(
-    root: Path, problems: SkipCounter, split: Optional[str] = None, speaker_regex: Optional[str] = None
+    root: Path, problems: SkipCounter, split: Optional[str] = None, speaker_regex: Optional[str] = None,
+    unlabeled: bool = False,
 ) -> List[Utterance]:
     """Audio files under ``root`` with same-named ``.txt``/``.lab`` transcripts (``root`` may
-    also be one audio file: that file alone)."""
+    also be one audio file: that file alone); ``unlabeled``: the audio files alone."""
     pattern = re.compile(speaker_regex) if speaker_regex else None
     if pattern is not None and "speaker" not in pattern.groupindex:
         raise SpeechlmError(f"speaker regex {speaker_regex!r} needs a (?P<speaker>...) group")
@@ -267,15 +285,17 @@ def list_folder(
     utts, ids = [], UniqueIds()
     for path in audio:
         rel = path.relative_to(base)
-        transcript = _transcript_for(path)
-        if transcript is None:
-            problems.add(f"audio without a transcript ({'/'.join(TRANSCRIPT_SUFFIXES)})", path)
-            continue
-        try:
-            text = read_text_file(transcript)
-        except SpeechlmError:
-            problems.add("transcript is not UTF-8 text", transcript)
-            continue
+        transcript, text = None, None
+        if not unlabeled:
+            transcript = _transcript_for(path)
+            if transcript is None:
+                problems.add(f"audio without a transcript ({'/'.join(TRANSCRIPT_SUFFIXES)})", path)
+                continue
+            try:
+                text = read_text_file(transcript)
+            except SpeechlmError:
+                problems.add("transcript is not UTF-8 text", transcript)
+                continue
         speaker = rel.parts[0] if len(rel.parts) > 1 else None
         if pattern is not None:
             m = pattern.search(path.stem)
@@ -285,9 +305,9 @@ def list_folder(
             speaker = m["speaker"]
         utt_id = "-".join(rel.with_suffix("").parts)
         if _add_id(ids, utt_id, str(path), problems):
-            utts.append(Utterance(utt_id, path, text, str(transcript), speaker, split=split))
+            utts.append(Utterance(utt_id, path, text, str(transcript or path), speaker, split=split))
     audio_stems = {p.with_suffix("") for p in audio}
-    for path in files:
+    for path in files if not unlabeled else ():
         if (path.suffix.lower() in TRANSCRIPT_SUFFIXES and path.with_suffix("") not in audio_stems
                 and path.stem.lower() not in _DOC_STEMS):
             problems.add("transcript without an audio file", path)
@@ -297,14 +317,15 @@ def list_folder(
 # --- tsv -----------------------------------------------------------------------------------
 
 
-def _table_columns(header: Sequence[str], path: Path) -> Dict[str, int]:
+def _table_columns(header: Sequence[str], path: Path, unlabeled: bool = False) -> Dict[str, int]:
     names = [h.strip().lower() for h in header]
     cols = {}
     for role, aliases in _TABLE_COLUMNS.items():
         for i, name in enumerate(names):
             if name in aliases:
                 cols.setdefault(role, i)
-    missing = [r for r in ("path", "text") if r not in cols]
+    missing = [r for r in ("path",) if r not in cols] if unlabeled else \
+        [r for r in ("path", "text") if r not in cols]
     if missing:
         raise SpeechlmError(
             f"{path}:1: the first row must be a header naming the columns, with at least "
@@ -315,13 +336,13 @@ def _table_columns(header: Sequence[str], path: Path) -> Dict[str, int]:
     return cols
 
 
-def parse_columns(columns: str | Sequence[str]) -> List[str]:
+def parse_columns(columns: str | Sequence[str], unlabeled: bool = False) -> List[str]:
     """``"path,text,-,speaker"`` -> the role of each column of a header-less table, checked."""
     roles = [c.strip() for c in (columns.split(",") if isinstance(columns, str) else columns)]
     known = sorted(_TABLE_COLUMNS) + ["-"]
     bad = [r for r in roles if r not in known]
     twice = sorted({r for r in roles if r != "-" and roles.count(r) > 1})
-    missing = [r for r in ("path", "text") if r not in roles]
+    missing = [r for r in (("path",) if unlabeled else ("path", "text")) if r not in roles]
     if bad or twice or missing:
         why = (f"unknown column name(s) {bad}" if bad else f"{twice} named twice" if twice
                else f"no {missing} column")
@@ -332,10 +353,10 @@ def parse_columns(columns: str | Sequence[str]) -> List[str]:
     return roles
 
 
-def list_table(path: Path, problems: SkipCounter,
-               columns: Optional[Sequence[str]] = None) -> List[Utterance]:
+def list_table(path: Path, problems: SkipCounter, columns: Optional[Sequence[str]] = None,
+               unlabeled: bool = False) -> List[Utterance]:
     """Utterances listed in a TSV/CSV with a header row, or without one when ``columns`` names
-    the columns (see the module docstring)."""
+    the columns (see the module docstring); ``unlabeled``: the text column is not read."""
     text = read_text_file(path)
     suffix = path.suffix.lower()
     delimiter = "\t" if suffix == ".tsv" else "," if suffix == ".csv" else (
@@ -344,11 +365,11 @@ def list_table(path: Path, problems: SkipCounter,
     if not rows:
         raise SpeechlmError(f"{path}: the table is empty (expected a header row, then one row per utterance)")
     if columns:
-        roles = parse_columns(columns)
+        roles = parse_columns(columns, unlabeled)
         cols = {role: i for i, role in enumerate(roles) if role != "-"}
         width, first, against = len(roles), 1, f"--columns ({len(roles)})"
     else:
-        cols = _table_columns(rows[0], path)
+        cols = _table_columns(rows[0], path, unlabeled)
         width, first, against = len(rows[0]), 2, f"the header ({len(rows[0])})"
     utts, ids = [], UniqueIds()
     for n, row in enumerate(rows[first - 1:], first):
@@ -367,7 +388,7 @@ def list_table(path: Path, problems: SkipCounter,
             continue
         if _add_id(ids, utt_id, where, problems):
             utts.append(Utterance(utt_id, audio if audio.is_absolute() else path.parent / audio,
-                                  get("text"), where, get("speaker") or None,
+                                  None if unlabeled else get("text"), where, get("speaker") or None,
                                   split=SPLIT_NAMES.get(split or "")))
     return utts
 
@@ -455,16 +476,16 @@ def given_split(utts: List[Utterance], what: str) -> Dict[str, List[Utterance]]:
 
 
 def _lister(kind: str, path: Path, problems: SkipCounter, speaker_regex: Optional[str],
-            columns: Optional[Sequence[str]] = None) -> List[Utterance]:
+            columns: Optional[Sequence[str]] = None, unlabeled: bool = False) -> List[Utterance]:
     if columns and kind != "tsv":
         raise SpeechlmError(f"--columns names the columns of a header-less table: it means nothing "
                             f"for a {kind}; leave it out")
     if kind == "tsv":
         if not path.is_file():
             raise SpeechlmError(f"{path}: table not found (expected a .tsv or .csv file)")
-        return list_table(path, problems, columns)
+        return list_table(path, problems, columns, unlabeled)
     if kind == "folder" and path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES:
-        return list_folder(path, problems, None, speaker_regex)  # one recording + its transcript
+        return list_folder(path, problems, None, speaker_regex, unlabeled)  # one recording (+ its transcript)
     if not path.is_dir():
         raise SpeechlmError(f"{path}: not a directory (expected a {kind}"
                             + (", or one audio file" if kind == "folder" else "") + ")")
@@ -472,12 +493,13 @@ def _lister(kind: str, path: Path, problems: SkipCounter, speaker_regex: Optiona
                   if d.is_dir() and d.name in SPLIT_NAMES}
     if kind == "kaldi-dir":
         if (path / "wav.scp").is_file() or not split_dirs:
-            return list_kaldi_dir(path, problems)
-        return [u for s, d in split_dirs.items() for u in list_kaldi_dir(d, problems, s)]
+            return list_kaldi_dir(path, problems, unlabeled=unlabeled)
+        return [u for s, d in split_dirs.items() for u in list_kaldi_dir(d, problems, s, unlabeled)]
     if kind == "folder":
         if not split_dirs:
-            return list_folder(path, problems, None, speaker_regex)
-        return [u for s, d in split_dirs.items() for u in list_folder(d, problems, s, speaker_regex)]
+            return list_folder(path, problems, None, speaker_regex, unlabeled)
+        return [u for s, d in split_dirs.items()
+                for u in list_folder(d, problems, s, speaker_regex, unlabeled)]
     raise SpeechlmError(f"unknown corpus kind '{kind}'; choose one of {KINDS}")
 
 
@@ -497,6 +519,8 @@ def _check_problems(problems: SkipCounter, on_error: str, what: str) -> None:
 
 def _supervision(u: Utterance, rec: Recording, problems: SkipCounter) -> Optional[SupervisionSegment]:
     if u.end is None and u.start == 0.0:
+        if u.text is None:  # unlabeled whole file: the cut is the recording, no supervision
+            return None
         return whole_recording_supervision(rec, u.text, speaker=u.speaker)
     end = rec.duration if u.end is None else min(u.end, rec.duration)
     if u.start < 0 or end <= u.start or (u.end or 0) > rec.duration + 0.05:
@@ -515,7 +539,7 @@ def _read_audio(utts: List[Utterance], problems: SkipCounter):
             recordings[u.recording_id] = load_recording(u.audio, u.recording_id, on_error="skip", skips=problems)
         rec = recordings[u.recording_id]
         sup = _supervision(u, rec, problems) if rec is not None else None
-        if sup is not None:
+        if sup is not None or (rec is not None and u.text is None and u.end is None and u.start == 0.0):
             kept.append((u, rec, sup))
     return kept
 
@@ -527,6 +551,34 @@ def _write_segment_cuts(recs, sups, out_dir: Path, prefix: str, split: str) -> N
     CutSet.from_manifests(recordings=recs, supervisions=sups).trim_to_supervisions(
         keep_overlapping=False).to_file(tmp)
     tmp.replace(final)
+
+
+def _import_unlabeled(kind: str, path: Path, utts: List[Utterance], problems: SkipCounter,
+                      output_dir: Optional[Pathlike], prefix: str, on_error: str) -> ImportResult:
+    """The ``unlabeled`` split of :func:`import_corpus`: audio without text, test audio left out."""
+    what = f"{kind} {path}"
+    test = [u for u in utts if u.split == "test"]
+    if test:
+        logger.warning(f"{what}: --unlabeled leaves out the {len(test)} utterances of the corpus's "
+                       "test split (test audio is never used for pretraining)")
+    utts = [u for u in utts if u.split != "test"]
+    if not utts and not problems.total:
+        raise SpeechlmError(f"{what}: no audio found" + (" outside the test split" if test else "")
+                            + f" (audio files: {' '.join(AUDIO_SUFFIXES)})")
+    kept = _read_audio(utts, problems)
+    _check_problems(problems, on_error, what)
+    if not kept:
+        raise SpeechlmError(f"{what}: no usable audio left after skipping the problems above")
+    recs = {rec.id: rec for _, rec, _ in kept}
+    sups = [sup for _, _, sup in kept if sup is not None]
+    manifests = {"unlabeled": finish_split(list(recs.values()), sups, output_dir, prefix, "unlabeled")}
+    if sups and output_dir is not None:  # segments: one cut per segment, as for labelled data
+        _write_segment_cuts(*manifests["unlabeled"], Path(output_dir), prefix, "unlabeled")
+    speakers = sorted({u.speaker for u, _, _ in kept if u.speaker})
+    result = ImportResult(kind, path, manifests, "none (unlabeled audio, test split left out)",
+                          problems.total, speakers)
+    logger.info(result.summary())
+    return result
 
 
 def import_corpus(
@@ -541,6 +593,7 @@ def import_corpus(
     test_fraction: float = 0.1,
     speaker_regex: Optional[str] = None,
     columns: Optional[str | Sequence[str]] = None,
+    unlabeled: bool = False,
 ) -> ImportResult:
     """Read a ``kaldi-dir``, ``folder`` or ``tsv`` corpus, check it, split it, write manifests.
 
@@ -559,6 +612,8 @@ def import_corpus(
     :param speaker_regex: ``folder`` only: regex with a ``(?P<speaker>...)`` group on file names.
     :param columns: ``tsv`` only: the columns of a table without a header row, e.g.
         ``"path,text,speaker"`` (``-`` for a column to ignore).
+    :param unlabeled: read the audio alone (no transcripts) into one split ``unlabeled``, for
+        self-supervised pretraining; a test split the corpus gives is left out.
     :return: an :class:`ImportResult` (manifests per split, sizes, how it was split).
     """
     check_on_error(on_error)
@@ -566,9 +621,12 @@ def import_corpus(
     what = f"{kind} {path}"
     problems = SkipCounter(what)
     ids = UniqueIds()  # across split folders too
-    if lowercase:
+    if lowercase and not unlabeled:
         check_language(language, "--language", NORMALIZE_LANGUAGES)
-    utts = [u for u in _lister(kind, path, problems, speaker_regex, columns) if _add_id(ids, u.id, u.source, problems)]
+    utts = [u for u in _lister(kind, path, problems, speaker_regex, columns, unlabeled)
+            if _add_id(ids, u.id, u.source, problems)]
+    if unlabeled:
+        return _import_unlabeled(kind, path, utts, problems, output_dir, prefix, on_error)
     counts, excluded = RuleCounts(), SkipCounter(what)
     for u in utts:
         if not lowercase:

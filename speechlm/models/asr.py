@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechlm.base.config import EncoderConfig
-from speechlm.models.encoder import ConformerEncoder
+from speechlm.models.encoder import ENCODER_ARCH_KEYS, ConformerEncoder
+from speechlm.models.experiment import checked_checkpoint, init_part
 from speechlm.text.symbols import BLANK_ID
 
 
@@ -71,6 +72,23 @@ class CTCModel(nn.Module):
 def build_ctc(cfg, vocab_size: int) -> CTCModel:
     """The ``ctc`` model family's builder (speechlm.base.registry)."""
     return CTCModel(cfg.encoder, vocab_size, cfg.model.ctc_blank_bias)
+
+
+# model families whose checkpoints hold an ``encoder.*`` Conformer and its CMVN
+ENCODER_SOURCES = ("ssl-bestrq", "ctc", "speechlm")
+
+
+def init_encoder(model: nn.Module, path: str, encoder_cfg: EncoderConfig,
+                 key: str = "encoder.init") -> None:
+    """Load the encoder and the feature normalisation of checkpoint ``path`` (a BEST-RQ
+    pretraining's or another ASR model's) into ``model``; one that is not of such a family or
+    whose encoder architecture differs is refused, naming ``path`` and what differs."""
+    state = checked_checkpoint(path, key, ENCODER_SOURCES, section="encoder", arch=encoder_cfg,
+                               arch_keys=ENCODER_ARCH_KEYS)
+    init_part(model.encoder, state, f"{key} = {path}", prefix="encoder.")
+    weights = state["model"]
+    if "feat_mean" in weights and "feat_std" in weights:
+        model.set_cmvn(weights["feat_mean"], weights["feat_std"])
 
 
 def num_parameters(model: nn.Module) -> int:

@@ -23,6 +23,9 @@ from speechlm.base.config import EncoderConfig
 
 
 SUBSAMPLING_FACTOR = 4  # input frames per output frame (two stride-2 convolutions)
+# the encoder keys that shape its weights: a checkpoint fits only a config that agrees on them
+ENCODER_ARCH_KEYS = ("num_mel_bins", "d_model", "subsampling_channels", "num_layers", "num_heads",
+                     "ff_mult", "conv_kernel", "causal")
 
 
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:

@@ -150,12 +150,15 @@ def checked_checkpoint(path: str | Path, key: str, kinds: Sequence[str],
             f"{vocab_size}: it must be trained on the same sentencepiece model "
             f"(re-run it after stage 2){or_random}")
     if arch is not None:
-        diff = [k for k in arch_keys if saved.get(section, {}).get(k) != getattr(arch, k)]
+        there = saved.get(section, {})
+        diff = [k for k in arch_keys if there.get(k) != getattr(arch, k)]
         if diff:
             label = "LM" if section == "lm" else section
-            raise SpeechlmError(f"{key} = {path} has a different {label} architecture "
-                                f"({', '.join(diff)}); the config's {section} section must match "
-                                "the checkpoint it starts from")
+            what = ", ".join(f"{k}: {there.get(k)!r} there, {getattr(arch, k)!r} here" for k in diff)
+            fix = " ".join(f"{section}.{k}={there.get(k)}" for k in diff if k in there)
+            raise SpeechlmError(f"{key} = {path} has a different {label} architecture ({what}); "
+                                f"the config's {section} section must match the checkpoint it "
+                                f"starts from" + (f" (--set {fix})" if fix else ""))
     return state
 
 

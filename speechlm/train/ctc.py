@@ -1,4 +1,7 @@
-"""The ``ctc`` model family's trainer: Conformer-CTC on precomputed fbank cuts."""
+"""The ``ctc`` model family's trainer: Conformer-CTC on precomputed fbank cuts; the encoder may
+start from a pretrained checkpoint (``encoder.init``, e.g. BEST-RQ's) with its own learning
+rate, layer-wise decay and frozen steps (``encoder.lr_scale``, ``layer_lr_decay``,
+``freeze_steps``). The ``speechlm`` family's trainer inherits all of it."""
 
 from __future__ import annotations
 
@@ -12,10 +15,10 @@ from speechlm.base.config import ExperimentConfig
 from speechlm.base.errors import SpeechlmError
 from speechlm.data.datamodule import drop_long_cuts, make_loader
 from speechlm.data.features import check_features, compute_cmvn, load_cuts
-from speechlm.models.asr import CTCModel
+from speechlm.models.asr import CTCModel, init_encoder
 from speechlm.models.experiment import build_model
 from speechlm.text.tokenizer import Tokenizer
-from speechlm.train.trainer import Trainer
+from speechlm.train.trainer import ParamGroup, Trainer
 
 log = logging.getLogger("speechlm.train")
 
@@ -71,11 +74,31 @@ class CtcTrainer(Trainer):
         """The family's model (registry builder) with CMVN from the training cuts."""
         model = build_model(self.cfg, self.tokenizer.vocab_size)
         model.set_cmvn(*compute_cmvn(self.train_cuts))
+        if self.cfg.encoder.init:  # also its CMVN: the encoder learnt on features normalised so
+            init_encoder(model, self.cfg.encoder.init, self.cfg.encoder)
+            log.info("encoder and feature normalisation initialised from %s", self.cfg.encoder.init)
         return model
+
+    def special_param_groups(self) -> List[ParamGroup]:
+        """The encoder's own group(s) when its learning rate or freezing differs from the rest:
+        ``encoder.lr_scale``, ``freeze_steps``, and ``layer_lr_decay`` (one group per block)."""
+        enc = self.cfg.encoder
+        if enc.lr_scale == 1.0 and enc.freeze_steps == 0 and enc.layer_lr_decay == 1.0:
+            return []
+        encoder = self.model.encoder
+        if enc.layer_lr_decay == 1.0:
+            return [(list(encoder.parameters()), enc.lr_scale, enc.freeze_steps)]
+        n = len(encoder.blocks)
+        parts = [encoder.subsampling] + list(encoder.blocks)
+        return [(list(part.parameters()), enc.lr_scale * enc.layer_lr_decay ** (n - i), enc.freeze_steps)
+                for i, part in enumerate(parts)]
 
     def describe_data(self) -> str:
         hours = sum(c.duration for c in self.train_cuts) / 3600
-        return f"{len(self.train_cuts)} training cuts ({hours:.2f} h)"
+        enc = self.cfg.encoder
+        init = (f"; encoder from {enc.init} (lr x{enc.lr_scale:g}, layer decay {enc.layer_lr_decay:g}, "
+                f"frozen {enc.freeze_steps} steps)") if enc.init else ""
+        return f"{len(self.train_cuts)} training cuts ({hours:.2f} h){init}"
 
     def make_loader(self, train: bool):
         cuts = self.train_cuts if train else self.dev_cuts

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from speechlm.base.config import ExperimentConfig
 from speechlm.base.errors import SpeechlmError
 from speechlm.data.text_data import make_text_loader, read_lm_text
 from speechlm.models.lm import adopt_lm_architecture, sentence_nll
 from speechlm.models.speechlm_asr import SpeechLMAsr, load_lm_into
 from speechlm.train.ctc import CtcTrainer
-from speechlm.train.trainer import lr_factor
 
 
 class SpeechLMTrainer(CtcTrainer):
@@ -45,28 +42,11 @@ class SpeechLMTrainer(CtcTrainer):
             load_lm_into(model, self.cfg.speechlm.lm_init, self.cfg.lm)
         return model
 
-    def setup(self) -> None:
-        super().setup()
-        # Two parameter groups: the LM part has its own learning rate and may be frozen at first.
-        cfg = self.cfg
-        lm_params = list(self.model.lm.parameters())
-        lm_ids = {id(p) for p in lm_params}
-        other = [p for p in self.model.parameters() if id(p) not in lm_ids]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": other, "lr": cfg.optim.lr},
-             {"params": lm_params, "lr": cfg.optim.lr * cfg.speechlm.lm_lr_scale}],
-            lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-        total = self.steps_per_epoch * cfg.train.num_epochs
-        freeze = cfg.speechlm.freeze_lm_steps
-
-        def base(s):
-            return lr_factor(s, cfg.optim.warmup_steps, total, cfg.optim.final_lr_ratio)
-
-        def lm_factor(s):
-            return 0.0 if s < freeze else lr_factor(s - freeze, cfg.optim.warmup_steps,
-                                                    max(total - freeze, 1), cfg.optim.final_lr_ratio)
-
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, [base, lm_factor])
+    def special_param_groups(self):
+        # the LM part has its own learning rate and may be frozen at first (then the encoder's)
+        lm = (list(self.model.lm.parameters()), self.cfg.speechlm.lm_lr_scale,
+              self.cfg.speechlm.freeze_lm_steps)
+        return [lm] + super().special_param_groups()
 
     def describe_data(self) -> str:
         init = self.cfg.speechlm.lm_init or "random init"

@@ -15,7 +15,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -27,6 +27,7 @@ from speechlm.base.errors import SpeechlmError
 from speechlm.base.logs import setup_logging
 from speechlm.models.asr import num_parameters
 from speechlm.models.experiment import load_weights
+from speechlm.models.encoder import ENCODER_ARCH_KEYS
 from speechlm.text.tokenizer import Tokenizer
 from speechlm.base import checkpoint as ckpt
 
@@ -64,6 +65,19 @@ def lr_factor(step: int, warmup: int, total: int, final_ratio: float) -> float:
     warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
     progress = min(1.0, step / max(total, 1))
     return warm * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def frozen_then(freeze: int, warmup: int, total: int, final_ratio: float) -> Callable[[int], float]:
+    """The lr factor of a parameter group frozen for its first ``freeze`` steps: 0, then the
+    usual warm-up and cosine decay over the steps that are left."""
+    if freeze <= 0:
+        return lambda s: lr_factor(s, warmup, total, final_ratio)
+    return lambda s: 0.0 if s < freeze else lr_factor(s - freeze, warmup, max(total - freeze, 1),
+                                                      final_ratio)
+
+
+# one optimiser group: its parameters, learning rate = optim.lr * scale, steps it stays frozen
+ParamGroup = Tuple[List[torch.nn.Parameter], float, int]
 
 
 # a warm-up longer than this share of a run's steps leaves too little of the schedule after it
@@ -131,7 +145,9 @@ class Trainer:
 
     ``build_model()``, ``make_loader(train: bool) -> (loader, sampler or None)`` and
     ``batch_loss(batch, model) -> (summed loss, number of items)``; ``has_dev`` tells whether a
-    dev set exists. Everything else (devices, DDP, seeding, schedule, checkpoints, resume,
+    dev set exists; ``special_param_groups()`` may give parts of the model their own learning
+    rate or frozen steps. A family without text (self-supervised pretraining) passes no
+    tokenizer. Everything else (devices, DDP, seeding, schedule, checkpoints, resume,
     averaging, logs, tensorboard, progress) is shared.
     """
 
@@ -141,7 +157,8 @@ class Trainer:
                     "cuts), try another optim.lr (x3 or /3), a shorter optim.warmup_steps, or a "
                     "smaller model")
 
-    def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, tokenizer_model: str | Path):
+    def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path,
+                 tokenizer_model: Optional[str | Path]):
         self.cfg = cfg
         self.exp_dir = Path(exp_dir)
         self.device = resolve_device(cfg.train.device)
@@ -149,16 +166,23 @@ class Trainer:
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         setup_logging(self.exp_dir / "log" / "train.log", self.dist.is_main)
-        self.tokenizer = self.load_tokenizer(tokenizer_model)
+        self.tokenizer = self.load_tokenizer(tokenizer_model) if tokenizer_model else None
         self.has_dev = False
+
+    @property
+    def vocab_size(self) -> int:
+        """The tokenizer's vocabulary size; 0 for a family without text."""
+        return self.tokenizer.vocab_size if self.tokenizer is not None else 0
 
     def setup(self) -> None:
         """Model, optimiser and schedule; call at the end of a subclass's ``__init__``."""
         cfg = self.cfg
         torch.manual_seed(cfg.train.seed)
         self.model = self.build_model().to(self.device)
+        groups = self.param_groups()
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+            [{"params": params, "lr": cfg.optim.lr * scale} for params, scale, _ in groups],
+            lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
         )
         self.steps_per_epoch = self.count_steps_per_epoch()
         total = self.steps_per_epoch * cfg.train.num_epochs
@@ -168,7 +192,8 @@ class Trainer:
             log.warning(warning)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
-            lambda s: lr_factor(s, cfg.optim.warmup_steps, total, cfg.optim.final_lr_ratio),
+            [frozen_then(freeze, cfg.optim.warmup_steps, total, cfg.optim.final_lr_ratio)
+             for _, _, freeze in groups],
         )
         self.ddp_model = self.model
         if self.dist.world_size > 1:
@@ -206,6 +231,16 @@ class Trainer:
         """The model weights a checkpoint holds (a family may leave out frozen pretrained ones,
         saying so in :meth:`extra_state`; see :func:`speechlm.models.experiment.load_weights`)."""
         return self.model.state_dict()
+    def special_param_groups(self) -> List[ParamGroup]:
+        """Parts of the model with their own learning-rate scale or frozen steps (e.g. a
+        pretrained LM part, a pretrained encoder); the rest forms the first group."""
+        return []
+
+    def param_groups(self) -> List[ParamGroup]:
+        special = self.special_param_groups()
+        taken = {id(p) for params, _, _ in special for p in params}
+        rest = [p for p in self.model.parameters() if id(p) not in taken]
+        return [(rest, 1.0, 0)] + special
 
     def extra_state(self) -> Dict:
         """More keys saved in every checkpoint (epoch and final)."""
@@ -225,7 +260,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
             "step": self.step,
-            "vocab_size": self.tokenizer.vocab_size,
+            "vocab_size": self.vocab_size,
             "config": self.cfg.to_dict(),
             "run_id": self.run_id,
             "loss_history": list(self.stall.history),
@@ -252,9 +287,11 @@ class Trainer:
             return False
         state = ckpt.load_checkpoint(found[-1], map_location=self.device)
         self.run_id = state.get("run_id")  # None: a checkpoint from before run ids
-        if state.get("config", {}).get("encoder") != self.cfg.to_dict()["encoder"]:
+        saved = state.get("config", {}).get("encoder", {})
+        diff = [k for k in ENCODER_ARCH_KEYS if saved.get(k) != getattr(self.cfg.encoder, k)]
+        if diff:
             raise SpeechlmError(
-                f"--resume: {found[-1]} was trained with a different encoder config; "
+                f"--resume: {found[-1]} was trained with a different encoder config ({', '.join(diff)}); "
                 "use a new --exp-dir or the same config"
             )
         load_weights(self.model, state["model"], str(found[-1]), state)
@@ -273,7 +310,8 @@ class Trainer:
         self.claim_exp_dir(resume)
         if self.dist.is_main:
             save_config(cfg, self.exp_dir / "config.yaml")
-            self.save_tokenizer()
+            if self.tokenizer is not None:
+                self.save_tokenizer()
             from torch.utils.tensorboard import SummaryWriter
             self.tb = SummaryWriter(str(self.exp_dir / "tensorboard"))
         if resume:
@@ -316,7 +354,7 @@ class Trainer:
         paths = ckpt.epoch_checkpoints(self.exp_dir, self.run_id)
         paths = paths[-max(1, self.cfg.train.average_last):]
         avg = ckpt.average_state_dicts(paths)
-        ckpt.save_atomic({"model": avg, "vocab_size": self.tokenizer.vocab_size,
+        ckpt.save_atomic({"model": avg, "vocab_size": self.vocab_size,
                           "config": self.cfg.to_dict(), "averaged": [p.name for p in paths],
                           "run_id": self.run_id,
                           **self.extra_state()}, final)

@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
 # Speaker-independent FSDD: train 5 models, each with one speaker held out entirely, and
-# report each held-out speaker's test WER (rows go to RESULTS.md via run.sh's stage 5).
+# report each held-out speaker's test WER and the mean (rows go to RESULTS.md via run.sh's stage 5).
 #   local/run_speaker_heldout.sh [run.sh options...]
+#   local/run_speaker_heldout.sh --ssl-conf conf/ssl.yaml [...]   # each: BEST-RQ on the other four
+#       speakers' audio (stage 3), CTC fine-tuned from it; exp/spk-NAME-ssl/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 speakers="george jackson nicolas theo yweweler"
+suffix=""
+for a in "$@"; do
+  case "$a" in --ssl-conf=?*|--ssl_conf=?*) suffix=-ssl ;; esac
+done
+prev=""
+for a in "$@"; do
+  case "$prev" in --ssl-conf|--ssl_conf) if [ -n "$a" ]; then suffix=-ssl; fi ;; esac
+  prev=$a
+done
 for spk in $speakers; do
   ./run.sh --split speaker --heldout-speaker "$spk" "$@"
 done
-echo "== speaker held out: test WER %"
-printf '%-10s %-11s %s\n' speaker ctc-greedy hlg-1best
-for spk in $speakers; do
-  summary=exp/spk-$spk/asr/decode-test/wer-summary-test.txt
+echo "== speaker held out: test WER % (exp/spk-NAME$suffix)"
+rows=$(for spk in $speakers; do
+  summary=exp/spk-$spk$suffix/asr/decode-test/wer-summary-test.txt
   printf '%-10s %-11s %s\n' "$spk" "$(awk '$1=="ctc-greedy"{print $2}' "$summary")" \
     "$(awk '$1=="hlg-1best"{print $2}' "$summary")"
-done
+done)
+printf '%-10s %-11s %s\n%s\n' speaker ctc-greedy hlg-1best "$rows"
+awk '{g += $2; h += $3; n++} END { printf "%-10s %-11.2f %.2f\n", "mean", g / n, h / n }' <<<"$rows"

@@ -13,6 +13,12 @@
 # transcription task (lm.asr_task_weight; RESULTS.md, session 5), continued from exp/ablation/lm:
 #   --lm exp/ablation/lm_asrtask/final.pt --lm-args "lm.init=exp/ablation/lm/final.pt
 #     lm.asr_task_weight=1 lm.asr_task_noise=0.6 optim.lr=0.001 train.num_epochs=2"
+# Speech-side pretraining (--encoders "random ssl"): each init also with its encoder from a BEST-RQ
+# pretraining (conf/ssl.yaml, encoder from $conf) on the audio of ALL paired training utterances,
+# their text never read (exp/ablation/ssl/, trained here when missing; --ssl PATH reuses one):
+#   local/run_ablation.sh --conditions low --encoders "random ssl" --inits "random pretrained"
+# gives the four arms {encoder random, SSL} x {decoder random, from the text LM}; SSL runs are
+# <condition>-<init>+ssl/ and the table compares every arm with random-init (random encoder too).
 # Outputs: exp/ablation/<condition>-<init>/ (checkpoints, decode-test/ reports), exp/ablation/lm/,
 # exp/ablation/table.md
 set -euo pipefail
@@ -35,6 +41,10 @@ tokenizer=data/lang_bpe/bpe.model  # sentencepiece model (stage 2)
 out=exp/ablation             # where the runs and table.md go
 lm=exp/ablation/lm/final.pt  # text LM (on $tokenizer); trained here with conf/lm.yaml + lm_args when missing
 lm_args="train.num_epochs=6 train.average_last=2"  # text-LM schedule (the demo's stage 3 uses 2 epochs)
+encoders=random              # encoder init: random | ssl (from $ssl), e.g. "random ssl" for both
+ssl=exp/ablation/ssl/final.pt  # BEST-RQ encoder; pretrained here (conf/ssl.yaml + ssl_args) when missing
+ssl_args=""                  # pretraining overrides, e.g. "train.num_epochs=40"
+ssl_ft_args=""               # extra fine-tuning overrides of the SSL-encoder runs, e.g. "encoder.lr_scale=0.5"
 # end options
 args=("$@")  # the command line as given, before option parsing consumes "$@"
 . ../../tools/parse_options.sh
@@ -53,6 +63,14 @@ if [ ! -f "$lm" ]; then
   speechlm train-lm --config conf/lm.yaml --exp-dir "$(dirname "$lm")" --text data/text/lm_text.txt \
     --tokenizer "$tokenizer" --set $lm_args
 fi
+case " $encoders " in *" ssl "*)
+  if [ ! -f "$ssl" ]; then
+    echo "== ablation: pretraining the encoder $(dirname "$ssl") on the audio of $train_full ($(date '+%T'))"
+    # shellcheck disable=SC2086
+    speechlm train-ssl --config conf/ssl.yaml --encoder-config "$conf" --exp-dir "$(dirname "$ssl")" \
+      --train-cuts "$train_full" --dev-cuts data/fbank/synth_en_cuts_dev.jsonl.gz --set $ssl_args
+  fi ;;
+esac
 train_low=$out/train_low.jsonl.gz
 if [ ! -f "$train_low" ]; then
   speechlm subset-cuts --cuts "$train_full" --out "$train_low.tmp.jsonl.gz" --fraction "$low_fraction" \
@@ -71,9 +89,15 @@ fi
 
 _q="''"
 lm_yaml="'${lm//\'/$_q}'"   # $lm as a YAML single-quoted string
+ssl_yaml="'${ssl//\'/$_q}'"
 for cond in $conditions; do
   for init in $inits; do
-    exp_dir=$out/$cond-$init
+  for encoder in $encoders; do
+    case $encoder in
+      random) exp_dir=$out/$cond-$init enc_args=() ;;
+      ssl) exp_dir=$out/$cond-$init+ssl enc_args=("encoder.init=$ssl_yaml") ;;
+      *) echo "run_ablation.sh: unknown encoder init $encoder (random | ssl)" >&2; exit 2 ;;
+    esac
     if [ "$cond" = low ]; then cuts=$train_low; extra=$low_args; else cuts=$train_full; extra=$full_args; fi
     # the LM path is one word of its own, YAML-quoted: a path with spaces, glob characters,
     # '=' or ': ' reaches the config as it was typed; the *_args are lists of overrides
@@ -89,7 +113,8 @@ for cond in $conditions; do
       t0=$SECONDS
       # shellcheck disable=SC2086
       speechlm train --config "$conf" --exp-dir "$exp_dir" --train-cuts "$cuts" \
-        --tokenizer "$tokenizer" --set "${lm_init[@]}" $init_args $extra
+        --tokenizer "$tokenizer" --set "${lm_init[@]}" "${enc_args[@]}" $init_args $extra \
+        ${enc_args[0]:+$ssl_ft_args}
       echo "== ablation: $exp_dir trained in $((SECONDS - t0)) s"
     fi
     if [ ! -f "$exp_dir/decode-test/.done" ]; then
@@ -99,6 +124,7 @@ for cond in $conditions; do
       touch "$exp_dir/decode-test/.done"
     fi
   done
+  done
 done
 
 # one table: method x (condition, init), best method per init, relative reductions
@@ -106,6 +132,7 @@ done
   speechlm ablation-table --dir "$out" --set-name test --command "$cmd"
   echo
   echo "text LM: $(cat "$(dirname "$lm")/perplexity.txt")"
+  case " $encoders " in *" ssl "*) echo "SSL encoder ($ssl; audio of $train_full, no text): $(cat "$(dirname "$ssl")/masked_accuracy.txt")" ;; esac
 } | tee "$out/table.md"
 {
   echo "Run $(date +%F). Speech-LM ASR ($conf): LM part random-init vs from the text LM $lm."
