@@ -81,13 +81,14 @@ EN_ABBREVIATIONS: Dict[str, str] = {
 ``St``, ``No``, ``etc``, ``&c``, ``i.e.``, ``e.g.`` have rules of their own (they depend on the
 next word, or are not titles)."""
 
-_EN_TITLE = re.compile(r"\b(" + "|".join(EN_ABBREVIATIONS) + r")\b\.?(?=\s|$)")
-_EN_SAINT = re.compile(r"\bSt\b\.?(?=\s+[A-Z])")
-_EN_STREET = re.compile(r"\bSt\b\.?")
-_EN_NUMBER_SIGN = re.compile(r"\b[Nn]o\.\s*(?=\d)")
-_EN_ETC = re.compile(r"(?:&c|\betc)\.?(?=\W|$)", re.IGNORECASE)
-_EN_IE = re.compile(r"\bi\.\s?e\.", re.IGNORECASE)
-_EN_EG = re.compile(r"\be\.\s?g\.", re.IGNORECASE)
+_EN_ABBREVIATION = re.compile(  # the lookahead first: most positions fail it at once
+    r"(?=[A-Z&ein])(?:(?P<title>\b(?:" + "|".join(EN_ABBREVIATIONS) + r")\b\.?(?=\s|$))"
+    r"|(?P<saint>\bSt\b\.?(?=\s+[A-Z]))|(?P<street>\bSt\b\.?)"
+    r"|(?P<number>\b[Nn]o\.\s*(?=\d))"
+    r"|(?P<etc>(?:&[cC]|\b[Ee][Tt][Cc])\.?(?=\W|$))"
+    r"|(?P<ie>\b[iI]\.\s?[eE]\.)|(?P<eg>\b[eE]\.\s?[gG]\.))")
+_EN_ABBREVIATION_WORDS = {"saint": "saint", "street": "street", "number": "number ",
+                          "etc": "et cetera", "ie": "that is", "eg": "for example"}
 _EN_ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b")
 
 _IT_DAMAGED = {"sar?": "sarà", "pu?": "può", "cos?": "così", "pi?": "più"}
@@ -159,13 +160,12 @@ def expand_abbreviations(text: str, lang: str = "en") -> str:
     aloud (other languages: ``text`` unchanged). Safe to apply twice."""
     if lang != "en":
         return text
-    t = _EN_TITLE.sub(lambda m: EN_ABBREVIATIONS[m[1]], text)
-    t = _EN_SAINT.sub("saint", t)
-    t = _EN_STREET.sub("street", t)
-    t = _EN_NUMBER_SIGN.sub("number ", t)
-    t = _EN_ETC.sub("et cetera", t)
-    t = _EN_IE.sub("that is", t)
-    return _EN_EG.sub("for example", t)
+    return _EN_ABBREVIATION.sub(_abbreviation_words, text)
+
+
+def _abbreviation_words(m: "re.Match[str]") -> str:
+    kind = m.lastgroup
+    return EN_ABBREVIATIONS[m[0].rstrip(".")] if kind == "title" else _EN_ABBREVIATION_WORDS[kind]
 
 
 def _english_ordinals(text: str) -> str:
@@ -249,6 +249,7 @@ class RuleCounts:
         """``changed: rule n, ...; excluded: reason n, ...`` in the documented rule order."""
         known = RULES + tuple(sorted(set(self.changed) - set(RULES)))
         changed = ", ".join(f"{r} {self.changed[r]}" for r in known if self.changed[r])
-        excluded = ", ".join(f"{r} {self.excluded[r]}" for r in EXCLUSIONS if self.excluded[r])
+        reasons = EXCLUSIONS + tuple(sorted(set(self.excluded) - set(EXCLUSIONS)))
+        excluded = ", ".join(f"{r} {self.excluded[r]}" for r in reasons if self.excluded[r])
         parts = [f"changed: {changed}" if changed else "", f"excluded: {excluded}" if excluded else ""]
         return "; ".join(p for p in parts if p) or "no changes"
