@@ -69,7 +69,8 @@ def _check_layout(wav_root: Path, key: Dict[str, int]) -> None:
         stamp.write_text(json.dumps(key))
 
 
-def _write_text(path: Path, lines: Sequence[str]) -> None:
+def write_lines(path: Path, lines: Sequence[str]) -> None:
+    """``lines``, one a line, written under a temporary name and renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(line + "\n" for line in lines))
@@ -122,7 +123,7 @@ def prepare_synth_en(
     lm_text = pool[num_test + num_dev:]
     texts["train"] = lm_text[:num_train]
     lm_path = out / "text" / "lm_text.txt"
-    _write_text(lm_path, lm_text)
+    write_lines(lm_path, lm_text)
 
     voices = split_voices(make_voices(seed), num_dev_voices, num_test_voices)
     man_dir.mkdir(parents=True, exist_ok=True)

@@ -154,8 +154,8 @@ def list_books(folder: Union[str, Path]) -> List[Path]:
 
 
 def assign_books(names: Sequence[str], num_dev_books: int, num_test_books: int, seed: int) -> Dict[str, List[str]]:
-    """Whole books to test, dev and train, by a hash of ``seed`` and the name (stable when books
-    are added: a book's place depends on its own name only)."""
+    """Whole books to test, dev and train, ordered by a hash of ``seed`` and each name (the same
+    on every machine, whatever order the files are listed in)."""
     if num_dev_books < 1 or num_test_books < 1 or num_dev_books + num_test_books >= len(names):
         raise SpeechlmError(
             f"cannot hold out {num_dev_books} dev and {num_test_books} test books from {len(names)} "
