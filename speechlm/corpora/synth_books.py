@@ -263,4 +263,4 @@ def prepare(args) -> str:
     left = "".join(f"; engine {n} left out: {why}" for n, why in info["engines_left_out"].items())
     warn = "".join(f"; warning: {w}" for w in info["warnings"])
     return (f"synth_books: {splits}; LM text {info['lm_words']} words in {info['lm_text']}; "
-            f"engines: {', '.join(info['engines'])}{left}{warn}; manifests in {info['manifests']}")
+            f"engines: {', '.join(info['engines'])}{left}{warn}")
