@@ -184,3 +184,18 @@ def test_prepare_cli_help_and_bad_options(tmp_path, capsys):
 
     with pytest.raises(SpeechlmError, match="names no engine"):
         split_voices(["espeak"], "nosuch:voice", "", 2, 2, 0)
+
+
+def test_prepare_cli_summary_names_skipped_books_and_missing_engines(tiny_books, tmp_path, capsys, monkeypatch):
+    from speechlm.cli import main
+    from speechlm.synth import engines
+
+    monkeypatch.setattr(engines.shutil, "which", lambda name: None)  # flite and festival "not installed"
+    main(["prepare", "synth_books", "--out-dir", str(tmp_path), "--books-dir", str(tiny_books),
+          "--num-train", "3", "--num-dev", "2", "--num-test", "2", "--engines", "auto", "--test-models", "",
+          "--dev-models", "", "--num-dev-voices", "1", "--num-test-voices", "1", "--num-dev-books", "1",
+          "--num-test-books", "1", "--num-jobs", "1"])
+    line = capsys.readouterr().out
+    assert "book skipped: notes.txt (no Project Gutenberg START marker" in line
+    assert "engine flite left out: the flite program is not installed (Debian package flite" in line
+    assert "engine festival left out" in line and "train=3" in line

@@ -202,6 +202,7 @@ def prepare_synth_books(
     results = run_synthesis_jobs(jobs, num_jobs)
 
     summary: Dict[str, object] = {"lm_text": str(lm_path), "lm_words": text.lm_words, "engines": names,
+                                  "books": {k: len(v) for k, v in text.books.items()}, "books_skipped": text.skipped,
                                   "engines_left_out": left_out, "warnings": warnings, "manifests": str(man_dir)}
     for split in SPLITS:
         recs, sups = [], []
@@ -260,7 +261,11 @@ def prepare(args) -> str:
     splits = "; ".join(f"{s}={info[f'num_{s}']} ({info[f'hours_{s}']} h, {info[f'num_{s}_voices']} voices: "
                        f"{', '.join(info[f'{s}_models'][:6])}{' ...' if len(info[f'{s}_models']) > 6 else ''})"
                        for s in SPLITS)
+    books = ", ".join(f"{k}={v}" for k, v in info["books"].items())
+    skipped = "".join(f"; book skipped: {name} ({why})" for name, why in info["books_skipped"][:5])
+    more = len(info["books_skipped"]) - 5
+    skipped += f"; {more} more books skipped (text/books.json)" if more > 0 else ""
     left = "".join(f"; engine {n} left out: {why}" for n, why in info["engines_left_out"].items())
     warn = "".join(f"; warning: {w}" for w in info["warnings"])
-    return (f"synth_books: {splits}; LM text {info['lm_words']} words in {info['lm_text']}; "
+    return (f"synth_books: {splits}; books {books}{skipped}; LM text {info['lm_words']} words in {info['lm_text']}; "
             f"engines: {', '.join(info['engines'])}{left}{warn}")
