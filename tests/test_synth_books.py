@@ -162,6 +162,10 @@ def test_prepare_synth_books_tiny(tiny_books, tmp_path):
         test_only = {x.custom["model"] for x in sups["test"]} - train_models
         assert any(m.startswith(("piper:", "flite:rms")) for m in test_only)
     assert info["lm_words"] == sum(len(s.split()) for s in lm_lines) > 5000
+    engines_in_test = sorted({x.custom["engine"] for x in sups["test"]})
+    assert info["test_sets"] == [f"test_{e}" for e in engines_in_test]
+    per_engine = [load_manifest(man / f"synth_books_cuts_test_{e}.jsonl.gz") for e in engines_in_test]
+    assert sorted(c.recording_id for cs in per_engine for c in cs) == sorted(c.recording_id for c in cuts["test"])
     books = json.loads((tmp_path / "text" / "books.json").read_text())
     assert books["skipped"] and books["speakable"]["test"] >= 6
     # a re-run reuses every WAV

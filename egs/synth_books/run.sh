@@ -43,4 +43,10 @@ run_stage 0 "data prep (book text + synthesis)" "$data/manifests/, $data/wav/, $
     --num-train "$num_train" --num-dev "$num_dev" --num-test "$num_test" --engines "$engines" \
     --test-models "$test_models" --dev-models "$dev_models" --min-words "$min_words" \
     --max-words "$max_words" --seed "$seed" --num-jobs "$nj"
+# stage 0 also wrote one test set per engine of the test split (test_espeak, test_piper ...):
+# stage 5 decodes each, so a held-out engine has its own WER
+engine_tests=$(cd "$data/manifests" 2>/dev/null && ls ${corpus}_cuts_test_*.jsonl.gz 2>/dev/null |
+  sed -E "s/^${corpus}_cuts_(test_[a-z0-9]+)\.jsonl\.gz$/\1/" | tr '\n' ' ' || true)
+test_sets="test${engine_tests:+ ${engine_tests% }}"
+splits="train dev $test_sets"
 asr_stages

@@ -20,6 +20,7 @@ an engine with few voices is heard as often as espeak's hundred. Layout under ``
     wav/<split>/<hash>.wav                  16 kHz mono; named by a hash of voice and text, so
                                             a re-run reuses exactly the audio it would make
     manifests/synth_books_{recordings,supervisions,cuts}_<split>.jsonl.gz, voices.json
+                                            (also test_<engine>: the test utterances of one engine)
 """
 
 from __future__ import annotations
@@ -186,6 +187,8 @@ def prepare_synth_books(
     write_lines(out / "text" / "books.json", [json.dumps(books_info, indent=1)])
     man_dir = out / "manifests"
     man_dir.mkdir(parents=True, exist_ok=True)
+    for stale in man_dir.glob(f"{PREFIX}_*_test_*.jsonl.gz"):  # per-engine test sets of an earlier run
+        stale.unlink()
     (man_dir / "voices.json").write_text(json.dumps(voices, indent=1))
 
     sizes = {"train": num_train, "dev": num_dev, "test": num_test}
@@ -214,6 +217,14 @@ def prepare_synth_books(
                                            channel=0, text=sentence, speaker=str(voice["id"]), language="English",
                                            custom={"engine": voice["engine"], "model": voice["model"]}))
         write_manifests(recs, sups, man_dir, PREFIX, split)
+        if split == "test":  # one test set per engine too: WER of a held-out engine on its own
+            for engine in sorted({str(v["engine"]) for v in voices[split]}):
+                ids = {u[0] for u in utts[split] if u[3]["engine"] == engine}
+                if not ids:
+                    continue
+                write_manifests([r for r in recs if r.id in ids], [x for x in sups if x.id in ids],
+                                man_dir, PREFIX, f"test_{engine}")
+                summary.setdefault("test_sets", []).append(f"test_{engine}")
         summary[f"num_{split}"] = len(recs)
         summary[f"hours_{split}"] = round(sum(r.duration for r in recs) / 3600, 3)
         summary[f"num_{split}_voices"] = len(voices[split])
