@@ -188,6 +188,23 @@ def test_prepare_cli_help_and_bad_options(tmp_path, capsys):
 
     with pytest.raises(SpeechlmError, match="names no engine"):
         split_voices(["espeak"], "nosuch:voice", "", 2, 2, 0)
+    voices, warnings = split_voices(["espeak"], "piper", "", 2, 2, 0)
+    assert warnings == ["held-out model piper has no voice here (its engine is not used or not installed)"]
+    assert len(voices["test"]) == 2 and len(voices["dev"]) == 2 and len(voices["train"]) == 100
+
+
+def test_held_out_speaker_shared_with_training_is_a_warning(monkeypatch):
+    from speechlm.corpora import synth_books
+    from speechlm.synth import engines
+
+    fake = [{"id": f"f_{m}", "engine": "flite", "model": f"flite:{m}", "speaker": s}
+            for m, s in engines.FLITE_VOICES.items()]
+    monkeypatch.setitem(engines.ENGINES, "flite", engines.Engine("flite", "", "", lambda: None,
+                                                                 lambda seed: fake, engines.ENGINES["flite"].speak))
+    voices, warnings = synth_books.split_voices(["flite"], "flite:kal16,flite:rms", "flite:awb", 0, 0, 0)
+    assert [v["model"] for v in voices["test"]] == ["flite:kal16", "flite:rms"]
+    assert warnings == ["test model flite:kal16 is the same recorded speaker as a training voice "
+                        "(flite kal/kal16 = festival kal_diphone, flite slt = festival slt HTS)"]
 
 
 def test_prepare_cli_summary_names_skipped_books_and_missing_engines(tiny_books, tmp_path, capsys, monkeypatch):

@@ -99,6 +99,11 @@ def split_voices(engines: Sequence[str], test_models: str, dev_models: str, num_
     split["dev"] += held[num_test_voices:]
     held_ids = {v["id"] for v in held}
     split["train"] = [v for v in rest if v["id"] not in held_ids]
+    heard = {v.get("speaker") for v in split["train"]} - {None}
+    for name in ("dev", "test"):
+        for model in sorted({str(v["model"]) for v in split[name] if v.get("speaker") in heard}):
+            warnings.append(f"{name} model {model} is the same recorded speaker as a training voice "
+                            "(flite kal/kal16 = festival kal_diphone, flite slt = festival slt HTS)")
     for name in SPLITS:
         if not split[name]:
             raise SpeechlmError(f"synth_books: no voice for the {name} split (engines: {', '.join(engines)}; "

@@ -2,7 +2,8 @@
 call that turns (text, voice) into 16 kHz float32 samples, the same on every run.
 
 A voice is a dict: ``id`` (unique, used as the speaker), ``engine``, ``model`` (``engine:speaker
-model``, e.g. ``flite:slt``: what a split holds out) and the engine's own parameters.
+model``, e.g. ``flite:slt``: what a split holds out), ``speaker`` (the recorded person behind a
+model, where there is one) and the engine's own parameters.
 
 | engine | voices | install |
 |---|---|---|
@@ -40,12 +41,13 @@ Voice = Dict[str, object]
 
 _PIPER_SEED = 1
 _STRETCHES = (0.9, 1.0, 1.15)
-FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
+FLITE_VOICES = {"kal": "kal", "kal16": "kal", "awb": "awb", "rms": "rms", "slt": "slt"}  # -> speaker
 FESTIVAL_VOICES = {  # voice -> Debian package
     "kal_diphone": "festvox-kallpc16k",
     "ked_diphone": "festvox-kdlpc16k",
     "cmu_us_slt_arctic_hts": "festvox-us-slt-hts",
 }
+FESTIVAL_SPEAKERS = {"kal_diphone": "kal", "ked_diphone": "ked", "cmu_us_slt_arctic_hts": "slt"}
 FESTIVAL_VOICE_DIRS = (Path("/usr/share/festival/voices"),)
 
 
@@ -108,7 +110,7 @@ def _piper_voices(seed: int) -> List[Voice]:
     grid = [(ls, ns, nw) for ls in (0.85, 1.0, 1.15) for ns in (0.45, 0.667, 0.85) for nw in (0.5, 0.9)]
     random.Random(seed).shuffle(grid)
     return [{"id": f"piper_joe_l{round(ls * 100)}_n{round(ns * 100)}_w{round(nw * 100)}",
-             "engine": "piper", "model": "piper:joe",
+             "engine": "piper", "model": "piper:joe", "speaker": "joe",
              "length_scale": ls, "noise_scale": ns, "noise_w_scale": nw} for ls, ns, nw in grid]
 
 
@@ -159,7 +161,8 @@ def _flite_missing() -> Optional[str]:
 
 def _flite_voices(seed: int) -> List[Voice]:
     voices = [{"id": f"flite_{name}_d{round(d * 100)}", "engine": "flite", "model": f"flite:{name}",
-               "flite_voice": name, "stretch": d} for name in FLITE_VOICES for d in _STRETCHES]
+               "speaker": speaker, "flite_voice": name, "stretch": d}
+              for name, speaker in FLITE_VOICES.items() for d in _STRETCHES]
     random.Random(seed).shuffle(voices)
     return voices
 
@@ -207,7 +210,8 @@ def festival_missing_voices() -> Dict[str, str]:
 def _festival_voices(seed: int) -> List[Voice]:
     present = [v for v in FESTIVAL_VOICES if _festival_voice_dir(v) is not None]
     voices = [{"id": f"festival_{name}_d{round(d * 100)}", "engine": "festival", "model": f"festival:{name}",
-               "festival_voice": name, "stretch": d} for name in present for d in _STRETCHES]
+               "speaker": FESTIVAL_SPEAKERS[name], "festival_voice": name, "stretch": d}
+              for name in present for d in _STRETCHES]
     random.Random(seed).shuffle(voices)
     return voices
 
