@@ -8,7 +8,7 @@ For each book file (``<folder>/**/*.txt``, in sorted order):
    PRINT!...*END*``) and the first of ``*** END OF THIS/THE PROJECT GUTENBERG EBOOK`` or a line
    ``End of (the) Project Gutenberg ...``. A file without a start marker is skipped and counted
    (``unmarked="skip"``, the default) or read whole (``unmarked="whole"``, for plain books).
-   Paragraphs that credit the transcribers (``Produced by ...``) are dropped.
+   Paragraphs that credit the transcribers (``Produced by ...``) near the top are dropped.
 2. **Paragraphs** are runs of non-blank lines, joined with spaces. ``[...]`` notes
    (``[Illustration: ...]``, footnote marks) are dropped; parentheses become commas, because a
    reader speaks what is inside them.
@@ -52,6 +52,7 @@ _END = re.compile(r"^\s*\*{3}\s*END OF (?:THIS|THE) PROJECT GUTENBERG.*$|"
                   r"^\s*End of (?:the )?Project Gutenberg.*$", re.IGNORECASE | re.MULTILINE)
 _CREDIT = re.compile(r"^(?:Produced|Transcribed|Prepared|E-?text prepared|Scanned)\b.*\bby\b",
                      re.IGNORECASE)
+_CREDIT_PARAGRAPHS = 12  # credits stand at the top of the book, before the title
 _BRACKET_NOTE = re.compile(r"\[[^\[\]]*\]")
 _PARENS = re.compile(r"[()]")
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'”’)_]))\s+(?=[\"'“‘(_]*[A-Z0-9])")
@@ -78,9 +79,9 @@ def strip_gutenberg(text: str) -> str:
 
 def book_paragraphs(text: str) -> Iterator[str]:
     """Paragraphs of a stripped book, one line each, without notes and transcriber credits."""
-    for block in re.split(r"\n\s*\n", text):
+    for i, block in enumerate(re.split(r"\n\s*\n", text)):
         para = " ".join(block.split())
-        if not para or _CREDIT.match(para):
+        if not para or i < _CREDIT_PARAGRAPHS and _CREDIT.match(para):
             continue
         para = _PARENS.sub(",", _BRACKET_NOTE.sub(" ", para))
         if para.strip(" ,"):
