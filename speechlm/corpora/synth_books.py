@@ -117,7 +117,11 @@ def assign_voices(n: int, voices: Sequence[Voice]) -> List[Voice]:
     for v in voices:
         by_engine.setdefault(str(v["engine"]), []).append(v)
     groups = list(by_engine.values())
-    return [groups[i % len(groups)][(i // len(groups)) % len(groups[i % len(groups)])] for i in range(n)]
+    picked = []
+    for i in range(n):
+        group = groups[i % len(groups)]  # engine i mod E, then its voices in turn
+        picked.append(group[(i // len(groups)) % len(group)])
+    return picked
 
 
 def _wav_name(voice: Voice, text: str) -> str:
