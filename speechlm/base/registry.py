@@ -215,6 +215,7 @@ for _name, _help in (
     ("yesno", "Kaldi's yesno corpus (--corpus-dir, or download)"),
     ("librispeech", "LibriSpeech, read with Lhotse's recipe (--corpus-dir, --download)"),
     ("ljspeech", "LJSpeech, read with Lhotse's recipe (--corpus-dir, --download)"),
+    ("synth_books", "book sentences read by every offline engine installed (espeak, Piper, flite, festival; no download)"),
     ("asterisk", "Asterisk voice prompts: es, fr, it, ru, one real voice each (--corpus-dir, or download)"),
 ):
     CORPORA.register(Corpus(_name, _help, add_arguments=f"speechlm.corpora.{_name}:add_arguments",

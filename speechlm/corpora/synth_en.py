@@ -16,7 +16,6 @@ dev/test sentences never occur in the LM text.
 import json
 import logging
 import os
-import random
 from pathlib import Path
 from typing import Dict, List, Sequence, Union
 
@@ -25,31 +24,15 @@ from speechlm.corpora.synth_en_grammar import generate_distinct_sentences
 from speechlm.synth.jobs import SAMPLE_RATE, Voice, run_synthesis_jobs
 
 SPLITS = ("train", "dev", "test")
-# Variant files in espeak-ng-data/voices/!v that sound like plain human voices.
-VOICE_VARIANTS = tuple([f"m{i}" for i in range(1, 9)] + [f"f{i}" for i in range(1, 6)])
 # Bump when the text/voice recipe changes, so stale WAVs are never reused with new texts.
 _LAYOUT_VERSION = 1
 
 
 def make_voices(seed: int = 0) -> List[Voice]:
-    """All (English accent x variant) voices present in the shipped espeak data, shuffled by
-    ``seed``, each with a seeded speaking rate (words/min) and pitch (0-100)."""
-    from speechlm.synth.espeak import list_english_languages, list_voice_variants
+    """The espeak-ng voices of synth_en: :func:`speechlm.synth.espeak.make_english_voices`."""
+    from speechlm.synth.espeak import make_english_voices
 
-    present = set(list_voice_variants())
-    variants = [v for v in VOICE_VARIANTS if v in present]
-    rng = random.Random(seed)
-    voices = []
-    for lang in list_english_languages():
-        for variant in variants:
-            rate, pitch = rng.randint(145, 195), rng.randint(30, 70)
-            name = f"{lang.lower()}+{variant}"
-            voices.append({
-                "id": f"{lang.lower()}_{variant}_r{rate}_p{pitch}",
-                "espeak_voice": name, "rate": rate, "pitch": pitch,
-            })
-    rng.shuffle(voices)
-    return voices
+    return make_english_voices(seed)
 
 
 def split_voices(voices: Sequence[Voice], num_dev_voices: int, num_test_voices: int) -> Dict[str, List[Voice]]:
@@ -86,7 +69,8 @@ def _check_layout(wav_root: Path, key: Dict[str, int]) -> None:
         stamp.write_text(json.dumps(key))
 
 
-def _write_text(path: Path, lines: Sequence[str]) -> None:
+def write_lines(path: Path, lines: Sequence[str]) -> None:
+    """``lines``, one a line, written under a temporary name and renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(line + "\n" for line in lines))
@@ -139,7 +123,7 @@ def prepare_synth_en(
     lm_text = pool[num_test + num_dev:]
     texts["train"] = lm_text[:num_train]
     lm_path = out / "text" / "lm_text.txt"
-    _write_text(lm_path, lm_text)
+    write_lines(lm_path, lm_text)
 
     voices = split_voices(make_voices(seed), num_dev_voices, num_test_voices)
     man_dir.mkdir(parents=True, exist_ok=True)

@@ -13,13 +13,15 @@ has never spoken: the samples depend on the call alone (text, voice, rate, pitch
 
 import ctypes
 import os
+import random
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
 from speechlm.base.errors import SpeechlmError
+from speechlm.synth.fork import call_in_fork
 
 # Constants from espeak-ng's speak_lib.h.
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -73,6 +75,29 @@ def list_english_languages() -> List[str]:
     return sorted(
         p.name for p in ldir.glob("en*") if p.is_file() and p.name != "en-Shaw"
     )
+
+
+# Variant files in espeak-ng-data/voices/!v that sound like plain human voices.
+VOICE_VARIANTS = tuple([f"m{i}" for i in range(1, 9)] + [f"f{i}" for i in range(1, 6)])
+
+
+def make_english_voices(seed: int = 0) -> List[Dict[str, Union[str, int]]]:
+    """All (English accent x variant) voices present in the shipped espeak data, shuffled by
+    ``seed``, each with a seeded speaking rate (words/min) and pitch (0-100)."""
+    present = set(list_voice_variants())
+    variants = [v for v in VOICE_VARIANTS if v in present]
+    rng = random.Random(seed)
+    voices = []
+    for lang in list_english_languages():
+        for variant in variants:
+            rate, pitch = rng.randint(145, 195), rng.randint(30, 70)
+            name = f"{lang.lower()}+{variant}"
+            voices.append({
+                "id": f"{lang.lower()}_{variant}_r{rate}_p{pitch}",
+                "espeak_voice": name, "rate": rate, "pitch": pitch,
+            })
+    rng.shuffle(voices)
+    return voices
 
 
 class EspeakSynth:
@@ -143,32 +168,13 @@ class EspeakSynth:
         """
         if not hasattr(os, "fork"):
             return self._synthesize_here(text, voice, rate, pitch)
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: speak once on the parent's untouched engine, send, exit
-            os.close(read_fd)
-            code = 0
-            try:
-                self._seed_noise(_NOISE_SEED)
-                samples, _ = self._synthesize_here(text, voice, rate, pitch)
-                payload = b"O" + samples.tobytes()
-            except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
-                payload, code = b"E" + str(e).encode("utf-8", "replace"), 1
-            try:
-                with os.fdopen(write_fd, "wb") as out:
-                    out.write(payload)
-            finally:
-                os._exit(code)  # no atexit handlers or buffered output of the parent's
-        os.close(write_fd)
-        with os.fdopen(read_fd, "rb") as inp:
-            payload = inp.read()
-        _, status = os.waitpid(pid, 0)
-        if payload[:1] == b"O" and os.waitstatus_to_exitcode(status) == 0:
-            return np.frombuffer(payload[1:], dtype=np.int16).copy(), self.native_sample_rate
-        if payload[:1] == b"E":
-            raise SpeechlmError(payload[1:].decode("utf-8", "replace"))
-        raise SpeechlmError(f"espeak-ng synthesis process for {text!r} (voice {voice!r}) died "
-                            f"(wait status {status}) without output")
+
+        def speak() -> bytes:
+            self._seed_noise(_NOISE_SEED)
+            return self._synthesize_here(text, voice, rate, pitch)[0].tobytes()
+
+        payload = call_in_fork(speak, f"espeak-ng synthesis process for {text!r} (voice {voice!r})")
+        return np.frombuffer(payload, dtype=np.int16).copy(), self.native_sample_rate
 
     def _seed_noise(self, seed: int) -> None:
         """Seed both noise sources espeak-ng draws from (breathy and Klatt voices): its own

@@ -1,5 +1,6 @@
-"""Synthesis of many (path, text, voice) jobs with espeak-ng in worker processes, reusing valid
-WAVs from an earlier run; used by the synth_en corpus and the one-voice TTS data."""
+"""Synthesis of many (path, text, voice) jobs in worker processes, reusing valid WAVs from an
+earlier run; used by the synth_en and synth_books corpora and the one-voice TTS data. A voice
+names its engine (:mod:`speechlm.synth.engines`); one without ``engine`` is espeak-ng's."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 SAMPLE_RATE = 16000
-Voice = Dict[str, Union[str, int]]  # {"id", "espeak_voice", "rate", "pitch"}
+Voice = Dict[str, Union[str, int, float]]  # espeak: {"id", "espeak_voice", "rate", "pitch"}
 
 
 def _init_worker() -> None:
@@ -33,14 +34,14 @@ def _existing_num_samples(path: Path) -> Optional[int]:
 
 def _synthesize_one(job: Tuple[str, str, Voice]) -> Tuple[str, int, bool]:
     """Write one WAV (atomically) unless a valid one exists; return (path, num_samples, synthesised)."""
-    from speechlm.synth.espeak import get_synth
+    from speechlm.synth.engines import synthesize
 
     path_str, text, voice = job
     path = Path(path_str)
     n = _existing_num_samples(path)
     if n is not None:
         return path_str, n, False
-    audio, sr = get_synth().synthesize(text, str(voice["espeak_voice"]), int(voice["rate"]), int(voice["pitch"]))
+    audio, sr = synthesize(text, voice), SAMPLE_RATE
     tmp = path.with_name(path.stem + ".tmp.wav")
     sf.write(str(tmp), audio, sr, subtype="PCM_16")
     os.replace(tmp, path)

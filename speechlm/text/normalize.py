@@ -7,7 +7,15 @@ training and scoring need the words that were spoken, written one way. The rules
 this order (each change is counted under the rule's name, see :class:`RuleCounts`):
 
 1. ``unicode``: NFC composition, so ``e`` + combining accent and ``é`` are one letter.
-2. ``it-accent-repair`` (Italian only): the upstream Italian file lost some accented letters to
+2a. ``abbreviation`` (English only): the titles and abbreviations of written English become the
+   words read aloud (:data:`EN_ABBREVIATIONS`): ``Mr.`` -> ``mister``, ``Mrs.`` -> ``missus``,
+   ``Dr.`` -> ``doctor``, ``St.`` -> ``saint`` before a capitalised word and ``street`` elsewhere,
+   ``&c.``/``etc.`` -> ``et cetera``, ``i.e.`` -> ``that is``, ``No. 5`` -> ``number 5`` ... with
+   or without the full stop. Without it, a sentence splitter would also end a sentence at
+   ``Mr.`` (:func:`expand_abbreviations` is the same rule on its own, for book text).
+2b. ``ordinal`` (English only): ``1st``, ``22nd``, ``4th`` become ``first``, ``twenty-second``,
+   ``fourth`` (before rule 5, which would take them for numbers glued to letters).
+2c. ``it-accent-repair`` (Italian only): the upstream Italian file lost some accented letters to
    ``?``. A ``?`` standing alone between words is ``è``; the damaged words ``sar?``, ``pu?``,
    ``cos?``, ``pi?`` become ``sarà``, ``può``, ``così``, ``più``. Any other ``?`` is punctuation
    (``Casella di posta?`` is a real question).
@@ -59,9 +67,29 @@ NORMALIZE_LANGUAGES: Dict[str, str] = {"en": "English", **LANGUAGES}
 """The languages :func:`normalize_transcript` knows (numbers are spelled out in them)."""
 
 # Rule names, in the order the module docstring lists them.
-RULES = ("unicode", "it-accent-repair", "symbol-note", "number", "apostrophe", "hyphen", "yo",
+RULES = ("unicode", "abbreviation", "ordinal", "it-accent-repair", "symbol-note", "number", "apostrophe", "hyphen", "yo",
          "punctuation", "case")
 EXCLUSIONS = ("description", "number-ambiguous", "empty")
+
+EN_ABBREVIATIONS: Dict[str, str] = {
+    "Mr": "mister", "Mrs": "missus", "Messrs": "messieurs", "Dr": "doctor", "Capt": "captain",
+    "Col": "colonel", "Gen": "general", "Lieut": "lieutenant", "Lt": "lieutenant",
+    "Sgt": "sergeant", "Rev": "reverend", "Prof": "professor", "Hon": "honourable",
+    "Gov": "governor", "Jr": "junior", "Sr": "senior", "Mt": "mount", "Ft": "fort",
+}
+"""English abbreviations (case as written, full stop optional) and the words read for them;
+``St``, ``No``, ``etc``, ``&c``, ``i.e.``, ``e.g.`` have rules of their own (they depend on the
+next word, or are not titles)."""
+
+_EN_ABBREVIATION = re.compile(  # the lookahead first: most positions fail it at once
+    r"(?=[A-Z&ein])(?:(?P<title>\b(?:" + "|".join(EN_ABBREVIATIONS) + r")\b\.?(?=\s|$))"
+    r"|(?P<saint>\bSt\b\.?(?=\s+[A-Z]))|(?P<street>\bSt\b\.?)"
+    r"|(?P<number>\b[Nn]o\.\s*(?=\d))"
+    r"|(?P<etc>(?:&[cC]|\b[Ee][Tt][Cc])\.?(?=\W|$))"
+    r"|(?P<ie>\b[iI]\.\s?[eE]\.)|(?P<eg>\b[eE]\.\s?[gG]\.))")
+_EN_ABBREVIATION_WORDS = {"saint": "saint", "street": "street", "number": "number ",
+                          "etc": "et cetera", "ie": "that is", "eg": "for example"}
+_EN_ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b")
 
 _IT_DAMAGED = {"sar?": "sarà", "pu?": "può", "cos?": "così", "pi?": "più"}
 _IT_DAMAGED_RE = re.compile(r"(?<!\w)(" + "|".join(re.escape(w) for w in _IT_DAMAGED) + r")(?=\W|$)",
@@ -127,6 +155,30 @@ def _number_words(lang: str) -> Callable[[int], str]:
     return lambda n: num2words(n, lang=lang)
 
 
+def expand_abbreviations(text: str, lang: str = "en") -> str:
+    """The ``abbreviation`` rule alone: English abbreviations written out as the words read
+    aloud (other languages: ``text`` unchanged). Safe to apply twice."""
+    if lang != "en":
+        return text
+    return _EN_ABBREVIATION.sub(_abbreviation_words, text)
+
+
+def _abbreviation_words(m: "re.Match[str]") -> str:
+    kind = m.lastgroup
+    return EN_ABBREVIATIONS[m[0].rstrip(".")] if kind == "title" else _EN_ABBREVIATION_WORDS[kind]
+
+
+def _english_ordinals(text: str) -> str:
+    if not _EN_ORDINAL.search(text):
+        return text
+    try:
+        from num2words import num2words
+    except ImportError:
+        raise SpeechlmError("digits in transcripts need the num2words package: "
+                            "pip install num2words") from None
+    return _EN_ORDINAL.sub(lambda m: f" {num2words(int(m[1]), lang='en', to='ordinal')} ", text)
+
+
 def normalize_transcript(text: str, lang: str) -> Normalized:
     """Apply the module's rules to one transcript in language ``lang`` (en, es, fr, it, ru)."""
     check_language(lang, "language", NORMALIZE_LANGUAGES)
@@ -138,9 +190,13 @@ def normalize_transcript(text: str, lang: str) -> Normalized:
         return new
 
     t = apply("unicode", unicodedata.normalize("NFC", text), text)
+    if lang == "en":
+        t = apply("abbreviation", expand_abbreviations(t), t)
     if lang == "it":
         t = apply("it-accent-repair",
                   _IT_LONE_Q.sub("è", _IT_DAMAGED_RE.sub(lambda m: _IT_DAMAGED[m[1].lower()], t)), t)
+    if lang == "en":
+        t = apply("ordinal", _english_ordinals(t), t)
     groups = _GROUP.findall(t)
     if any(_LETTER.search(g) for g in groups):
         return Normalized(None, tuple(fired), "description")
@@ -193,6 +249,7 @@ class RuleCounts:
         """``changed: rule n, ...; excluded: reason n, ...`` in the documented rule order."""
         known = RULES + tuple(sorted(set(self.changed) - set(RULES)))
         changed = ", ".join(f"{r} {self.changed[r]}" for r in known if self.changed[r])
-        excluded = ", ".join(f"{r} {self.excluded[r]}" for r in EXCLUSIONS if self.excluded[r])
+        reasons = EXCLUSIONS + tuple(sorted(set(self.excluded) - set(EXCLUSIONS)))
+        excluded = ", ".join(f"{r} {self.excluded[r]}" for r in reasons if self.excluded[r])
         parts = [f"changed: {changed}" if changed else "", f"excluded: {excluded}" if excluded else ""]
         return "; ".join(p for p in parts if p) or "no changes"

