@@ -4,8 +4,11 @@ For each chunk size N (encoder frames of 40 ms), real FSDD test utterances' feat
 :class:`speechlm.decode.streaming.StreamingEncode` as they would arrive, and the compute time of
 each chunk is recorded. Reported per N: the chunk's duration (N x 40 ms), the mean and 95th
 percentile compute time of a chunk, and the latency a word waits for at most:
-chunk duration + 60 ms subsampling look-ahead + p95 compute (``latency_ms``); and the streaming
-real-time factor (compute / audio).
+chunk duration + 60 ms subsampling look-ahead + p95 compute (``latency_ms``); the streaming
+real-time factor (compute / audio); and, with a trained model, the first-token latency of each
+utterance: from the moment the audio of its first non-blank frame has arrived to the moment that
+frame's chunk is computed (the rest of the chunk + 60 ms + the chunk's compute;
+``first_token_ms_*``).
 
 ``--model-dir``: a causal model (trained with ``encoder.causal=true encoder.dynamic_chunk=16``,
 e.g. egs/synth_en/exp/streaming/s42). Without it, the FSDD recipe's architecture made causal,
@@ -52,14 +55,24 @@ def main():
     audio = sum(f.size(1) for f in feats) * 0.01
     for n in [int(x) for x in args.chunks.split(",")]:
         enc = StreamingEncode(model, n)
+        first = []  # per utterance: how long after its audio arrived the first token comes out
         for f in feats:
-            enc(f, torch.tensor([f.size(1)]))
+            done = len(enc.chunk_seconds)
+            lp = enc(f, torch.tensor([f.size(1)])).log_probs[0]
+            spoken = (lp.argmax(-1) != 0).nonzero()
+            if args.model_dir and len(spoken):  # random weights emit nothing meaningful
+                k = int(spoken[0])
+                c = k // n
+                end = min((c + 1) * n, lp.size(0))
+                first.append((end - k) * FRAME_SECONDS * 1000 + 60 + enc.chunk_seconds[done + c] * 1000)
         t = np.array(enc.chunk_seconds) * 1000
         emit({"benchmark": "streaming", "model": what, "chunk_frames": n,
               "chunk_ms": round(n * FRAME_SECONDS * 1000), "chunks": len(t),
               "compute_ms_mean": round(float(t.mean()), 2), "compute_ms_p95": round(float(np.percentile(t, 95)), 2),
               "latency_ms": round(n * FRAME_SECONDS * 1000 + 60 + float(np.percentile(t, 95)), 1),
-              "rtf": round(float(t.sum()) / 1000 / audio, 4), "audio_s": round(audio, 1)})
+              "rtf": round(float(t.sum()) / 1000 / audio, 4), "audio_s": round(audio, 1),
+              "first_token_ms_mean": round(float(np.mean(first)), 1) if first else None,
+              "first_token_ms_p95": round(float(np.percentile(first, 95)), 1) if first else None})
 
 
 if __name__ == "__main__":

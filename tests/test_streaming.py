@@ -109,3 +109,13 @@ def test_a_causal_model_trains_with_dynamic_chunks_and_decodes_as_a_stream(tiny_
     assert rec.transcribe(FSDD / "3_theo_0.wav").duration > 0
     with pytest.raises(SpeechlmError, match="encoder.causal: false.*encoder.causal=true"):
         Recognizer.from_dir(tiny_ctc, overrides=["decode.streaming_chunk=4"])
+
+
+def test_a_chunk_covering_the_whole_utterance_equals_full_context():
+    enc = causal_encoder()
+    feats = torch.randn(1, 90, 80)  # 21 encoder frames
+    with torch.no_grad():
+        full, _ = enc(feats, torch.tensor([90]), chunk_size=0)
+    stream = EncoderStream(enc, 32)
+    assert stream.accept(feats) is None  # fewer frames than a chunk: nothing final yet
+    assert torch.allclose(stream.finish(), full, atol=1e-5)

@@ -62,3 +62,19 @@ def test_yesno_recipe_end_to_end_and_rerun(recipe):
     for n in (0, 1, 2, 4, 5):
         assert f"== stage {n} " in again.stdout and "already done" in again.stdout
     assert again.stdout.count("already done") == 5, again.stdout
+
+
+def test_streaming_option_trains_a_causal_model_and_decodes_it_both_ways(recipe):
+    """After the full run above: --streaming retrains stage 4 as a streaming model (the earlier
+    run moved aside) and stage 5 scores it with full context and as a stream."""
+    out = _run(recipe, "--stage", "4", "--streaming", "4", "--methods", "ctc-greedy",
+               "--train-args", "train.num_epochs=3")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "inputs changed" in out.stdout
+    cfg = (recipe / "exp/asr/config.yaml").read_text()
+    assert "causal: true" in cfg and "dynamic_chunk: 16" in cfg
+    assert list((recipe / "exp/asr/previous-runs").iterdir())
+    dec = recipe / "exp/asr/decode-test"
+    assert (dec / "wer-summary-test.txt").is_file()
+    assert [p.name for p in dec.glob("wer-summary-test*stream4*")]
+    assert "streaming in chunks of 4 frames (160 ms)" in (recipe / "RESULTS.md").read_text()

@@ -104,6 +104,14 @@ stage_decode() {
     speechlm decode --exp-dir "$exp/asr" --cuts "$(_sl_cuts "$s")" --set-name "$s" \
       --methods "$methods" --lang-dir "$data/lang_bpe" --results-md RESULTS.md --command "$cmd" \
       "${lm_args[@]}" || return 1
+    if [ -n "${streaming:-}" ]; then  # the same model as a stream: the CTC methods
+      local ctc_methods
+      ctc_methods=$(echo "$methods" | tr ',' '\n' | grep -E '^(ctc|hlg)-' | paste -sd, -)
+      [ -z "$ctc_methods" ] && continue
+      speechlm decode --exp-dir "$exp/asr" --cuts "$(_sl_cuts "$s")" --set-name "$s" \
+        --methods "$ctc_methods" --lang-dir "$data/lang_bpe" --results-md RESULTS.md \
+        --command "$cmd" --tag "stream$streaming" --set "decode.streaming_chunk=$streaming" || return 1
+    fi
   done
 }
 
@@ -120,6 +128,11 @@ asr_stages() {
       "$stage: run from stage 2 (./run.sh --stage 2 --methods $methods; the stages after it run" \
       "again), or leave the hlg-* methods out" >&2
     exit 2
+  fi
+  if [ -n "${streaming:-}" ]; then
+    # a model that can stream: causal conv module, attention trained on chunks of 1..16 frames or
+    # full context (train_args, after these, may override them)
+    train_args="encoder.causal=true encoder.dynamic_chunk=16 $train_args"
   fi
   if [ -n "${ssl_conf:-}" ]; then
     # stage 4 fine-tunes from stage 3's encoder (train_args, after it, may override the path);

@@ -55,7 +55,9 @@ def decode_and_score(
     scores = score_methods(
         out_dir, set_name, tag, decoded.results, extras={m: {"RTF": round(rtf[m], 4)} for m in rtf},
         results_md=results_md, command=command, section=exp_dir,
-        notes=f"exp: {exp_dir}" + (f", average of the last {avg} epochs" if avg else ""),
+        notes=f"exp: {exp_dir}" + (f", average of the last {avg} epochs" if avg else "")
+        + (f", streaming in chunks of {exp.cfg.decode.streaming_chunk} frames "
+           f"({exp.cfg.decode.streaming_chunk * 40} ms)" if exp.cfg.decode.streaming_chunk else ""),
     )
     for m in rtf:
         log.info("%s %s: WER %.2f%%, CER %.2f%%, RTF %.4f", set_name, m, scores[m]["wer"],
