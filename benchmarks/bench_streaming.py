@@ -1,6 +1,7 @@
 """Streaming latency: the encoder run chunk by chunk (``decode.streaming_chunk``), per chunk size.
 
-For each chunk size N (encoder frames of 40 ms), real FSDD test utterances' features are fed to
+For each chunk size N (encoder frames of 40 ms), real FSDD test utterances' features (or
+``--cuts``) are fed to
 :class:`speechlm.decode.streaming.StreamingEncode` as they would arrive, and the compute time of
 each chunk is recorded. Reported per N: the chunk's duration (N x 40 ms), the mean and 95th
 percentile compute time of a chunk, and the latency a word waits for at most:
@@ -44,13 +45,15 @@ def main():
     p.add_argument("--chunks", default="2,4,8,16", help="chunk sizes (encoder frames; FSDD digits "
                    "last about 0.4 s, 10 frames)")
     p.add_argument("--utterances", type=int, default=100)
+    p.add_argument("--cuts", help="a cut manifest with features to stream instead of FSDD's test set "
+                   "(e.g. egs/synth_en/data/fbank/synth_en_cuts_test.jsonl.gz for that recipe's model)")
     args = p.parse_args()
     from speechlm.data.features import load_cuts
     from speechlm.decode.streaming import FRAME_SECONDS, StreamingEncode
 
     model, what = causal_model(args.model_dir)
     with tempfile.TemporaryDirectory() as work:
-        cuts = list(load_cuts(fsdd_features(Path(work), "test")))[: args.utterances]
+        cuts = list(load_cuts(args.cuts or fsdd_features(Path(work), "test")))[: args.utterances]
         feats = [torch.as_tensor(c.load_features())[None] for c in cuts]
     audio = sum(f.size(1) for f in feats) * 0.01
     for n in [int(x) for x in args.chunks.split(",")]:
