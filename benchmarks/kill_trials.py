@@ -37,8 +37,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-# a RESULTS.md row: | date | commit | test set | method | WER | errors | RTF | notes | command |
-VOLATILE_COLUMNS = (0, 1, 6)
+# columns of a RESULTS.md results table that differ between identical runs (found by name in the
+# table's header row, so a new column such as CER does not shift them)
+VOLATILE_COLUMNS = ("date", "commit", "RTF")
 
 
 def copy_recipe(root: Path, name: str) -> Path:
@@ -81,11 +82,13 @@ def outputs(recipe: Path, original_results: list) -> dict:
             digest.update(key.encode())
             digest.update(state[key].cpu().contiguous().numpy().tobytes())
         weights = digest.hexdigest()[:16]
-    rows = []
+    rows, volatile = [], set()
     for line in (recipe / "RESULTS.md").read_text().splitlines():
-        if line.startswith("| ") and line not in original_results and re.match(r"\| \d{4}-", line):
-            cells = [c.strip() for c in line.strip("|").split(" | ")]
-            rows.append(" | ".join(c for i, c in enumerate(cells) if i not in VOLATILE_COLUMNS))
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if line.startswith("| date |"):  # a results table's header: where its volatile columns are
+            volatile = {i for i, name in enumerate(cells) if name in VOLATILE_COLUMNS}
+        elif line.startswith("| ") and line not in original_results and re.match(r"\| \d{4}-", line):
+            rows.append(" | ".join(c for i, c in enumerate(cells) if i not in volatile))
     wer = None
     if summary.is_file():  # settings, WER (and RTF, a timing: left out)
         lines = [line.split("\t") for line in summary.read_text().splitlines()]
