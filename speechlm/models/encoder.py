@@ -266,7 +266,8 @@ class EncoderStream:
         left = encoder.cfg.left_chunks
         self.max_cache = -1 if left < 0 else left * chunk_size
         self.pending = None  # input frames not yet consumed by the subsampling, (1, n, F)
-        self.sub_frames = []  # subsampled frames waiting for a full chunk, each (1, 1, D)
+        self.sub_frames: Optional[torch.Tensor] = None  # subsampled frames waiting for a full
+        #   chunk, (1, n, D)
         self.offset = 0  # encoder frames already emitted
         self.states = [dict() for _ in encoder.blocks]
 
@@ -278,11 +279,13 @@ class EncoderStream:
         used = (n_out - 1) * SUBSAMPLING_FACTOR + SUBSAMPLING_CONTEXT
         lengths = torch.tensor([used], device=x.device)
         y, _ = self.encoder.subsampling(x[:, :used], lengths)
-        self.sub_frames.extend(y[:, i:i + 1] for i in range(y.size(1)))
+        self.sub_frames = y if self.sub_frames is None else torch.cat([self.sub_frames, y], dim=1)
         self.pending = x[:, n_out * SUBSAMPLING_FACTOR:]
 
-    def _run(self, frames) -> torch.Tensor:
-        x = torch.cat(frames, dim=1)
+    def _waiting(self) -> int:
+        return 0 if self.sub_frames is None else self.sub_frames.size(1)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         for block, state in zip(self.encoder.blocks, self.states):
             x = block.step(x, state, self.offset, self.max_cache)
         self.offset += x.size(1)
@@ -294,15 +297,16 @@ class EncoderStream:
         self.pending = feats if self.pending is None else torch.cat([self.pending, feats], dim=1)
         self._subsample()
         out = []
-        while len(self.sub_frames) >= self.chunk_size:
-            chunk, self.sub_frames = self.sub_frames[:self.chunk_size], self.sub_frames[self.chunk_size:]
+        while self._waiting() >= self.chunk_size:
+            chunk = self.sub_frames[:, :self.chunk_size]
+            self.sub_frames = self.sub_frames[:, self.chunk_size:]
             out.append(self._run(chunk))
         return torch.cat(out, dim=1) if out else None
 
     @torch.no_grad()
     def finish(self) -> Optional[torch.Tensor]:
         """The last, possibly shorter, chunk (None when nothing is left)."""
-        if not self.sub_frames:
+        if not self._waiting():
             return None
-        chunk, self.sub_frames = self.sub_frames, []
+        chunk, self.sub_frames = self.sub_frames, None
         return self._run(chunk)

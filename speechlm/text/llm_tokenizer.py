@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence
 
 from speechlm.base.errors import SpeechlmError
 from speechlm.text import symbols as sym
-from speechlm.text.normalize import language_code
+from speechlm.text.tokenizer import with_language_token
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +106,8 @@ class LLMTokenizer:
 
     def encode_target(self, text: str, language: Optional[str], item: str = "") -> List[int]:
         """:meth:`encode`, preceded by the language token when the tokenizer is multilingual."""
-        ids = self.encode(text, item)
-        if not self.multilingual:
-            return ids
-        if not language:
-            raise SpeechlmError(f"{item or 'a transcript'} has no language, but the tokenizer is "
-                                "multilingual: set the supervisions' language")
-        return [self.language_ids[language_code(language)], *ids]
+        return with_language_token(self.encode(text, item), language, self.language_ids,
+                                   self.multilingual, item)
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids``; speechlm's tokens and the LLM's control tokens are dropped."""
@@ -232,13 +227,8 @@ class SpeechTokenView:
         return [i + self.offset for i in self.llm.encode(text, item)]
 
     def encode_target(self, text: str, language: Optional[str], item: str = "") -> List[int]:
-        ids = self.encode(text, item)
-        if not self.multilingual:
-            return ids
-        if not language:
-            raise SpeechlmError(f"{item or 'a transcript'} has no language, but the tokenizer is "
-                                "multilingual: set the supervisions' language")
-        return [self.language_ids[language_code(language)], *ids]
+        return with_language_token(self.encode(text, item), language, self.language_ids,
+                                   self.multilingual, item)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.llm.decode([int(i) - self.offset for i in ids if int(i) >= self.offset])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import sentencepiece as spm
 
@@ -21,6 +21,19 @@ from speechlm.text import symbols as sym
 from speechlm.text.normalize import language_code
 
 log = logging.getLogger(__name__)
+
+
+def with_language_token(ids: List[int], language: Optional[str], language_ids: Dict[str, int],
+                        multilingual: bool, item: str = "", tokenizer: str = "") -> List[int]:
+    """A target's ids, preceded by ``language``'s token (a code or a name) when the tokenizer is
+    ``multilingual``; a multilingual target without a language is an error naming ``item``."""
+    if not multilingual:
+        return ids
+    if not language:
+        raise SpeechlmError(f"{item or 'a transcript'} has no language, but the tokenizer "
+                            f"{tokenizer + ' ' if tokenizer else ''}is multilingual: set the "
+                            "supervisions' language")
+    return [language_ids[language_code(language)], *ids]
 
 
 class Tokenizer:
@@ -78,13 +91,8 @@ class Tokenizer:
         """The training target of a transcript: :meth:`encode`, preceded by the language token
         of ``language`` (a code or a name, e.g. ``es`` or ``Spanish``) when this tokenizer has
         language tokens; a tokenizer without them ignores ``language``."""
-        ids = self.encode(text, item)
-        if not self.language_ids:
-            return ids
-        if not language:
-            raise SpeechlmError(f"{item or 'a transcript'} has no language, but the tokenizer "
-                                f"{self.model_path} is multilingual: set the supervisions' language")
-        return [self.language_ids[language_code(language)], *ids]
+        return with_language_token(self.encode(text, item), language, self.language_ids,
+                                   bool(self.language_ids), item, str(self.model_path))
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.sp.decode([int(i) for i in ids if int(i) >= sym.NUM_SPECIALS])
