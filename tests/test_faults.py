@@ -258,6 +258,33 @@ def test_a_stage_whose_inputs_changed_runs_again_and_so_does_what_follows(tmp_pa
     assert "train_args=train.num_epochs=10" in marker and "nj=" not in marker and "out=" not in marker
 
 
+def test_a_file_the_stage_writes_itself_is_not_a_changed_input_next_time(tmp_path):
+    """A stage variable naming the stage's own output (asterisk's lm_text) was absent when the
+    inputs were read and present afterwards: the marker records it as it is after the stage."""
+    script = tmp_path / "run.sh"
+    script.write_text(f"""#!/usr/bin/env bash
+set -euo pipefail
+cd "$(dirname "$0")"
+# begin options
+stage=0
+stop_stage=9
+# end options
+. "{REPO / 'tools'}/parse_options.sh"
+. "{REPO / 'tools'}/stage_lib.sh"
+made=made.txt
+stage_data() {{ echo data >> ran.txt; echo text > "$made"; }}
+run_stage 0 data "$made" stage_data
+""")
+    script.chmod(0o755)
+    outs = []
+    for _ in range(2):
+        proc = subprocess.run([str(script)], cwd=tmp_path, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        outs.append(proc.stdout)
+    assert (tmp_path / "ran.txt").read_text() == "data\n", outs
+    assert "already done, skipping (same inputs" in outs[1]
+
+
 def test_markers_from_before_input_tracking_are_kept_and_said_once(tmp_path):
     run = fake_recipe(tmp_path)
     run()

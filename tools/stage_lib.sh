@@ -137,7 +137,7 @@ run_stage() {
   local n=$1 name=$2 outputs=$3
   shift 3
   local marker="$done_dir/stage-$n.done"
-  local inputs
+  local inputs upstream=$_sl_upstream
   inputs=$(_sl_inputs "$n" "$@")
   _sl_upstream+=" $n:$marker"
   if [ "$n" -lt "$stage" ] || [ "$n" -gt "$stop_stage" ]; then return 0; fi
@@ -151,6 +151,9 @@ run_stage() {
     exit 1
   fi
   local took=$((SECONDS - t0))
+  # recorded as they are now: a file the stage itself wrote (named by one of its variables, e.g.
+  # an output path) has its checksum in the marker, so the next run does not see it as changed
+  inputs=$(_sl_upstream=$upstream; _sl_inputs "$n" "$@")
   { echo "# stage $n ($name): done in $took s, $(date '+%F %T.%N')"; echo "$inputs"; } > "$marker"
   echo "== stage $n ($name): done in ${took} s; outputs: $outputs"
 }
