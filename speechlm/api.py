@@ -49,7 +49,7 @@ class Recognizer:
                  lm_checkpoint: Optional[str | Path] = None, avg: int = 0,
                  overrides: Sequence[str] = (), vad: Optional[VadConfig] = None,
                  onnx_path: Optional[str | Path] = None) -> "Recognizer":
-        """Load ``model_dir`` (written by training: config.yaml, tokenizer.model, final.pt).
+        """Load ``model_dir`` (written by training: config.yaml, the tokenizer, final.pt).
 
         :param method: a decoding method the model's family supports (``speechlm decode --help``).
         :param backend: ``torch``, or ``onnx`` (``model.onnx`` from ``speechlm export``; the
@@ -120,26 +120,31 @@ class Recognizer:
             yield from self.transcriber(chunk, timestamps)
 
 
-MODEL_FILES = ("config.yaml", "tokenizer.model", "final.pt")
+MODEL_FILES = ("config.yaml", "final.pt")
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")  # sentencepiece | an LLM's (speechlm-llm)
 EXPORT_FILES = ("model.onnx", "tokens.txt")
 
 
 def bundle_model_dir(model_dir: str | Path, out_dir: str | Path, lang_dir: Optional[str | Path] = None,
                      lm_checkpoint: Optional[str | Path] = None) -> List[str]:
     """A self-contained copy of a model dir, for every decoding method it can run anywhere:
-    config.yaml, tokenizer.model, final.pt, the ONNX export if there is one, ``lang/``
-    (HLG.fst, words.txt) and ``lm.pt`` (the text LM) where the model dir's resources give them
+    config.yaml, the tokenizer (``tokenizer.model``, or a ``speechlm-llm`` model's
+    ``tokenizer.json``), final.pt, the ONNX export if there is one, ``lang/`` (HLG.fst,
+    words.txt) and ``lm.pt`` (the text LM) where the model dir's resources give them
     (:mod:`speechlm.decode.resources`; ``lang_dir``/``lm_checkpoint`` override). Returns what
-    was copied."""
+    was copied. A ``speechlm-llm`` model's frozen LLM weights are not in final.pt: they load from
+    its ``llm.source`` (the shipped SmolLM2, or the file it names), which the bundle references."""
     import shutil
 
     from speechlm.base.config import load_config
 
     src, out = Path(model_dir), Path(out_dir)
     missing = [f for f in MODEL_FILES if not (src / f).is_file()]
+    if not any((src / f).is_file() for f in TOKENIZER_FILES):
+        missing.append(" or ".join(TOKENIZER_FILES))
     if missing:
         raise SpeechlmError(f"--model-dir {src}: no {', '.join(missing)}: not a trained model dir "
-                            "(training writes config.yaml, tokenizer.model and final.pt)")
+                            "(training writes config.yaml, the tokenizer and final.pt)")
     if out.exists() and any(out.iterdir()):
         raise SpeechlmError(f"--out {out} exists and is not empty: give a new folder")
     methods = [m.name for m in DECODING_METHODS]
@@ -147,7 +152,7 @@ def bundle_model_dir(model_dir: str | Path, out_dir: str | Path, lang_dir: Optio
     lm = lm or text_lm_source(None, load_config(src / "config.yaml"))[0] or None
     out.mkdir(parents=True, exist_ok=True)
     copied = []
-    for name in MODEL_FILES + EXPORT_FILES:
+    for name in MODEL_FILES + TOKENIZER_FILES + EXPORT_FILES:
         if (src / name).is_file():
             shutil.copy2(src / name, out / name)
             copied.append(name)

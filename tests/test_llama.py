@@ -451,6 +451,17 @@ def test_speechlm_llm_trains_only_adapters_and_decodes_every_method(tiny, tiny_a
     summary = (exp / "decode-test" / "wer-summary-test.txt").read_text()
     assert all(m in summary for m in methods)
 
+    # a bundle of it (the LLM's tokenizer.json, not a sentencepiece model) transcribes like the dir
+    from speechlm.api import Recognizer, bundle_model_dir
+
+    copied = bundle_model_dir(exp, tmp_path / "bundle")
+    assert "tokenizer.json" in copied and "tokenizer.model" not in copied
+    from conftest import FSDD
+
+    wav = str(FSDD / "3_theo_0.wav")
+    assert (Recognizer.from_dir(tmp_path / "bundle").transcribe(wav).text
+            == Recognizer.from_dir(exp).transcribe(wav).text)
+
     # restored onto another LLM than it was trained on: refused, naming the option
     conf = (exp / "config.yaml").read_text()
     (exp / "config.yaml").write_text(conf.replace(str(tiny["gguf"]), str(tiny["gguf_untied"])))
