@@ -73,3 +73,29 @@ def test_unknown_decoding_method(tiny_asr, tmp_path):
     CtcTrainer(load_config(None, tiny_overrides(1)), exp, tiny_asr["train"], None, tiny_asr["tokenizer"]).run()
     proc = speechlm("decode", "--exp-dir", exp, "--cuts", tiny_asr["test"], "--methods", "ctc-greedy,beam9")
     assert_clean_error(proc, "unknown decoding method 'beam9'")
+
+
+def test_prepare_lang_max_text_lines_samples_the_text_and_keeps_every_transcript(tiny_asr, tmp_path):
+    """A book-sized LM text makes an HLG too big for a laptop: --max-text-lines N builds the
+    lexicon and n-gram from a seeded sample of N lines; the cuts' transcripts always count."""
+    from conftest import DIGITS
+
+    words = [a + b for a in DIGITS for b in DIGITS][:60]  # letters the digits' tokenizer knows
+    text = tmp_path / "lm.txt"
+    text.write_text("".join(f"{words[i]} {words[(i * 7) % 60]} one\n" for i in range(60)))
+    out = tmp_path / "lang"
+    proc = speechlm("prepare-lang", "--tokenizer", tiny_asr["tokenizer"], "--text", text,
+                    "--cuts", tiny_asr["train"], "--out-dir", out, "--max-text-lines", 10)
+    assert proc.returncode == 0, proc.stderr
+    assert "10 of the 60 --text lines" in proc.stderr
+    lexicon = {line.split()[0] for line in (out / "words.txt").read_text().splitlines()}
+    assert {"zero", "nine", "one"} <= lexicon  # every digit of the transcripts
+    sampled = lexicon & set(words)
+    assert 0 < len(sampled) <= 20 and len(sampled) < 60
+    again = tmp_path / "lang2"
+    proc = speechlm("prepare-lang", "--tokenizer", tiny_asr["tokenizer"], "--text", text,
+                    "--cuts", tiny_asr["train"], "--out-dir", again, "--max-text-lines", 10)
+    assert (again / "words.txt").read_text() == (out / "words.txt").read_text()  # seeded
+    proc = speechlm("prepare-lang", "--tokenizer", tiny_asr["tokenizer"], "--text", text,
+                    "--out-dir", tmp_path / "lang3", "--max-text-lines", 0)
+    assert_clean_error(proc, "--max-text-lines 0")

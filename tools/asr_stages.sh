@@ -3,7 +3,8 @@
 # Inputs (set by run.sh): corpus (manifest prefix), data (data dir), exp (exp dir), conf,
 # vocab_size, token_type (unigram|bpe|char|word), speed_perturb, nj, nproc, train_args (config overrides), methods,
 # lm_text (extra tokenizer text, may be empty), splits (e.g. "train dev test"); optional:
-# tokenizer_args (more train-tokenizer options, e.g. --languages), test_sets (the splits stage 5
+# tokenizer_args (more train-tokenizer options, e.g. --languages), lang_max_lines (stage 2: the
+# HLG n-gram from a seeded sample of that many lm_text lines), test_sets (the splits stage 5
 # decodes, default "test"), ssl_conf / ssl_splits / ssl_args / ssl_extra (stage 3 self-supervised
 # encoder pretraining; stage 4 then fine-tunes from $exp/ssl/final.pt).
 # Reads  $data/manifests/${corpus}_cuts_<split>.jsonl.gz  (written by stage 0).
@@ -35,7 +36,8 @@ stage_lang() {
   if [ -n "${lm_text:-}" ]; then text_args=(--text "$lm_text"); fi
   speechlm prepare-lang --tokenizer "$data/lang_bpe/bpe.model" \
     --cuts "$data/manifests/${corpus}_cuts_train.jsonl.gz" "${text_args[@]}" \
-    --out-dir "$data/lang_bpe" --ngram-order "${ngram_order:-3}"
+    --out-dir "$data/lang_bpe" --ngram-order "${ngram_order:-3}" \
+    ${lang_max_lines:+--max-text-lines "$lang_max_lines"}
 }
 
 stage_tokenizer_and_lang() {

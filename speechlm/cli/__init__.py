@@ -84,7 +84,18 @@ def cmd_prepare_lang(args) -> None:
 
     if not (args.text or args.cuts):
         raise SpeechlmError("prepare-lang: give --text FILE and/or --cuts MANIFEST for the n-gram LM")
-    prepare_lang_and_graphs(args.out_dir, args.tokenizer, _read_texts(args),
+    if args.max_text_lines is not None and args.max_text_lines < 1:
+        raise SpeechlmError(f"--max-text-lines {args.max_text_lines}: give a positive number of lines")
+    texts = _read_texts(argparse.Namespace(text=args.text, cuts=None))
+    if args.max_text_lines and len(texts) > args.max_text_lines:
+        import random
+
+        keep = sorted(random.Random(0).sample(range(len(texts)), args.max_text_lines))
+        logging.getLogger(__name__).info("prepare-lang: %d of the %d --text lines (a seeded sample, --max-text-lines) "
+                 "and every transcript of --cuts", len(keep), len(texts))
+        texts = [texts[i] for i in keep]
+    texts += _read_texts(argparse.Namespace(text=None, cuts=args.cuts))
+    prepare_lang_and_graphs(args.out_dir, args.tokenizer, texts,
                             ngram_order=args.ngram_order, oov_policy=args.oov_policy)
 
 
@@ -193,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cuts", nargs="*", help="cut manifests whose transcripts are LM text")
     s.add_argument("--out-dir", required=True, help="the lang dir (tokens.txt, words.txt, HLG.fst ...)")
     s.add_argument("--ngram-order", type=int, default=3)
+    s.add_argument("--max-text-lines", type=int, default=None, metavar="N",
+                   help="build the n-gram LM and lexicon from a seeded sample of N lines of --text "
+                        "(every --cuts transcript still counts): an unpruned 3-gram of millions "
+                        "of words makes an HLG too big to build or search on a laptop")
     s.add_argument("--oov-policy", default="error", choices=["error", "unk"],
                    help="words outside words.txt at scoring time: error, or map to <unk>")
     s.set_defaults(func=cmd_prepare_lang)
