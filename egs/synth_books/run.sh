@@ -27,6 +27,8 @@ min_words=4             # shortest sentence spoken (words)
 max_words=20            # longest sentence spoken (words)
 seed=0                  # book split, sentence choice, voices
 vocab_size=500          # sentencepiece vocabulary size (incl. 5 special ids)
+lang_max_lines=3000     # stage 2: lexicon + 3-gram of the HLG from a seeded sample of this many LM-text lines
+                        # (3,000 lines: ~8,000 words, HLG ~25 M arcs; 10,000: ~16,000 words, 64 M arcs)
 methods=ctc-greedy,ctc-prefix-beam,lm-shallow-fusion,hlg-1best,hlg-nbest-lm  # hlg-*: stage 2 builds HLG from the LM text's 3-gram
 lm_conf=conf/lm.yaml    # stage 3: text-LM config (pretraining on data/text/lm_text.txt)
 lm_args=""              # stage 3: config overrides, e.g. "train.num_epochs=2"

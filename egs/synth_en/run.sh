@@ -27,6 +27,7 @@ nj=2                    # parallel jobs for synthesis and features
 nproc=1                 # training processes (torchrun + DDP when > 1)
 methods=ctc-greedy,hlg-1best,hlg-nbest-lm  # decoding methods, comma-separated (hlg-*: stage 2 builds the HLG graph)
 resume=""               # set to 1 to resume training from the last epoch checkpoint
+llm=""                  # e.g. smollm2: stages 4-5 train and decode the speech-LM ASR on that pretrained LLM (frozen + LoRA) in exp/llm-NAME, beside exp/asr (which the TTS stages align with: run the default first)
 lm_conf=conf/lm.yaml    # stage 3: text-LM config (LM pretraining on data/text/lm_text.txt)
 lm_args=""              # stage 3: config overrides, e.g. "train.num_epochs=2"
 tts_conf=conf/tts.yaml  # stages 4-5 TTS (tools/tts_stages.sh): config
