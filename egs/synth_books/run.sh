@@ -26,7 +26,8 @@ dev_models=festival:ked_diphone     # speaker models heard only in dev
 min_words=4             # shortest sentence spoken (words)
 max_words=20            # longest sentence spoken (words)
 seed=0                  # book split, sentence choice, voices
-vocab_size=500          # sentencepiece vocabulary size (incl. 5 special ids)
+vocab_size=160          # sentencepiece vocabulary size (incl. 5 special ids; the books need >= ~125 for their
+                        # characters); 500 stalled on 2,000 utterances (RESULTS.md), 160 learnt
 lang_max_lines=3000     # stage 2: lexicon + 3-gram of the HLG from a seeded sample of this many LM-text lines
                         # (3,000 lines: ~8,000 words, HLG ~25 M arcs; 10,000: ~16,000 words, 64 M arcs)
 methods=ctc-greedy,ctc-prefix-beam,lm-shallow-fusion,hlg-1best,hlg-nbest-lm  # hlg-*: stage 2 builds HLG from the LM text's 3-gram
