@@ -12,7 +12,9 @@ DATA = REPO.parent / "shared" / "data"
 FSDD = DATA / "fsdd" / "recordings"
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
+BOOKS = DATA / "text_en"
 needs_fsdd = pytest.mark.skipif(not FSDD.is_dir(), reason=f"FSDD not found at {FSDD}")
+needs_books = pytest.mark.skipif(not BOOKS.is_dir(), reason=f"the books not found at {BOOKS}")
 
 
 def require_shared(path: Path, what: str) -> None:

