@@ -4,6 +4,7 @@
 # Run from a recipe dir after `./run.sh --stop-stage 2`:
 #   ../../tools/seed_study.sh --seeds "0 1 2 3 4" [--out exp/seeds] [--conf conf/asr.yaml]
 #       [--train-args "optim.lr=1e-3"] [--methods ctc-greedy,hlg-1best] [--corpus NAME]
+#       [--data DIR]   # the recipe's data dir for this run (default data; e.g. data/spk-theo)
 # Each seed trains into OUT/sN (skipped when OUT/sN/decode-test has its summary: delete to redo).
 set -euo pipefail
 
@@ -22,6 +23,7 @@ while [ $# -gt 0 ]; do
     --train-args) train_args=$2 ;;
     --methods) methods=$2 ;;
     --corpus) corpus=$2 ;;
+    --data) data=$2 ;;
     *) echo "seed_study.sh: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
   shift 2
