@@ -259,3 +259,26 @@ def test_long_unlabeled_cuts_are_cut_into_windows(ssl_exp):
 
     mixed = chunked(CutSet.from_cuts(list(windows) + list(cuts)), 3.0)  # short ones stay as they are
     assert {w.id for w in windows} <= {c.id for c in mixed} and all(c.duration <= 3.0 for c in mixed)
+
+
+def test_fsdd_encoder_init_option_checks_its_file_and_excludes_ssl_conf(tmp_path):
+    """egs/fsdd's --encoder-init (an encoder pretrained elsewhere, e.g. on asterisk's audio) says
+    which file is missing, refuses to be combined with --ssl-conf, and runs no stage either way."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import copy_recipe
+
+    recipe = copy_recipe(tmp_path, "fsdd")
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
+    missing = subprocess.run(["./run.sh", "--encoder-init", "exp/nope.pt"], cwd=recipe, env=env,
+                             capture_output=True, text=True)
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert "--encoder-init exp/nope.pt: no such file" in missing.stderr
+    assert "local/pretrain_ssl_asterisk.sh" in missing.stderr
+    (recipe / "enc.pt").write_bytes(b"")
+    both = subprocess.run(["./run.sh", "--encoder-init", "enc.pt", "--ssl-conf", "conf/ssl.yaml"],
+                          cwd=recipe, env=env, capture_output=True, text=True)
+    assert both.returncode == 2 and "use one" in both.stderr, both.stdout + both.stderr
+    assert not (recipe / "data").exists() and not (recipe / ".done").exists()

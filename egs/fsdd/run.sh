@@ -5,6 +5,9 @@
 #   local/run_speaker_heldout.sh                # all 5 speakers, one table
 #   ./run.sh --ssl-conf conf/ssl.yaml           # stage 3: BEST-RQ on the training audio, stage 4
 #                                               # fine-tunes from it (data/, exp/ and .done/ *-ssl)
+#   local/pretrain_ssl_asterisk.sh              # BEST-RQ on asterisk's audio (no FSDD audio at all)
+#   ./run.sh --encoder-init exp/ssl-asterisk/final.pt   # stage 4 fine-tunes from that encoder
+#                                               # (data/, exp/ and .done/ *-init)
 set -euo pipefail
 cd "$(dirname "$0")"
 . ../../tools/asr_options.sh   # stages, conf, train_args, vocab_size, nj, nproc, methods, resume ...
@@ -17,6 +20,7 @@ vocab_size=60           # sentencepiece vocabulary size (incl. 5 special ids)
 token_type=bpe          # sentencepiece model type: bpe | unigram | char | word
 speed_perturb=0.9,1.1   # speed-perturbed copies of the training set (triples it)
 methods=ctc-greedy,hlg-1best   # decoding methods, comma-separated
+encoder_init=""         # an encoder pretrained elsewhere (e.g. exp/ssl-asterisk/final.pt from local/pretrain_ssl_asterisk.sh): stage 4 fine-tunes from it; data/, exp/, .done/ *-init
 # end options
 . ../../tools/parse_options.sh
 . ../../tools/stage_lib.sh
@@ -29,6 +33,12 @@ if [ "$split" = speaker ]; then
   tag=spk-$heldout_speaker
 fi
 if [ -n "$ssl_conf" ]; then tag=${tag:+$tag-}ssl; fi   # SSL runs beside the runs from random init
+if [ -n "$encoder_init" ]; then
+  [ -z "$ssl_conf" ] || { echo "run.sh: --encoder-init and --ssl-conf both give stage 4 an encoder: use one" >&2; exit 2; }
+  [ -f "$encoder_init" ] || { echo "run.sh: --encoder-init $encoder_init: no such file (relative paths are from $(pwd)); local/pretrain_ssl_asterisk.sh writes exp/ssl-asterisk/final.pt" >&2; exit 2; }
+  tag=${tag:+$tag-}init
+  train_args="encoder.init=$encoder_init${train_args:+ $train_args}"
+fi
 if [ -n "$tag" ]; then
   data=data/$tag; exp=exp/$tag; done_dir=.done/$tag; log_dir=$exp/log
 fi

@@ -4,16 +4,21 @@
 #   local/run_speaker_heldout.sh [run.sh options...]
 #   local/run_speaker_heldout.sh --ssl-conf conf/ssl.yaml [...]   # each: BEST-RQ on the other four
 #       speakers' audio (stage 3), CTC fine-tuned from it; exp/spk-NAME-ssl/
+#   local/run_speaker_heldout.sh --encoder-init exp/ssl-asterisk/final.pt [...]   # each fine-tuned
+#       from one encoder pretrained on asterisk's audio (local/pretrain_ssl_asterisk.sh); exp/spk-NAME-init/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 speakers="george jackson nicolas theo yweweler"
 suffix=""
 for a in "$@"; do
-  case "$a" in --ssl-conf=?*|--ssl_conf=?*) suffix=-ssl ;; esac
+  case "$a" in --ssl-conf=?*|--ssl_conf=?*) suffix=-ssl ;; --encoder-init=?*|--encoder_init=?*) suffix=-init ;; esac
 done
 prev=""
 for a in "$@"; do
-  case "$prev" in --ssl-conf|--ssl_conf) if [ -n "$a" ]; then suffix=-ssl; fi ;; esac
+  case "$prev" in
+    --ssl-conf|--ssl_conf) if [ -n "$a" ]; then suffix=-ssl; fi ;;
+    --encoder-init|--encoder_init) if [ -n "$a" ]; then suffix=-init; fi ;;
+  esac
   prev=$a
 done
 for spk in $speakers; do
