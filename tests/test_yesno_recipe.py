@@ -26,7 +26,7 @@ def _run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return subprocess.run(
         ["bash", str(recipe / "run.sh"), "--corpus-dir", str(CORPUS), *args],
-        cwd=recipe, env=env, capture_output=True, text=True, timeout=300,
+        cwd=recipe, env=env, capture_output=True, text=True, timeout=900,
     )
 
 
