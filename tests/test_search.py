@@ -116,3 +116,42 @@ def test_batched_decoding_equals_unbatched():
                                           torch.tensor([s for _, s in batched[name][i]]), atol=1e-3)
                 else:
                     assert res[0] == batched[name][i], name
+
+
+def test_ctc_prefix_scores_of_candidates_equal_the_full_scores():
+    """Pre-beam scoring (an LLM's vocabulary): the scores and states of a few candidate tokens
+    per hypothesis are exactly those of full-vocabulary scoring."""
+    lp, lens = peaky_log_probs()
+    scorer = search.CTCPrefixScorer(lp, lens, 2)  # 3 utterances x 2 hypotheses
+    state = scorer.initial_state()
+    cand = torch.tensor([[5, 7, SOS_EOS_ID], [4, 9, SOS_EOS_ID]]).repeat(3, 1)
+    for i, toks in enumerate(([5, 9] * 3, [7, 4] * 3)):
+        full_inc, full_new = scorer.score(state, empty=i == 0)
+        inc, new = scorer.score(state, empty=i == 0, cand=cand)
+        assert torch.allclose(inc, full_inc.gather(1, cand))
+        parent, token = torch.arange(6), torch.tensor(toks)
+        want, got = scorer.select(full_new, parent, token), scorer.select(new, parent, token)
+        assert torch.equal(want[0], got[0]) and torch.equal(want[2], got[2])
+        assert torch.allclose(want[1], got[1])
+        state = got
+
+
+def test_attention_beam_with_a_pre_beam_of_every_token_equals_full_scoring():
+    model = tiny_model()
+    lm = TransformerLM(LMConfig(d_model=16, num_layers=1, num_heads=2, dropout=0.0), V).eval()
+    _, _, (lp, lens, prefix, plens) = encoded(model)
+    dec = (lambda: model.decoder_start(prefix, plens), model.lm.step)
+    text_lm = (lambda: lm.start(lp.size(0), lp.device), lm.step)
+    every = V - NUM_SPECIALS + 1  # the tokens a hypothesis may take next, <sos/eos> included
+    with torch.no_grad():
+        for kw in (dict(decoder=dec, ctc_weight=0.3), dict(lm=text_lm, lm_weight=0.5)):
+            full = search.beam_search(lp, lens, 3, **kw)
+            assert search.beam_search(lp, lens, 3, ctc_pre_beam=every, **kw) == full
+            narrow = search.beam_search(lp, lens, 3, ctc_pre_beam=3, **kw)
+            assert len(narrow) == 3 and all(len(h) <= int(n) for h, n in zip(narrow, lens))
+
+
+def test_the_ctc_pre_beam_is_all_tokens_of_small_vocabularies_only():
+    assert search.ctc_pre_beam_size(500, 8) == 500
+    assert search.ctc_pre_beam_size(49159, 8) == 16 and search.ctc_pre_beam_size(49159, 4) == 16
+    assert search.ctc_pre_beam_size(49159, 10) == 20 and search.ctc_pre_beam_size(49159, 4, 40) == 40

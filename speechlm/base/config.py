@@ -174,6 +174,9 @@ class DecodeConfig:
     lattice_beam: float = checked(8.0, POSITIVE)  # hlg-nbest-lm: lattice pruning beam (larger: more
     #   alternatives)
     length_bonus: float = 0.0  # per-token bonus in the label-synchronous searches
+    ctc_pre_beam: int = checked(0, NON_NEGATIVE)  # attention-beam / *-fusion: CTC prefix scores for
+    #   only this many best next tokens (decoder / LM) per hypothesis; 0: all of a vocabulary up to
+    #   1024 tokens, max(2 x beam_size, 16) of a larger one (an LLM's ~50k)
     lm_checkpoint: str = ""  # text LM for the fusion methods (default: speechlm.lm_init)
     streaming_chunk: int = checked(0, NON_NEGATIVE)  # > 0: run the encoder as a stream, in chunks
     #   of this many encoder frames (40 ms each; needs encoder.causal: true); CTC methods only

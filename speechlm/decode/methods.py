@@ -102,7 +102,7 @@ def attention_beam_method(ctx: DecodeContext) -> Method:
     d = ctx.decode
     return lambda e: ctx.words(search.beam_search(
         e.log_probs, e.lengths, d.beam_size, decoder=_decoder(ctx, e), ctc_weight=d.ctc_weight,
-        length_bonus=d.length_bonus))
+        length_bonus=d.length_bonus, ctc_pre_beam=d.ctc_pre_beam))
 
 
 def attention_rescoring_method(ctx: DecodeContext) -> Method:
@@ -158,7 +158,8 @@ def lm_fusion_method(ctx: DecodeContext) -> Method:
         text_lm = (lambda: lm.start(n, e.log_probs.device), lm.step)
         return ctx.words(search.beam_search(
             e.log_probs, e.lengths, d.beam_size, decoder=_decoder(ctx, e) if joint else None,
-            ctc_weight=d.ctc_weight, lm=text_lm, lm_weight=lm_weight, length_bonus=d.length_bonus))
+            ctc_weight=d.ctc_weight, lm=text_lm, lm_weight=lm_weight, length_bonus=d.length_bonus,
+            ctc_pre_beam=d.ctc_pre_beam))
     return fusion
 
 

@@ -100,58 +100,89 @@ def ctc_prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor,
 
 # ---- label-synchronous CTC prefix scores ----------------------------------------------------
 class CTCPrefixScorer:
-    """CTC prefix scores of all next tokens for ``N`` hypotheses over ``B`` utterances.
+    """CTC prefix scores of next tokens for ``N`` hypotheses over ``B`` utterances: of every
+    token, or (``cand``) of a few candidate tokens per hypothesis, as ESPnet's pre-beam does for
+    large vocabularies (an LLM's ~50k tokens: scoring all of them per step would hold a
+    ``(T, 2, N, V)`` tensor).
 
     State of a hypothesis ``g``: ``r (T, 2, N)``, the log-probs of ``g`` over frames ``0..t``
     ending in a non-blank (0) or blank (1); and ``psi (N)``, the prefix log-prob of ``g``.
     """
 
     def __init__(self, log_probs: torch.Tensor, lengths: torch.Tensor, repeat: int):
-        lp = log_probs.float().repeat_interleave(repeat, dim=0)  # (N, T, V)
-        self.x = lp.transpose(0, 1).contiguous()  # (T, N, V)
+        lp = log_probs.float()
+        self.x = lp.transpose(0, 1)  # (T, B, V): not repeated per hypothesis
+        self.utt = torch.arange(lp.size(0), device=lp.device).repeat_interleave(repeat)  # (N,)
         self.lengths = lengths.to(lp.device).repeat_interleave(repeat)
         self.t_idx = torch.arange(self.x.size(0), device=lp.device)
         self.frame_ok = self.t_idx[:, None] < self.lengths[None, :]  # (T, N)
 
     def initial_state(self):
-        t, n, _ = self.x.shape
+        t, n = self.x.size(0), self.utt.numel()
         r = torch.full((t, 2, n), NEG, device=self.x.device)
-        blank = self.x[:, :, BLANK_ID].masked_fill(~self.frame_ok, 0.0)
+        blank = self.x[:, self.utt, BLANK_ID].masked_fill(~self.frame_ok, 0.0)
         r[:, 1] = blank.cumsum(0)
         psi = torch.zeros(n, device=self.x.device)
         last = torch.full((n,), -1, dtype=torch.long, device=self.x.device)
         return r, psi, last
 
-    def score(self, state, empty: bool):
-        """Score increments ``(N, V)`` (``psi(g + c) - psi(g)``; for ``<sos/eos>`` the full
-        log-prob of ``g`` minus ``psi(g)``) and the new ``r`` of every extension ``(T, 2, N, V)``."""
+    def score(self, state, empty: bool, cand: torch.Tensor | None = None):
+        """Score increments ``(N, K)`` (``psi(g + c) - psi(g)``; for ``<sos/eos>`` the full
+        log-prob of ``g`` minus ``psi(g)``) of the tokens ``cand (N, K)`` (default: every token,
+        ``K = V``), and the state of every extension."""
         r, psi, last = state
-        x = self.x
+        if cand is None:
+            x = self.x[:, self.utt]  # (T, N, V)
+            cols = torch.arange(x.size(-1), device=x.device)[None, :]
+        else:
+            x = self.x[:, self.utt[:, None], cand]  # (T, N, K)
+            cols = cand
         t_max, n, v = x.shape
         r_sum = _lse(r[:, 0], r[:, 1])  # (T, N)
         phi = r_sum[:, :, None].expand(t_max, n, v).clone()
-        hit = (torch.arange(v, device=x.device)[None, :] == last[:, None])  # (N, V)
+        hit = cols == last[:, None]  # (N, K)
         phi = torch.where(hit[None], r[:, 1, :, None], phi)
         r_new = torch.full((t_max, 2, n, v), NEG, device=x.device)
         if empty:
             r_new[0, 0] = x[0]
+        blank = self.x[:, self.utt, BLANK_ID]  # (T, N)
         for t in range(1, t_max):
             r_new[t, 0] = _lse(r_new[t - 1, 0], phi[t - 1]) + x[t]
-            r_new[t, 1] = _lse(r_new[t - 1, 0], r_new[t - 1, 1]) + x[t, :, BLANK_ID, None]
+            r_new[t, 1] = _lse(r_new[t - 1, 0], r_new[t - 1, 1]) + blank[t, :, None]
         terms = torch.cat([r_new[:1, 0], phi[:-1] + x[1:]], dim=0)  # prob of emitting c at t
         terms = terms.masked_fill(~self.frame_ok[..., None], NEG)
-        psi_new = terms.logsumexp(0)  # (N, V)
+        psi_new = terms.logsumexp(0)  # (N, K)
         end = (self.lengths - 1).clamp_min(0)
         full = r_sum.gather(0, end[None])[0]  # (N,): log-prob of g as a complete output
-        psi_new[:, SOS_EOS_ID] = full
-        psi_new[:, BLANK_ID] = NEG
-        return psi_new - psi[:, None], (r_new, psi_new)
+        cols = cols.expand(n, v)
+        psi_new = torch.where(cols == SOS_EOS_ID, full[:, None], psi_new)
+        psi_new = psi_new.masked_fill(cols == BLANK_ID, NEG)
+        return psi_new - psi[:, None], (r_new, psi_new, None if cand is None else cand)
 
     @staticmethod
     def select(new_state, parent: torch.Tensor, token: torch.Tensor):
-        r_new, psi_new = new_state
-        r = r_new[:, :, parent, token]  # (T, 2, N)
-        return r, psi_new[parent, token], token
+        r_new, psi_new, cand = new_state
+        if cand is None:
+            col = token
+        else:  # the column of each chosen token among its parent's candidates
+            col = (cand.index_select(0, parent) == token[:, None]).float().argmax(-1)
+        r = r_new[:, :, parent, col]  # (T, 2, N)
+        return r, psi_new[parent, col], token
+
+
+FULL_CTC_SCORING_MAX_VOCAB = 1024  # above: CTC prefix scores for a pre-beam of candidates only
+
+
+def ctc_pre_beam_size(vocab_size: int, beam: int, pre_beam: int = 0) -> int:
+    """How many next tokens per hypothesis get CTC prefix scores (``decode.ctc_pre_beam``):
+    ``pre_beam`` when > 0; else every token of a vocabulary up to
+    :data:`FULL_CTC_SCORING_MAX_VOCAB` (speechlm's own tokenizers), and ``max(2 * beam, 16)``
+    of an LLM's (ESPnet's pre-beam is 1.5 x beam)."""
+    if pre_beam > 0:
+        return min(pre_beam, vocab_size)
+    if vocab_size <= FULL_CTC_SCORING_MAX_VOCAB:
+        return vocab_size
+    return min(max(2 * beam, 16), vocab_size)
 
 
 # ---- label-synchronous beam search --------------------------------------------------------
@@ -175,7 +206,7 @@ def beam_search(
     log_probs: torch.Tensor | None, lengths: torch.Tensor, beam: int,
     decoder: tuple[Callable, Callable] | None = None, ctc_weight: float = 0.0,
     lm: tuple[Callable, Callable] | None = None, lm_weight: float = 0.0,
-    length_bonus: float = 0.0, max_lens: torch.Tensor | None = None,
+    length_bonus: float = 0.0, max_lens: torch.Tensor | None = None, ctc_pre_beam: int = 0,
 ) -> list[list[int]]:
     """Best hypothesis per utterance under
     ``(1 - ctc_weight) * decoder + ctc_weight * CTC + lm_weight * LM + length_bonus * len``.
@@ -183,7 +214,9 @@ def beam_search(
     ``decoder`` / ``lm`` are ``(start, step)`` pairs: ``start()`` -> (log-probs (B, V), cache);
     ``step(tokens (N,), cache)`` -> (log-probs (N, V), cache). Without a decoder the CTC weight
     is 1. ``lengths`` are the CTC frame counts, ``max_lens`` the longest output allowed
-    (default: ``lengths``, as CTC cannot emit more tokens than frames).
+    (default: ``lengths``, as CTC cannot emit more tokens than frames). With a decoder or LM and
+    a large vocabulary, CTC scores only each hypothesis's best next tokens under the others
+    (:func:`ctc_pre_beam_size`; ``<sos/eos>`` always among them); the rest are out of the beam.
     """
     dev = lengths.device
     b = lengths.size(0)
@@ -196,6 +229,7 @@ def beam_search(
     ctc_state = ctc.initial_state() if ctc is not None else None
     v = (dec or lms).lp.size(-1) if (dec or lms) else log_probs.size(-1)
     max_lens = (max_lens if max_lens is not None else lengths).to(dev).repeat_interleave(w)
+    pre_k = ctc_pre_beam_size(v, w, ctc_pre_beam)
     allowed = torch.zeros(v, dtype=torch.bool, device=dev)
     allowed[NUM_SPECIALS:] = True
     allowed[SOS_EOS_ID] = True
@@ -210,7 +244,16 @@ def beam_search(
             joint += (1 - ctc_w) * dec.lp
         if lms is not None:
             joint += lm_weight * lms.lp
-        if ctc is not None:
+        if ctc is not None and pre_k < v and (dec is not None or lms is not None):
+            # pre-beam: the best next tokens under the decoder / LM, <sos/eos> always scored
+            pre = joint.masked_fill(~allowed, 2 * NEG)
+            pre[:, SOS_EOS_ID] = 2 * NEG
+            cand = torch.cat([pre.topk(pre_k - 1, dim=-1).indices,
+                              torch.full((n, 1), SOS_EOS_ID, dtype=torch.long, device=dev)], dim=1)
+            inc, ctc_new = ctc.score(ctc_state, empty=(i == 0), cand=cand)
+            kept = torch.full((n, v), 2 * NEG, device=dev)
+            joint = kept.scatter(1, cand, joint.gather(1, cand) + ctc_w * inc)
+        elif ctc is not None:
             inc, ctc_new = ctc.score(ctc_state, empty=(i == 0))
             joint += ctc_w * inc
         joint += length_bonus
