@@ -8,6 +8,7 @@ The acoustic model runs once per batch; every method then decodes the same
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from speechlm.data.features import FRAME_SHIFT, check_features, load_cuts
 from speechlm.decode.streaming import encode_function
 from speechlm.decode.methods import DecodeContext, build_methods
 from speechlm.models.experiment import Experiment
+
+log = logging.getLogger("speechlm.decode")
 
 
 @dataclass
@@ -50,7 +53,9 @@ def decode_cuts(exp: Experiment, cuts_path: str | Path, methods: Sequence[str],
     seconds = {m: 0.0 for m in fns}
     audio = 0.0
     refs = {c.id: " ".join(s.text for s in c.supervisions).split() for c in cuts}
-    for batch in tqdm(loader, desc=desc, disable=not sys.stderr.isatty()):
+    tty = sys.stderr.isatty()
+    start, done = time.perf_counter(), 0
+    for batch in tqdm(loader, desc=desc, disable=not tty):
         t0 = time.perf_counter()
         enc = encode(batch["feats"].to(dev), batch["feat_lens"].to(dev))
         forward = time.perf_counter() - t0
@@ -60,5 +65,8 @@ def decode_cuts(exp: Experiment, cuts_path: str | Path, methods: Sequence[str],
             hyps = fn(enc)
             seconds[name] += forward + time.perf_counter() - t0
             results[name].extend((i, refs[i], h) for i, h in zip(batch["ids"], hyps))
+        done += len(batch["ids"])
+        if not tty:  # a log file has no progress bar: one line per batch
+            log.info("%s: %d of %d utterances, %.0f s", desc, done, len(refs), time.perf_counter() - start)
     rtf = {m: seconds[m] / max(audio, 1e-9) for m in fns}
     return Decoded(results, rtf, audio)
