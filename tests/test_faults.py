@@ -329,33 +329,40 @@ elif args[0] == "results-md":
 """
 
 
-def test_the_ablation_passes_the_lm_path_as_typed(tmp_path):
-    """run_ablation.sh --lm PATH: a path with a space, a glob and a quote reaches the config whole."""
+def run_stub_ablation(tmp_path, *args, files=()):
+    """egs/synth_en/local/run_ablation.sh with ARGS in a copy of the recipe whose inputs are empty
+    files, the stub `speechlm` first on PATH: the process and every stub call (its argument list)."""
     import json
     import shutil
-
-    from speechlm.base.config import load_config
 
     recipe = tmp_path / "egs" / "synth_en"
     (recipe / "local").mkdir(parents=True)
     os.symlink(REPO / "tools", tmp_path / "tools")
     shutil.copy2(REPO / "egs" / "synth_en" / "local" / "run_ablation.sh", recipe / "local")
     for f in ("data/fbank/synth_en_cuts_train.jsonl.gz", "data/fbank/synth_en_cuts_test.jsonl.gz",
-              "data/lang_bpe/bpe.model", "other.pt"):  # other.pt: what an unquoted '*.pt' globs to
+              "data/lang_bpe/bpe.model", *files):
         (recipe / f).parent.mkdir(parents=True, exist_ok=True)
         (recipe / f).write_text("")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "speechlm").write_text(STUB_SPEECHLM.format(python=sys.executable))
     (bin_dir / "speechlm").chmod(0o755)
-    lm = "my lms/it's *.pt"
-    proc = subprocess.run(["local/run_ablation.sh", "--lm", lm, "--conditions", "full", "--inits",
-                           "pretrained-frozen", "--pretrained-args", "train.num_epochs=2"],
-                          cwd=recipe, capture_output=True, text=True,
+    proc = subprocess.run(["local/run_ablation.sh", *args], cwd=recipe, capture_output=True, text=True,
                           env=dict(os.environ, STUB_LOG=str(tmp_path / "log"),
                                    PATH=f"{bin_dir}:{os.environ['PATH']}"))
+    log = tmp_path / "log"
+    return proc, [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+
+
+def test_the_ablation_passes_the_lm_path_as_typed(tmp_path):
+    """run_ablation.sh --lm PATH: a path with a space, a glob and a quote reaches the config whole."""
+    from speechlm.base.config import load_config
+
+    lm = "my lms/it's *.pt"
+    proc, calls = run_stub_ablation(tmp_path, "--lm", lm, "--conditions", "full", "--inits",
+                                    "pretrained-frozen", "--pretrained-args", "train.num_epochs=2",
+                                    files=["other.pt"])  # other.pt: what an unquoted '*.pt' globs to
     assert proc.returncode == 0, proc.stderr
-    calls = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()]
     train = next(c for c in calls if c[0] == "train")
     cfg = load_config(None, train[train.index("--set") + 1:])
     assert cfg.speechlm.lm_init == lm
@@ -365,32 +372,13 @@ def test_the_ablation_passes_the_lm_path_as_typed(tmp_path):
 def test_the_ablation_llm_arm_trains_on_the_llm_and_decodes_with_its_methods(tmp_path):
     """run_ablation.sh --inits llm: model.kind speechlm-llm on --llm as typed, --llm-args after the
     condition's overrides; decoded without the tiny-LM fusion (another tokenizer) or its LM."""
-    import json
-    import shutil
-
     from speechlm.base.config import load_config
 
-    recipe = tmp_path / "egs" / "synth_en"
-    (recipe / "local").mkdir(parents=True)
-    os.symlink(REPO / "tools", tmp_path / "tools")
-    shutil.copy2(REPO / "egs" / "synth_en" / "local" / "run_ablation.sh", recipe / "local")
-    for f in ("data/fbank/synth_en_cuts_train.jsonl.gz", "data/fbank/synth_en_cuts_test.jsonl.gz",
-              "data/lang_bpe/bpe.model"):
-        (recipe / f).parent.mkdir(parents=True, exist_ok=True)
-        (recipe / f).write_text("")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "speechlm").write_text(STUB_SPEECHLM.format(python=sys.executable))
-    (bin_dir / "speechlm").chmod(0o755)
     llm = "my llms/tiny *.gguf"
-    proc = subprocess.run(["local/run_ablation.sh", "--conditions", "full", "--inits", "llm", "--llm", llm,
-                           "--full-args", "train.num_epochs=10 train.seed=3",
-                           "--llm-args", "train.num_epochs=4 llm.num_layers=2"],
-                          cwd=recipe, capture_output=True, text=True,
-                          env=dict(os.environ, STUB_LOG=str(tmp_path / "log"),
-                                   PATH=f"{bin_dir}:{os.environ['PATH']}"))
+    proc, calls = run_stub_ablation(tmp_path, "--conditions", "full", "--inits", "llm", "--llm", llm,
+                                    "--full-args", "train.num_epochs=10 train.seed=3",
+                                    "--llm-args", "train.num_epochs=4 llm.num_layers=2")
     assert proc.returncode == 0, proc.stderr
-    calls = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()]
     train = next(c for c in calls if c[0] == "train")
     assert train[train.index("--exp-dir") + 1] == "exp/ablation/full-llm"
     cfg = load_config(None, train[train.index("--set") + 1:])

@@ -120,15 +120,12 @@ stage_decode() {
 # _llm_methods: with --llm, the decoding methods that apply to a model on the LLM's own
 # tokenizer (hlg-* and the tiny-LM fusions are built on speechlm's), the decoder's methods added
 _llm_methods() {
-  local kept="" dropped="" m
-  for m in ${methods//,/ } attention-beam attention-rescoring; do
-    case "$m" in
-      ctc-greedy|ctc-prefix-beam|attention-beam|attention-rescoring)
-        case ",$kept," in *",$m,"*) ;; *) kept+="$m," ;; esac ;;
-      *) dropped+="$m," ;;
-    esac
+  local kept dropped="" m
+  kept=$(llm_decoding_methods "$methods,attention-beam,attention-rescoring")
+  for m in ${methods//,/ }; do
+    case ",$kept," in *",$m,"*) ;; *) dropped+="$m," ;; esac
   done
-  methods=${kept%,}
+  methods=$kept
   if [ -n "$dropped" ]; then
     echo "$(basename "$0"): --llm $llm: stages 4-5 decode with $methods; ${dropped%,} need" \
       "speechlm's own tokenizer (the LLM has its own) and are left out for this model"

@@ -164,3 +164,16 @@ skip_stage() {
   if [ "$n" -lt "$stage" ] || [ "$n" -gt "$stop_stage" ]; then return 0; fi
   echo "== stage $n ($name): skipped: $reason"
 }
+
+# llm_decoding_methods M1,M2,...: those of the comma-separated methods that apply to a model on a
+# pretrained LLM's own tokenizer (hlg-* and the tiny-LM fusions are built on speechlm's), each once
+llm_decoding_methods() {
+  local kept="" m
+  for m in ${1//,/ }; do
+    case "$m" in
+      ctc-greedy|ctc-prefix-beam|attention-beam|attention-rescoring)
+        case ",$kept," in *",$m,"*) ;; *) kept+="$m," ;; esac ;;
+    esac
+  done
+  echo "${kept%,}"
+}

@@ -157,7 +157,7 @@ class CTCPrefixScorer:
         cols = cols.expand(n, v)
         psi_new = torch.where(cols == SOS_EOS_ID, full[:, None], psi_new)
         psi_new = psi_new.masked_fill(cols == BLANK_ID, NEG)
-        return psi_new - psi[:, None], (r_new, psi_new, None if cand is None else cand)
+        return psi_new - psi[:, None], (r_new, psi_new, cand)
 
     @staticmethod
     def select(new_state, parent: torch.Tensor, token: torch.Tensor):

@@ -128,7 +128,7 @@ for cond in $conditions; do
     fi
     if [ ! -f "$exp_dir/decode-test/.done" ]; then
       if [ "$init" = llm ]; then  # the methods on the LLM's own tokenizer (no tiny-LM fusion)
-        llm_methods=$(echo "$methods" | tr ',' '\n' | grep -E '^(ctc-greedy|ctc-prefix-beam|attention-beam|attention-rescoring)$' | paste -sd, -)
+        llm_methods=$(llm_decoding_methods "$methods")
         # shellcheck disable=SC2086
         speechlm decode --exp-dir "$exp_dir" --cuts "$test_cuts" --set-name test --methods "$llm_methods" \
           --set $decode_args
