@@ -107,3 +107,34 @@ def test_torchscript_export_equals_torch(exported, tiny_asr, tmp_path):
         assert torch.equal(lens, ref.lengths)
         assert float((log_probs - ref.log_probs).abs().max()) < 1e-5
     assert (tmp_path / "tokens.txt").is_file()
+
+
+def test_onnx_export_keeps_utterance_cmn(tiny_ctc, tiny_asr, tmp_path):
+    """A model with encoder.utterance_cmn exports it into the graph (batched, padded inputs)."""
+    import yaml
+
+    from speechlm.cli import main
+    from speechlm.data.datamodule import make_loader
+    from speechlm.data.features import load_cuts
+    from speechlm.export.onnx import OnnxAcousticModel
+    from speechlm.models.experiment import load_experiment
+
+    exp_dir = tmp_path / "exp"
+    shutil.copytree(tiny_ctc, exp_dir)
+    cfg = yaml.safe_load((exp_dir / "config.yaml").read_text())
+    cfg["encoder"]["utterance_cmn"] = True
+    (exp_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["export", "--model-dir", str(exp_dir), "--format", "onnx"]) == 0
+    exp = load_experiment(exp_dir)
+    assert exp.cfg.encoder.utterance_cmn
+    onnx_model = OnnxAcousticModel.from_dir(exp_dir, exp.tokenizer)
+    loader, _ = make_loader(load_cuts(tiny_asr["test"]), exp.cfg.data, train=False, max_duration=4)
+    batch = next(iter(loader))
+    assert batch["feat_lens"].min() < batch["feat_lens"].max()  # padding in the batch
+    with torch.no_grad():
+        ref = exp.model.encode_for_decoding(batch["feats"], batch["feat_lens"])
+        shifted = exp.model.encode_for_decoding(batch["feats"] + 0.5, batch["feat_lens"])
+    got = onnx_model(batch["feats"], batch["feat_lens"])
+    for i, n in enumerate(ref.lengths.tolist()):
+        assert (got.log_probs[i, :n] - ref.log_probs[i, :n]).abs().max() < 1e-4
+        assert (shifted.log_probs[i, :n] - ref.log_probs[i, :n]).abs().max() < 1e-4  # offset removed

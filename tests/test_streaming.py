@@ -119,3 +119,38 @@ def test_a_chunk_covering_the_whole_utterance_equals_full_context():
     stream = EncoderStream(enc, 32)
     assert stream.accept(feats) is None  # fewer frames than a chunk: nothing final yet
     assert torch.allclose(stream.finish(), full, atol=1e-5)
+
+
+def test_utterance_cmn_removes_a_fixed_channel_offset_and_ignores_padding():
+    torch.manual_seed(0)
+    cfg = EncoderConfig(num_mel_bins=80, d_model=32, subsampling_channels=8, num_layers=2,
+                        num_heads=4, conv_kernel=5, dropout=0.0, utterance_cmn=True)
+    enc = ConformerEncoder(cfg).eval()
+    plain = ConformerEncoder(EncoderConfig(**{**cfg.__dict__, "utterance_cmn": False})).eval()
+    plain.load_state_dict(enc.state_dict())
+    feats = torch.randn(1, 90, 80)
+    channel = torch.randn(1, 1, 80) * 2  # one microphone's fixed log-mel offset
+    batch = torch.zeros(2, 130, 80)
+    batch[0], batch[1, :90] = torch.randn(130, 80), feats[0] + channel[0]
+    with torch.no_grad():
+        a, _ = enc(feats, torch.tensor([90]))
+        b, lens = enc(batch, torch.tensor([130, 90]))
+        c, _ = plain(feats, torch.tensor([90]))
+        d, _ = plain(feats + channel, torch.tensor([90]))
+    assert torch.allclose(a[0], b[1, :int(lens[1])], atol=1e-5)  # offset and padding change nothing
+    assert not torch.allclose(c, d, atol=1e-2)  # without it the offset does change the output
+
+
+def test_streaming_refuses_an_utterance_cmn_model():
+    from speechlm.base.errors import SpeechlmError
+    from speechlm.decode.streaming import check_streamable
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = causal_encoder(utterance_cmn=True)
+            self.ctc_head = torch.nn.Linear(32, 10)
+    with pytest.raises(SpeechlmError, match="utterance_cmn"):
+        check_streamable(Model(), 4)
+    with pytest.raises(ValueError, match="utterance_cmn"):
+        EncoderStream(causal_encoder(utterance_cmn=True), 4)

@@ -92,6 +92,9 @@ class EncoderConfig:
     dynamic_chunk: int = checked(0, NON_NEGATIVE)  # > 0: each training batch draws its chunk size:
     #   half of the batches full context, the others 1..this frames (one model serves any chunk size)
     left_chunks: int = checked(-1, Allowed(lo=-1))  # chunks of left context attention sees (-1: all)
+    utterance_cmn: bool = False  # subtract each utterance's mean feature vector (after the global
+    #   CMVN) before the encoder: removes a fixed channel (microphone, room) per recording, which
+    #   helps on speakers/channels unseen in training; needs the whole utterance (no streaming)
     # Fine-tuning (ctc, speechlm): start the encoder (and the feature normalisation) from a
     # checkpoint with the same encoder architecture, e.g. stage 3's exp/ssl/final.pt; "" = random
     init: str = ""

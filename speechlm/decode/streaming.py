@@ -40,6 +40,11 @@ def check_streamable(model, chunk: int, option: str = "decode.streaming_chunk") 
             f"{option}={chunk}: this model was trained with full context (encoder.causal: false), "
             "so it cannot stream. Train one with --set encoder.causal=true encoder.dynamic_chunk=16 "
             "(README: Streaming)")
+    if encoder.cfg.utterance_cmn:
+        raise SpeechlmError(
+            f"{option}={chunk}: this model was trained with encoder.utterance_cmn: true, which "
+            "subtracts the mean of the whole utterance, so it cannot stream; decode it without "
+            f"{option}")
 
 
 class StreamingEncode:

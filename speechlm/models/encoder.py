@@ -59,6 +59,13 @@ class Conv2dSubsampling(nn.Module):
         return x, subsampled_lengths(lengths)
 
 
+def utterance_mean_normalised(feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``(B, T, F)`` features minus each utterance's mean over its valid frames; padding stays 0."""
+    valid = lengths_to_mask(lengths, feats.size(1)).unsqueeze(-1).to(feats.dtype)
+    mean = (feats * valid).sum(1, keepdim=True) / lengths.clamp_min(1).view(-1, 1, 1).to(feats.dtype)
+    return (feats - mean) * valid
+
+
 def rotary_tables(seq_len: int, dim: int, device, dtype, offset: int = 0):
     """cos/sin tables of positions ``offset .. offset + seq_len - 1``."""
     inv_freq = 1.0 / (10000 ** (torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim))
@@ -233,6 +240,8 @@ class ConformerEncoder(nn.Module):
         """``chunk_size``: attention limited to chunks of that many output frames (and
         ``left_chunks`` before them), as streaming computes it; None: in training, the config's
         (:meth:`training_chunk_size`), else full context; 0: full context."""
+        if self.cfg.utterance_cmn:
+            feats = utterance_mean_normalised(feats, lengths)
         x, lengths = self.subsampling(feats, lengths)
         x = self.input_dropout(x)
         mask = lengths_to_mask(lengths, x.size(1))
@@ -260,6 +269,9 @@ class EncoderStream:
     def __init__(self, encoder: ConformerEncoder, chunk_size: int):
         if not encoder.cfg.causal:
             raise ValueError("streaming needs a model trained with encoder.causal: true")
+        if encoder.cfg.utterance_cmn:
+            raise ValueError("streaming cannot use a model trained with encoder.utterance_cmn: true "
+                             "(it subtracts the mean of the whole utterance); decode it without streaming")
         if chunk_size < 1:
             raise ValueError(f"chunk size must be at least 1 encoder frame, got {chunk_size}")
         self.encoder, self.chunk_size = encoder, chunk_size

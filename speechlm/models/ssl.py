@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechlm.base.config import EncoderConfig, SSLConfig
-from speechlm.models.encoder import SUBSAMPLING_FACTOR, ConformerEncoder, subsampled_lengths
+from speechlm.models.encoder import (SUBSAMPLING_FACTOR, ConformerEncoder, subsampled_lengths,
+                                     utterance_mean_normalised)
 
 
 class RandomProjectionQuantizer(nn.Module):
@@ -94,6 +95,8 @@ class BestRqModel(nn.Module):
         predictions, and how many were right. Masks and noise come from ``generator`` (a CPU
         generator: the same masks every call, for validation) or else torch's global RNG."""
         x = (feats - self.feat_mean) / self.feat_std
+        if self.encoder.cfg.utterance_cmn:  # targets free of the recording's channel, as the input
+            x = utterance_mean_normalised(x, lengths)
         b, t, f = x.shape
         enc_lens = subsampled_lengths(lengths)
         t_enc = int(subsampled_lengths(torch.tensor(t)))
