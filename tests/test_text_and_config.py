@@ -75,6 +75,30 @@ def test_spec_augment_masks_within_bounds_with_utterance_means():
         assert int(changed[b].sum()) <= int(lens[b] * 0.1) + 1 or bool(changed[b].all())
 
 
+def test_freq_warp_moves_formants_like_a_vocal_tract_length_change(tiny_asr):
+    from speechlm.data.datamodule import freq_warp
+    from speechlm.data.features import fbank_extractor, load_cuts
+
+    feats = torch.zeros(64, 3, 80)
+    feats[:, :, 40] = 1.0  # one spectral peak ("formant") at bin 40 in every utterance
+    torch.manual_seed(0)
+    out = freq_warp(feats, 0.1)
+    assert out.shape == feats.shape and out.min() >= 0 and out.max() <= 1  # interpolation only
+    peak = (out[:, 0] * torch.arange(80.0)).sum(-1) / out[:, 0].sum(-1)  # centre of mass per utterance
+    assert (peak - 40).abs().max() < 5 and peak.min() < 39 and peak.max() > 41  # both ways, bounded
+    assert torch.equal(out[:, 0], out[:, 2])  # one factor per utterance, every frame alike
+    torch.manual_seed(0)
+    assert torch.equal(freq_warp(feats, 0.1), out)  # from torch's RNG: seeded, reproducible
+    assert torch.equal(freq_warp(feats, 0.0), feats)
+    # real speech: the warped features stay close to the originals (a plausible other voice)
+    cut = next(iter(load_cuts(tiny_asr["test"])))
+    real = torch.from_numpy(cut.load_features())[None]
+    warped = freq_warp(real, 0.1)
+    assert 0 < (warped - real).abs().mean() < 0.5 * (real - real.mean()).abs().mean()
+    cfg = fbank_extractor().config
+    assert (cfg.low_freq, cfg.high_freq) == (20.0, -400.0)  # the filter range freq_warp assumes
+
+
 def test_fbank_features(tiny_asr):
     from speechlm.data.features import load_cuts
 

@@ -138,6 +138,10 @@ class DataConfig:
     freq_mask_width: int = checked(15, NON_NEGATIVE)
     num_time_masks: int = checked(2, NON_NEGATIVE)
     time_mask_ratio: float = checked(0.05, FRACTION)  # max width of a time mask, a fraction of the utterance
+    freq_warp: float = checked(0.0, Allowed(lo=0, hi=0.5))  # > 0: vocal tract length perturbation
+    #   of training features: each utterance's frequency axis scaled by a factor drawn from
+    #   U(1 - this, 1 + this), the mel bins re-read at the scaled frequencies (0.1: +-10%); new
+    #   voices for every epoch, against the speaker dependence of a corpus with few speakers
 
 
 @dataclass

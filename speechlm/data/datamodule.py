@@ -20,6 +20,7 @@ from lhotse.dataset.collation import collate_features
 
 from speechlm.base.config import DataConfig
 from speechlm.base.errors import SpeechlmError
+from speechlm.data.features import FBANK_HIGH_HZ, FBANK_LOW_HZ, SAMPLING_RATE
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,31 @@ def spec_augment(feats: torch.Tensor, lens: torch.Tensor, cfg: DataConfig) -> to
     return torch.where(masked, fill[:, None, :].expand(b, t, f), feats)
 
 
+def _mel(hz: torch.Tensor) -> torch.Tensor:
+    return 1127.0 * torch.log1p(hz / 700.0)
+
+
+def freq_warp(feats: torch.Tensor, max_warp: float) -> torch.Tensor:
+    """Vocal tract length perturbation in the log-mel domain (Jaitly & Hinton 2013): each
+    utterance draws ``alpha ~ U(1 - max_warp, 1 + max_warp)`` and mel bin ``i`` (centre frequency
+    ``f_i`` of the fbank's filters) takes the value the spectrum had at ``f_i / alpha``, linearly
+    interpolated between bins and held at the edges. A speaker with a vocal tract ``alpha`` times
+    shorter has formants about ``alpha`` times higher."""
+    b, t, f = feats.shape
+    low, high = FBANK_LOW_HZ, SAMPLING_RATE / 2 + FBANK_HIGH_HZ
+    edges = torch.linspace(float(_mel(torch.tensor(low))), float(_mel(torch.tensor(high))), f + 2,
+                           dtype=torch.float64)
+    centres, step = edges[1:-1], edges[1] - edges[0]
+    hz = 700.0 * torch.expm1(centres / 1127.0)
+    alpha = 1.0 + (2.0 * torch.rand(b, 1, dtype=torch.float64) - 1.0) * max_warp
+    src = ((_mel(hz[None, :] / alpha) - centres[0]) / step).clamp(0, f - 1)  # (B, F) fractional bins
+    lo = src.floor().long()
+    hi = (lo + 1).clamp_max(f - 1)
+    w = (src - lo).to(feats.dtype)[:, None, :]
+    lo, hi = lo[:, None, :].expand(b, t, f), hi[:, None, :].expand(b, t, f)
+    return feats.gather(2, lo) * (1 - w) + feats.gather(2, hi) * w
+
+
 class AsrDataset(torch.utils.data.Dataset):
     """Maps a CutSet (one sampler batch) to a padded feature batch."""
 
@@ -70,6 +96,8 @@ class AsrDataset(torch.utils.data.Dataset):
                 "working directory, then from the manifest's folder and the folders above it: "
                 "re-run the feature stage (recipe stage 1) if the file is gone"
             ) from None
+        if self.train and self.cfg.freq_warp > 0:
+            feats = freq_warp(feats, self.cfg.freq_warp)
         if self.train and self.cfg.spec_augment:
             feats = spec_augment(feats, lens, self.cfg)
         batch = {"feats": feats, "feat_lens": lens, "ids": [c.id for c in cuts]}

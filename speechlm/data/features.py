@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 NUM_MEL_BINS = 80
 FRAME_SHIFT = 0.01  # seconds per fbank frame
+FBANK_LOW_HZ, FBANK_HIGH_HZ = 20.0, -400.0  # the mel filters' range (Kaldi's; high <= 0: Nyquist + this)
 
 
 ALLOW_COMMAND_AUDIO_ENV = "SPEECHLM_ALLOW_COMMAND_AUDIO"
@@ -149,7 +150,7 @@ def downmix(cut: Cut) -> Cut:
 def fbank_extractor() -> Fbank:
     """The one feature extractor every model is trained and decoded with (80-dim, 16 kHz)."""
     return Fbank(FbankConfig(sampling_rate=SAMPLING_RATE, num_mel_bins=NUM_MEL_BINS,
-                             frame_shift=FRAME_SHIFT))
+                             frame_shift=FRAME_SHIFT, low_freq=FBANK_LOW_HZ, high_freq=FBANK_HIGH_HZ))
 
 
 def compute_fbank(
