@@ -282,3 +282,42 @@ def test_fsdd_encoder_init_option_checks_its_file_and_excludes_ssl_conf(tmp_path
                           cwd=recipe, env=env, capture_output=True, text=True)
     assert both.returncode == 2 and "use one" in both.stderr, both.stdout + both.stderr
     assert not (recipe / "data").exists() and not (recipe / ".done").exists()
+
+
+def test_encoder_config_carries_architecture_and_input_normalisation(tmp_path):
+    from speechlm.cli.ssl import encoder_overrides
+
+    conf = tmp_path / "asr.yaml"
+    conf.write_text("encoder:\n  d_model: 96\n  num_layers: 3\n  utterance_cmn: true\n  dropout: 0.3\n")
+    got = encoder_overrides(conf)
+    assert "encoder.d_model=96" in got and "encoder.num_layers=3" in got
+    assert "encoder.utterance_cmn=True" in got  # pretraining sees the inputs fine-tuning will
+    assert not any(o.startswith("encoder.dropout") for o in got)  # training choices stay the SSL config's
+    assert encoder_overrides("") == []
+
+
+def test_fsdd_variant_runs_beside_the_default_and_asr_si_is_asr_plus_utterance_cmn(tmp_path):
+    """egs/fsdd --variant NAME keeps a configuration's data/exp/.done dirs apart (-NAME); a bad
+    name is refused before any stage; conf/asr_si.yaml is conf/asr.yaml plus utterance CMN."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import FSDD as recordings, copy_recipe
+    from speechlm.base.config import load_config
+
+    recipe = copy_recipe(tmp_path, "fsdd")
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
+    bad = subprocess.run(["./run.sh", "--variant", "a/b"], cwd=recipe, env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--variant a/b" in bad.stderr, bad.stdout + bad.stderr
+    assert not (recipe / "data").exists() and not (recipe / ".done").exists()
+    ok = subprocess.run(["./run.sh", "--corpus-dir", str(recordings.parent), "--split", "speaker",
+                         "--heldout-speaker", "theo", "--conf", "conf/asr_si.yaml", "--variant", "si",
+                         "--stop-stage", "0"], cwd=recipe, env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    assert (recipe / "data/spk-theo-si/manifests/fsdd_cuts_test.jsonl.gz").is_file()
+    assert (recipe / ".done/spk-theo-si").is_dir() and not (recipe / "data/spk-theo").exists()
+    si, base = load_config(recipe / "conf/asr_si.yaml"), load_config(recipe / "conf/asr.yaml")
+    assert si.encoder.utterance_cmn and not base.encoder.utterance_cmn
+    si.encoder.utterance_cmn = False
+    assert si == base

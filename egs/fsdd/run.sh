@@ -8,6 +8,8 @@
 #   local/pretrain_ssl_asterisk.sh              # BEST-RQ on asterisk's audio (no FSDD audio at all)
 #   ./run.sh --encoder-init exp/ssl-asterisk/final.pt   # stage 4 fine-tunes from that encoder
 #                                               # (data/, exp/ and .done/ *-init)
+#   local/run_speaker_heldout.sh --conf conf/asr_si.yaml --variant si   # speaker-independent
+#                                               # config (utterance CMN + VTLP): exp/spk-NAME-si
 set -euo pipefail
 cd "$(dirname "$0")"
 . ../../tools/asr_options.sh   # stages, conf, train_args, vocab_size, nj, nproc, methods, resume ...
@@ -20,6 +22,7 @@ vocab_size=60           # sentencepiece vocabulary size (incl. 5 special ids)
 token_type=bpe          # sentencepiece model type: bpe | unigram | char | word
 speed_perturb=0.9,1.1   # speed-perturbed copies of the training set (triples it)
 methods=ctc-greedy,hlg-1best   # decoding methods, comma-separated
+variant=""              # a name for a configuration tried beside the default: data/, exp/ and .done/ dirs get -NAME (e.g. --conf conf/asr_si.yaml --variant si)
 encoder_init=""         # an encoder pretrained elsewhere (e.g. exp/ssl-asterisk/final.pt from local/pretrain_ssl_asterisk.sh): stage 4 fine-tunes from it; data/, exp/, .done/ *-init
 # end options
 . ../../tools/parse_options.sh
@@ -31,6 +34,10 @@ tag=""
 if [ "$split" = speaker ]; then
   [ -n "$heldout_speaker" ] || { echo "run.sh: --split speaker needs --heldout-speaker NAME" >&2; exit 2; }
   tag=spk-$heldout_speaker
+fi
+if [ -n "$variant" ]; then
+  case "$variant" in *[!A-Za-z0-9_.]*) echo "run.sh: --variant $variant: use letters, digits, '_' and '.' only" >&2; exit 2 ;; esac
+  tag=${tag:+$tag-}$variant
 fi
 if [ -n "$ssl_conf" ]; then tag=${tag:+$tag-}ssl; fi   # SSL runs beside the runs from random init
 if [ -n "$encoder_init" ]; then

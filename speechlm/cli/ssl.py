@@ -8,15 +8,17 @@ from __future__ import annotations
 
 
 def encoder_overrides(path) -> list:
-    """``encoder.KEY=VALUE`` for the architecture keys of config ``path``'s encoder section (the
-    ASR config that will fine-tune from this pretraining), so the two cannot drift apart."""
+    """``encoder.KEY=VALUE`` for the architecture keys (and ``utterance_cmn``) of config ``path``'s
+    encoder section (the ASR config that will fine-tune from this pretraining), so the two cannot
+    drift apart."""
     if not path:
         return []
     from speechlm.base.config import load_config
     from speechlm.models.encoder import ENCODER_ARCH_KEYS
 
     encoder = load_config(path).encoder
-    return [f"encoder.{k}={getattr(encoder, k)}" for k in ENCODER_ARCH_KEYS]
+    # the architecture, and the input normalisation the encoder will be fine-tuned with
+    return [f"encoder.{k}={getattr(encoder, k)}" for k in ENCODER_ARCH_KEYS + ("utterance_cmn",)]
 
 
 def cmd_train_ssl(args) -> None:

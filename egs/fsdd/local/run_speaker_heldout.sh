@@ -6,21 +6,30 @@
 #       speakers' audio (stage 3), CTC fine-tuned from it; exp/spk-NAME-ssl/
 #   local/run_speaker_heldout.sh --encoder-init exp/ssl-asterisk/final.pt [...]   # each fine-tuned
 #       from one encoder pretrained on asterisk's audio (local/pretrain_ssl_asterisk.sh); exp/spk-NAME-init/
+#   local/run_speaker_heldout.sh --conf conf/asr_si.yaml --variant si [...]   # the speaker-independent
+#       config; exp/spk-NAME-si/ (with --encoder-init: exp/spk-NAME-si-init/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 speakers="george jackson nicolas theo yweweler"
-suffix=""
+kind=""     # -ssl | -init: the run.sh dirs of these options, after the --variant name
+variant=""
 for a in "$@"; do
-  case "$a" in --ssl-conf=?*|--ssl_conf=?*) suffix=-ssl ;; --encoder-init=?*|--encoder_init=?*) suffix=-init ;; esac
+  case "$a" in
+    --ssl-conf=?*|--ssl_conf=?*) kind=-ssl ;;
+    --encoder-init=?*|--encoder_init=?*) kind=-init ;;
+    --variant=?*) variant=-${a#*=} ;;
+  esac
 done
 prev=""
 for a in "$@"; do
   case "$prev" in
-    --ssl-conf|--ssl_conf) if [ -n "$a" ]; then suffix=-ssl; fi ;;
-    --encoder-init|--encoder_init) if [ -n "$a" ]; then suffix=-init; fi ;;
+    --ssl-conf|--ssl_conf) if [ -n "$a" ]; then kind=-ssl; fi ;;
+    --encoder-init|--encoder_init) if [ -n "$a" ]; then kind=-init; fi ;;
+    --variant) if [ -n "$a" ]; then variant=-$a; fi ;;
   esac
   prev=$a
 done
+suffix=$variant$kind
 for spk in $speakers; do
   ./run.sh --split speaker --heldout-speaker "$spk" "$@"
 done
