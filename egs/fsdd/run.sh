@@ -9,7 +9,7 @@
 #   ./run.sh --encoder-init exp/ssl-asterisk/final.pt   # stage 4 fine-tunes from that encoder
 #                                               # (data/, exp/ and .done/ *-init)
 #   local/run_speaker_heldout.sh --conf conf/asr_si.yaml --variant si   # speaker-independent
-#                                               # config (utterance CMN + VTLP): exp/spk-NAME-si
+#                                               # config (utterance CMN): exp/spk-NAME-si
 set -euo pipefail
 cd "$(dirname "$0")"
 . ../../tools/asr_options.sh   # stages, conf, train_args, vocab_size, nj, nproc, methods, resume ...

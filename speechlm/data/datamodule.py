@@ -20,9 +20,15 @@ from lhotse.dataset.collation import collate_features
 
 from speechlm.base.config import DataConfig
 from speechlm.base.errors import SpeechlmError
-from speechlm.data.features import FBANK_HIGH_HZ, FBANK_LOW_HZ, SAMPLING_RATE
+from speechlm.data.features import FBANK_HIGH_HZ, FBANK_LOW_HZ, SAMPLING_RATE, hz_to_mel, mel_to_hz
 
 log = logging.getLogger(__name__)
+
+
+def utterance_means(feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """``(B, F)``: each utterance's mean feature vector over its ``lens`` valid frames."""
+    valid = (torch.arange(feats.size(1), device=feats.device)[None, :] < lens[:, None]).unsqueeze(-1)
+    return (feats * valid).sum(1) / lens.clamp_min(1)[:, None].to(feats.dtype)
 
 
 def spec_augment(feats: torch.Tensor, lens: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
@@ -33,8 +39,7 @@ def spec_augment(feats: torch.Tensor, lens: torch.Tensor, cfg: DataConfig) -> to
     of standard deviations in bins that barely vary (e.g. above 4 kHz in upsampled 8 kHz audio).
     """
     b, t, f = feats.shape
-    valid = (torch.arange(t)[None, :] < lens[:, None]).unsqueeze(-1)  # (B, T, 1)
-    fill = (feats * valid).sum(1) / lens.clamp_min(1)[:, None].to(feats.dtype)  # (B, F)
+    fill = utterance_means(feats, lens)  # (B, F)
     masked = torch.zeros(b, t, f, dtype=torch.bool)
     bins = torch.arange(f)[None, :]
     for _ in range(cfg.num_freq_masks):
@@ -50,10 +55,6 @@ def spec_augment(feats: torch.Tensor, lens: torch.Tensor, cfg: DataConfig) -> to
     return torch.where(masked, fill[:, None, :].expand(b, t, f), feats)
 
 
-def _mel(hz: torch.Tensor) -> torch.Tensor:
-    return 1127.0 * torch.log1p(hz / 700.0)
-
-
 def freq_warp(feats: torch.Tensor, max_warp: float) -> torch.Tensor:
     """Vocal tract length perturbation in the log-mel domain (Jaitly & Hinton 2013): each
     utterance draws ``alpha ~ U(1 - max_warp, 1 + max_warp)`` and mel bin ``i`` (centre frequency
@@ -62,12 +63,12 @@ def freq_warp(feats: torch.Tensor, max_warp: float) -> torch.Tensor:
     shorter has formants about ``alpha`` times higher."""
     b, t, f = feats.shape
     low, high = FBANK_LOW_HZ, SAMPLING_RATE / 2 + FBANK_HIGH_HZ
-    edges = torch.linspace(float(_mel(torch.tensor(low))), float(_mel(torch.tensor(high))), f + 2,
-                           dtype=torch.float64)
+    edges = torch.linspace(float(hz_to_mel(torch.tensor(low))), float(hz_to_mel(torch.tensor(high))),
+                           f + 2, dtype=torch.float64)
     centres, step = edges[1:-1], edges[1] - edges[0]
-    hz = 700.0 * torch.expm1(centres / 1127.0)
+    hz = mel_to_hz(centres)
     alpha = 1.0 + (2.0 * torch.rand(b, 1, dtype=torch.float64) - 1.0) * max_warp
-    src = ((_mel(hz[None, :] / alpha) - centres[0]) / step).clamp(0, f - 1)  # (B, F) fractional bins
+    src = ((hz_to_mel(hz[None, :] / alpha) - centres[0]) / step).clamp(0, f - 1)  # (B, F) fractional bins
     lo = src.floor().long()
     hi = (lo + 1).clamp_max(f - 1)
     w = (src - lo).to(feats.dtype)[:, None, :]

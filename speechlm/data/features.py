@@ -28,6 +28,15 @@ FRAME_SHIFT = 0.01  # seconds per fbank frame
 FBANK_LOW_HZ, FBANK_HIGH_HZ = 20.0, -400.0  # the mel filters' range (Kaldi's; high <= 0: Nyquist + this)
 
 
+def hz_to_mel(f: torch.Tensor) -> torch.Tensor:
+    """The HTK mel scale, 2595 log10(1 + f/700) (= 1127 ln(1 + f/700), as Kaldi writes it)."""
+    return 2595.0 * torch.log10(1.0 + f / 700.0)
+
+
+def mel_to_hz(m: torch.Tensor) -> torch.Tensor:
+    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+
 ALLOW_COMMAND_AUDIO_ENV = "SPEECHLM_ALLOW_COMMAND_AUDIO"
 
 

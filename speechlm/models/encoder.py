@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechlm.base.config import EncoderConfig
+from speechlm.data.datamodule import utterance_means
 
 
 SUBSAMPLING_FACTOR = 4  # input frames per output frame (two stride-2 convolutions)
@@ -62,8 +63,7 @@ class Conv2dSubsampling(nn.Module):
 def utterance_mean_normalised(feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """``(B, T, F)`` features minus each utterance's mean over its valid frames; padding stays 0."""
     valid = lengths_to_mask(lengths, feats.size(1)).unsqueeze(-1).to(feats.dtype)
-    mean = (feats * valid).sum(1, keepdim=True) / lengths.clamp_min(1).view(-1, 1, 1).to(feats.dtype)
-    return (feats - mean) * valid
+    return (feats - utterance_means(feats, lengths)[:, None, :]) * valid
 
 
 def rotary_tables(seq_len: int, dim: int, device, dtype, offset: int = 0):

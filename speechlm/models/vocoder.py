@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from speechlm.base.files import write_failure
+from speechlm.data.features import hz_to_mel, mel_to_hz
 
 SAMPLE_RATE = 16000
 NUM_MELS = 80
@@ -52,19 +53,11 @@ def write_wav(path: str | Path, wave: torch.Tensor, sample_rate: int = SAMPLE_RA
     return path
 
 
-def _hz_to_mel(f):
-    return 2595.0 * torch.log10(1.0 + f / 700.0)
-
-
-def _mel_to_hz(m):
-    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-
-
 def mel_filterbank(spec: MelSpec) -> torch.Tensor:
     """Triangular filters on the HTK mel scale, area-normalised: ``(num_mels, n_fft // 2 + 1)``."""
     freqs = torch.linspace(0, spec.sample_rate / 2, spec.n_fft // 2 + 1, dtype=torch.float64)
-    lo, hi = _hz_to_mel(torch.tensor(spec.f_min)), _hz_to_mel(torch.tensor(spec.f_max))
-    edges = _mel_to_hz(torch.linspace(float(lo), float(hi), spec.num_mels + 2, dtype=torch.float64))
+    lo, hi = hz_to_mel(torch.tensor(spec.f_min)), hz_to_mel(torch.tensor(spec.f_max))
+    edges = mel_to_hz(torch.linspace(float(lo), float(hi), spec.num_mels + 2, dtype=torch.float64))
     left, centre, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     up = (freqs[None] - left) / (centre - left)
     down = (right - freqs[None]) / (right - centre)
