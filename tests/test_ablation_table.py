@@ -59,7 +59,7 @@ def test_asr_table_errors_name_the_problem(tmp_path):
 
 
 def test_tts_table(tmp_path):
-    for init, mcd, wer in (("random", 3.05, 25.58), ("pretrained", 2.19, 5.14)):
+    for init, mcd, wer in (("random", 3.05, 25.58), ("pretrained", 2.19, 5.14), ("pretrained-s1", 2.29, 6.14)):
         d = tmp_path / init
         (d / "eval-test").mkdir(parents=True)
         (d / "log").mkdir()
@@ -71,5 +71,9 @@ def test_tts_table(tmp_path):
     lines = tts_ablation_table(tmp_path, ["random", "pretrained"]).splitlines()
     assert lines[2] == "| random | 0.4 | 3.05 | 25.58 (1.17) | 66 |"
     assert lines[3] == "| pretrained | 0.4 | 2.19 | 5.14 (1.17) | 66 |"
+    assert not any("Mean over seeds" in line for line in lines)
+    lines = tts_ablation_table(tmp_path, ["random", "pretrained", "pretrained-s1"]).splitlines()
+    assert lines[-2:] == ["- random, 1 seed: MCD-DTW 3.05 (3.05-3.05) dB; round-trip hlg-1best 25.58 (25.58-25.58)%",
+                          "- pretrained, 2 seeds: MCD-DTW 2.24 (2.19-2.29) dB; round-trip hlg-1best 5.64 (5.14-6.14)%"]
     with pytest.raises(SpeechlmError, match="tts-summary.json missing"):
         tts_ablation_table(tmp_path, ["frozen"])

@@ -244,6 +244,101 @@ def test_eval_tts_reports_mcd_and_round_trip_wer(tiny_tts, tmp_path):
     assert "MCD-DTW" in results.read_text()
 
 
+# ---- LLM word features (tts.llm_layers) -------------------------------------------------------
+
+def _tiny_llm_gguf(path: Path, seed: int) -> Path:
+    """A random 2-block llama with a tiny byte-level BPE, written as GGUF (test_llama's writer)."""
+    from test_llama import ARCH, train_bpe, write_gguf
+    from speechlm.models.llama import LlamaConfig, LlamaLM
+
+    tok = train_bpe()
+    torch.manual_seed(seed)
+    lm = LlamaLM(LlamaConfig(vocab_size=tok.get_vocab_size(), d_model=ARCH["hidden_size"],
+                             num_layers=ARCH["num_hidden_layers"], num_heads=ARCH["num_attention_heads"],
+                             num_kv_heads=ARCH["num_key_value_heads"], ffn_dim=ARCH["intermediate_size"],
+                             rope_base=ARCH["rope_theta"]))
+    with torch.no_grad():  # far from init, so each layer changes the features
+        for p in lm.parameters():
+            p.copy_(1 + 0.2 * torch.randn_like(p) if p.ndim == 1 else 0.3 * torch.randn_like(p))
+    state = {f"model.{k}": v for k, v in lm.state_dict().items()}
+    return write_gguf(path, state, ARCH, tok, tied=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tts_llm")
+    return {"gguf": _tiny_llm_gguf(root / "a.gguf", 0), "other": _tiny_llm_gguf(root / "b.gguf", 1),
+            "cache": root / "cache"}
+
+
+def test_token_and_character_word_indexes():
+    from speechlm.base.errors import SpeechlmError
+    from speechlm.models.tts_llm import char_words, token_words
+
+    assert token_words(["▁one", "▁t", "wo", "▁", "three"], "one two three") == [0, 1, 1, 2, 2]
+    assert char_words("ab cd e") == [0, 0, 1, 1, 1, 2, 2]
+    with pytest.raises(SpeechlmError, match="make 2 words but it has 3"):
+        token_words(["▁one", "▁two", "three"], "one two three")
+
+
+def test_llm_word_features_pool_words_in_context(tiny_llm):
+    from speechlm.base.errors import SpeechlmError
+    from speechlm.models.tts_llm import LLMWordFeatures
+
+    wf = LLMWordFeatures(str(tiny_llm["gguf"]), str(tiny_llm["cache"]), 2)
+    a, b, c = wf.words(["one two three", "nine two", "one two three seven eight"])
+    assert a.shape == (3, 64) and b.shape == (2, 64) and c.shape == (5, 64)
+    assert torch.allclose(a, c[:3], atol=1e-5)  # causal: later words and padding change nothing before
+    assert not torch.allclose(a[1], b[1], atol=1e-3)  # "two" after "one" is not "two" after "nine"
+    alone = wf.words(["nine two"])[0]
+    assert torch.allclose(alone, b, atol=1e-5)  # batching with longer sentences changes nothing
+    one_block = LLMWordFeatures(str(tiny_llm["gguf"]), str(tiny_llm["cache"]), 1)
+    assert not torch.allclose(one_block.words(["one two three"])[0], a, atol=1e-3)
+    assert one_block.digest() != wf.digest()
+    feats = wf.token_features(["one two"], [["▁one", "▁t", "wo"]])[0]
+    assert feats.shape == (5, 64)
+    assert feats[0].abs().sum() == 0 and feats[-1].abs().sum() == 0  # <tts>, <sos/eos>
+    assert torch.equal(feats[2], feats[3]) and not torch.equal(feats[1], feats[2])
+    with pytest.raises(SpeechlmError, match="tts.llm_layers = 3: the LLM .* has 2 blocks"):
+        LLMWordFeatures(str(tiny_llm["gguf"]), str(tiny_llm["cache"]), 3)
+
+
+def test_tts_with_llm_word_features_trains_synthesises_and_checks_its_llm(tiny_tts, tiny_llm, tmp_path):
+    import shutil
+
+    from speechlm import Synthesizer
+    from speechlm.base.config import load_config
+    from speechlm.base.errors import SpeechlmError
+    from speechlm.train.tts import TtsTrainer
+
+    cfg = load_config(None, ["lm.d_model=32", "lm.num_layers=1", "lm.num_heads=2", "lm.dropout=0.0",
+                             "tts.decoder_layers=1", "tts.max_frames=1500", "tts.griffin_lim_iters=4",
+                             "train.num_epochs=2", "train.average_last=1", "optim.warmup_steps=2",
+                             "tts.llm_layers=1", f"llm.source={tiny_llm['gguf']}",
+                             f"llm.cache_dir={tiny_llm['cache']}"])
+    exp = tmp_path / "tts-llm"
+    TtsTrainer(cfg, exp, tiny_tts["feats"], tiny_tts["tokenizer"]).run()
+    state = torch.load(exp / "final.pt", weights_only=True)
+    assert any(k.startswith("llm_proj.") for k in state["model"])
+    assert not any(".self_attn." in k and not k.startswith("lm.") for k in state["model"])  # no LLM inside
+    syn = Synthesizer.from_dir(exp)
+    wave, sr = syn.synthesize("one two three")
+    assert wave.size > 0.1 * sr and np.sqrt(np.mean(wave ** 2)) > 1e-3
+    ids = [syn.tokenizer.encode("one two three")]
+    feats = syn.model.word_features.token_features(["one two three"], [[syn.tokenizer.id_to_piece(i) for i in ids[0]]])
+    with_llm = syn.model.infer(ids, llm_feats=feats)[0]
+    without = syn.model.infer(ids, llm_feats=[torch.zeros_like(feats[0])])[0]
+    assert with_llm.shape != without.shape or (with_llm - without).abs().max() > 1e-4  # the features are used
+    with pytest.raises(SpeechlmError, match="give llm_feats"):
+        syn.model.infer(ids)
+    other = tmp_path / "other"  # the same model dir, pointed at another LLM: refused, never a wrong voice
+    shutil.copytree(exp, other)
+    conf = other / "config.yaml"
+    conf.write_text(conf.read_text().replace(str(tiny_llm["gguf"]), str(tiny_llm["other"])))
+    with pytest.raises(SpeechlmError, match="trained on other pretrained weights.*tts.llm_layers = 1"):
+        Synthesizer.from_dir(other)
+
+
 # ---- recipe stages (tools/tts_stages.sh) ------------------------------------------------------
 
 STAGE_WRAPPER = """set -euo pipefail

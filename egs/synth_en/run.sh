@@ -31,7 +31,7 @@ llm=""                  # e.g. smollm2: stages 4-5 train and decode the speech-L
 lm_conf=conf/lm.yaml    # stage 3: text-LM config (LM pretraining on data/text/lm_text.txt)
 lm_args=""              # stage 3: config overrides, e.g. "train.num_epochs=2"
 tts_conf=conf/tts.yaml  # stages 4-5 TTS (tools/tts_stages.sh): config
-tts_args=""             # TTS config overrides, e.g. "train.num_epochs=2"
+tts_args=""             # TTS config overrides, e.g. "train.num_epochs=2"; "tts.llm_layers=12": word features from SmolLM2 (local/run_tts_ablation.sh)
 tts_voice=en-us+m8:175:43  # TTS: the one espeak-ng voice, VOICE[:RATE[:PITCH]]
 tts_num_train=1200      # TTS: one-voice training utterances (sentences from the LM text)
 tts_num_test=100        # TTS: test sentences synthesised and evaluated (references in the same voice)

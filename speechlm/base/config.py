@@ -233,6 +233,9 @@ class SpeechLMConfig:
     adapter_stride: int = checked(2, AT_LEAST_1)  # encoder frames per prefix position
     ctc_weight: float = checked(0.3, FRACTION)  # loss = w * CTC + (1 - w) * decoder cross-entropy
     lm_init: str = ""  # stage-3 LM checkpoint (e.g. exp/lm/final.pt); "" = random init
+    llm_layers: int = checked(0, NON_NEGATIVE)  # > 0: each token's embedding also gets its word's
+    #   context vector from the first this many blocks of the frozen LLM of llm.source (SmolLM2-135M
+    #   by default; speechlm.models.tts_llm); 0: no LLM
     freeze_lm_steps: int = checked(0, NON_NEGATIVE)  # LM parameters not updated for this many steps
     lm_lr_scale: float = checked(1.0, NON_NEGATIVE)  # learning rate of the LM part = optim.lr * this
     text_weight: float = checked(0.0, NON_NEGATIVE)  # > 0: mix a text-only LM batch into every step
@@ -269,6 +272,9 @@ class TTSConfig:
     """Non-autoregressive TTS: text LM backbone (bidirectional) -> durations -> mel decoder."""
 
     lm_init: str = ""  # stage-3 LM checkpoint (e.g. exp/lm/final.pt); "" = random init
+    llm_layers: int = checked(0, NON_NEGATIVE)  # > 0: each token's embedding also gets its word's
+    #   context vector from the first this many blocks of the frozen LLM of llm.source (SmolLM2-135M
+    #   by default; speechlm.models.tts_llm); 0: no LLM
     decoder_layers: int = checked(2, AT_LEAST_1)  # Transformer blocks over the upsampled (mel-rate) sequence
     decoder_kernel: int = checked(5, ODD_KERNEL)  # conv width of their feed-forward (FastSpeech FFT blocks)
     duration_kernel: int = checked(3, ODD_KERNEL)  # conv width of the duration predictor

@@ -149,8 +149,13 @@ class TtsBatches(torch.utils.data.Dataset):
             durations[row, : len(u["durations"])] = torch.tensor(u["durations"])
         mels = torch.nn.utils.rnn.pad_sequence([u["mel"].float() for u in items], batch_first=True)
         mel_lens = torch.tensor([u["mel"].size(0) for u in items])
+        extra = {}
+        if "llm" in items[0]:  # LLM word features per token (tts.llm_layers)
+            from speechlm.models.tts_llm import pad_features
+
+            extra["llm_feats"] = pad_features([u["llm"] for u in items], tokens.size(1))
         return {"tokens": tokens, "token_lens": token_lens, "durations": durations,
-                "mels": mels, "mel_lens": mel_lens, "ids": [u["id"] for u in items]}
+                "mels": mels, "mel_lens": mel_lens, "ids": [u["id"] for u in items], **extra}
 
 
 def make_tts_loader(utts: Sequence[dict], max_frames: int, train: bool, seed: int = 0,

@@ -53,12 +53,13 @@ def load_weights(model: nn.Module, weights: Dict[str, torch.Tensor], where: str,
     ``source_digest()`` must then equal ``state["source_digest"]``, so those weights are the ones
     it was trained with."""
     from_source = (state or {}).get("from_source_keys") or ()
+    expected = (state or {}).get("source_digest")
+    digest = getattr(model, "source_digest", lambda: None)()
+    if state is not None and (from_source or expected or digest) and digest != expected:
+        raise SpeechlmError(f"{where} was trained on other pretrained weights than the ones its "
+                            f"config's source gives now ({state.get('source_description', '?')}); "
+                            "give the same LLM (llm.source) it was trained with")
     if from_source:
-        digest = getattr(model, "source_digest", lambda: None)()
-        if digest != state.get("source_digest"):
-            raise SpeechlmError(f"{where} was trained on other pretrained weights than the ones its "
-                                f"config's source gives now ({state.get('source_description', '?')}); "
-                                "give the same LLM (llm.source) it was trained with")
         own = model.state_dict()
         weights = {**{k: own[k] for k in from_source if k in own}, **weights}
     try:

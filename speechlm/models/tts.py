@@ -21,12 +21,15 @@ length regulator (each token's vector repeated for its frames, plus its position
 token) -> ``tts.decoder_layers`` FFT blocks (bidirectional rotary self-attention + a feed-forward
 with a conv over time, kernel ``tts.decoder_kernel``) -> linear to 80 normalised log-mel bins. Loss: L1 on normalised mel + ``tts.duration_weight`` * MSE on
 log(1 + duration). ``<tts>`` / ``<sos/eos>`` carry the leading / trailing silence.
+
+With ``tts.llm_layers > 0`` each token's embedding also gets its word's context vector from a frozen
+pretrained LLM (``llm.source``; :mod:`speechlm.models.tts_llm`), projected to the model width.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +40,7 @@ from speechlm.base.errors import SpeechlmError
 from speechlm.models.encoder import lengths_to_mask
 from speechlm.models.experiment import init_part
 from speechlm.models.lm import TransformerLM, checked_lm_state
+from speechlm.models.tts_llm import LLMWordFeatures, pad_features
 from speechlm.data.tts_data import pad_inputs, tts_input
 from speechlm.models.vocoder import NUM_MELS, MelSpec
 from speechlm.text.symbols import SOS_EOS_ID, TTS_ID
@@ -135,11 +139,17 @@ class DecoderBlock(nn.Module):
 
 
 class TtsModel(nn.Module):
-    def __init__(self, lm_cfg: LMConfig, cfg: TTSConfig, vocab_size: int):
+    """:param llm_dim: > 0: the width of the LLM word features (:mod:`speechlm.models.tts_llm`)
+    added to the token embeddings; the extractor itself is ``word_features`` (not a submodule:
+    frozen, and not in the checkpoint)."""
+
+    def __init__(self, lm_cfg: LMConfig, cfg: TTSConfig, vocab_size: int, llm_dim: int = 0):
         super().__init__()
         self.cfg = cfg
         self.lm = TransformerLM(lm_cfg, vocab_size)  # the text encoder: embedding + blocks + norm
         d = lm_cfg.d_model
+        self.llm_proj = (nn.Sequential(nn.LayerNorm(llm_dim), nn.Linear(llm_dim, d)) if llm_dim else None)
+        self.word_features = None  # an LLMWordFeatures when llm_dim > 0
         self.duration = DurationPredictor(d, cfg.duration_kernel, lm_cfg.dropout)
         self.frame_pos = nn.Linear(2, d)
         self.decoder = nn.ModuleList(DecoderBlock(d, lm_cfg.num_heads, cfg.decoder_kernel,
@@ -154,9 +164,22 @@ class TtsModel(nn.Module):
         self.mel_mean.copy_(mean)
         self.mel_std.copy_(std.clamp_min(1e-3))
 
-    def encode(self, tokens: torch.Tensor, token_lens: torch.Tensor) -> torch.Tensor:
+    def source_digest(self):
+        """Fingerprint of the LLM the word features come from (None without them); a checkpoint
+        is only loaded onto the LLM it was trained with (speechlm.models.experiment.load_weights)."""
+        return self.word_features.digest() if self.word_features is not None else None
+
+    def encode(self, tokens: torch.Tensor, token_lens: torch.Tensor,
+               llm_feats: Optional[torch.Tensor] = None) -> torch.Tensor:
         mask = lengths_to_mask(token_lens, tokens.size(1))
-        x = self.lm.input_dropout(self.lm.embed(tokens))
+        x = self.lm.embed(tokens)
+        if self.llm_proj is not None:
+            if llm_feats is None:
+                raise SpeechlmError("this TTS model reads LLM word features (tts.llm_layers): "
+                                    "give llm_feats")
+            has = (llm_feats.abs().sum(-1, keepdim=True) > 0).to(x.dtype)  # not <tts>, <sos/eos>, pad
+            x = x + self.llm_proj(llm_feats.to(x.dtype)) * has
+        x = self.lm.input_dropout(x)
         for block in self.lm.blocks:
             x = block(x, mask, causal=False)
         return self.lm.final_norm(x)
@@ -169,23 +192,23 @@ class TtsModel(nn.Module):
             x = block(x, mask)
         return self.mel_out(self.out_norm(x)), frame_lens
 
-    def forward(self, tokens, token_lens, durations, mels=None, mel_lens=None):
+    def forward(self, tokens, token_lens, durations, mels=None, mel_lens=None, llm_feats=None):
         """With ``mels``: :meth:`loss` (so DDP's wrapper sees the forward); else :meth:`predict`."""
         if mels is not None:
-            return self.loss(tokens, token_lens, durations, mels, mel_lens)
-        return self.predict(tokens, token_lens, durations)
+            return self.loss(tokens, token_lens, durations, mels, mel_lens, llm_feats)
+        return self.predict(tokens, token_lens, durations, llm_feats)
 
-    def predict(self, tokens, token_lens, durations):
+    def predict(self, tokens, token_lens, durations, llm_feats=None):
         """Teacher-forced durations -> normalised mel ``(B, T, 80)``, frame lengths, and the
         predicted log(1 + duration) ``(B, N)``."""
-        h = self.encode(tokens, token_lens)
+        h = self.encode(tokens, token_lens, llm_feats)
         log_dur = self.duration(h, lengths_to_mask(token_lens, tokens.size(1)))
         mel, frame_lens = self.decode(h, durations, token_lens)
         return mel, frame_lens, log_dur
 
-    def loss(self, tokens, token_lens, durations, mels, mel_lens) -> Tuple[torch.Tensor, dict]:
+    def loss(self, tokens, token_lens, durations, mels, mel_lens, llm_feats=None) -> Tuple[torch.Tensor, dict]:
         """Summed per-utterance loss (mean L1 per frame and bin + w * mean duration MSE)."""
-        pred, frame_lens, log_dur = self.predict(tokens, token_lens, durations)
+        pred, frame_lens, log_dur = self.predict(tokens, token_lens, durations, llm_feats)
         if not torch.equal(frame_lens.cpu(), mel_lens.cpu()):
             raise SpeechlmError("TTS batch: durations do not sum to the mel lengths")
         target = (mels[:, : pred.size(1)] - self.mel_mean) / self.mel_std
@@ -198,10 +221,15 @@ class TtsModel(nn.Module):
         return total, {"mel_l1": float(l1.detach().sum()), "dur_mse": float(mse.detach().sum())}
 
     @torch.no_grad()
-    def infer(self, sentences: Sequence[Sequence[int]], speed: float = 1.0) -> List[torch.Tensor]:
-        """Token id lists (without ``<tts>`` / ``<sos/eos>``) -> log-mel ``(T_i, 80)`` each."""
+    def infer(self, sentences: Sequence[Sequence[int]], speed: float = 1.0,
+              llm_feats: Optional[Sequence[torch.Tensor]] = None) -> List[torch.Tensor]:
+        """Token id lists (without ``<tts>`` / ``<sos/eos>``) -> log-mel ``(T_i, 80)`` each;
+        ``llm_feats``: their :meth:`LLMWordFeatures.token_features` when the model reads them."""
         tokens, token_lens = pad_inputs([tts_input(s) for s in sentences], self.mel_mean.device)
-        h = self.encode(tokens, token_lens)
+        feats = None
+        if llm_feats is not None:
+            feats = pad_features(llm_feats, tokens.size(1)).to(tokens.device)
+        h = self.encode(tokens, token_lens, feats)
         log_dur = self.duration(h, lengths_to_mask(token_lens, tokens.size(1)))
         durations = torch.clamp(torch.round(torch.expm1(log_dur) / speed), min=0).long()
         inner = lengths_to_mask(token_lens - 1, tokens.size(1)) & (torch.arange(
@@ -221,9 +249,14 @@ def load_lm_into_tts(model: TtsModel, path: str | Path) -> None:
         model.lm.embed.weight[TTS_ID] = model.lm.embed.weight[SOS_EOS_ID]
 
 
-def build_tts(cfg: ExperimentConfig, vocab_size: int) -> TtsModel:
-    """The ``tts`` model family's builder (speechlm.base.registry)."""
-    return TtsModel(cfg.lm, cfg.tts, vocab_size)
+def build_tts(cfg: ExperimentConfig, vocab_size: int, word_features=None) -> TtsModel:
+    """The ``tts`` model family's builder (speechlm.base.registry); with ``tts.llm_layers`` it
+    loads the LLM of ``llm.source`` as the word-feature extractor unless given one."""
+    if cfg.tts.llm_layers and word_features is None:
+        word_features = LLMWordFeatures(cfg.llm.source, cfg.llm.cache_dir, cfg.tts.llm_layers)
+    model = TtsModel(cfg.lm, cfg.tts, vocab_size, word_features.dim if word_features else 0)
+    model.word_features = word_features
+    return model
 
 
 class Synthesizer:
@@ -236,6 +269,8 @@ class Synthesizer:
 
         exp = load_experiment(model_dir, device, needs="tts", option="--model-dir")
         self.model, self.cfg, self.tokenizer = exp.model, exp.cfg, exp.tokenizer
+        if self.model.word_features is not None:
+            self.model.word_features.to(device)
         self.spec = mel_spec(self.cfg.tts)
         self.vocoder = GriffinLim(self.spec, iters=self.cfg.tts.griffin_lim_iters).to(device)
 
@@ -244,9 +279,15 @@ class Synthesizer:
         return self.spec.sample_rate
 
     def mels(self, texts: Sequence[str], items: Sequence[str] = ()) -> List[torch.Tensor]:
+        from speechlm.data.corpus import normalize_text
+
         ids = [encode_text(t, self.tokenizer, items[i] if items else "")
                for i, t in enumerate(texts)]
-        return self.model.infer(ids)
+        feats = None
+        if self.model.word_features is not None:
+            feats = self.model.word_features.token_features(
+                [normalize_text(t) for t in texts], [[self.tokenizer.id_to_piece(i) for i in s] for s in ids])
+        return self.model.infer(ids, llm_feats=feats)
 
     def vocode(self, mels: Sequence[torch.Tensor], batch_size: int = 16) -> List[torch.Tensor]:
         """Griffin-Lim in batches of similar length (padded with silence, trimmed after)."""

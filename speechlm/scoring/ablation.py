@@ -98,6 +98,18 @@ def tts_ablation_table(out_dir: str | Path, inits: Sequence[str]) -> str:
                           for m in methods)
         lines.append(f"| {init} | {dev} | {s['mcd_db']:.2f} | {wers} | {secs} |")
     lines += ["", f"{rows[0][1]['num_utts']} test sentences."]
+    groups: dict = {}  # <init>-s<seed> runs are seeds of <init>
+    for init, s, _, _ in rows:
+        groups.setdefault(re.sub(r"-s\d+$", "", init), []).append(s)
+    if any(len(g) > 1 for g in groups.values()):
+        lines += ["", "Mean over seeds (min-max):", ""]
+        for init, ss in groups.items():
+            def spread(values):
+                return f"{sum(values) / len(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+            wers = "; ".join(f"round-trip {m} {spread([s['wer_synthesised'][m] for s in ss])}%"
+                             for m in methods)
+            lines.append(f"- {init}, {len(ss)} seed{'s' if len(ss) > 1 else ''}: MCD-DTW "
+                         f"{spread([s['mcd_db'] for s in ss])} dB; {wers}")
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,7 @@ CTC-aligned durations). The text encoder starts from the stage-3 LM when ``tts.l
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import torch
@@ -14,7 +15,8 @@ import torch
 from speechlm.base.config import ExperimentConfig
 from speechlm.data.tts_data import load_tts_features, make_tts_loader
 from speechlm.base.errors import SpeechlmError
-from speechlm.models.tts import TtsModel, load_lm_into_tts
+from speechlm.models.tts import TtsModel, build_tts, load_lm_into_tts
+from speechlm.models.tts_llm import LLMWordFeatures
 from speechlm.models.lm import adopt_lm_architecture
 from speechlm.train.trainer import Trainer
 
@@ -49,10 +51,35 @@ class TtsTrainer(Trainer):
         if not self.train_utts:
             raise SpeechlmError(f"{features}: no training utterances")
         self.has_dev = bool(self.valid_utts)
+        self.word_features = self.llm_word_features(utts) if cfg.tts.llm_layers else None
         self.setup()
 
+    def llm_word_features(self, utts) -> LLMWordFeatures:
+        """Load the frozen LLM and give every utterance its per-token word features (``u["llm"]``):
+        computed once, since the LLM never changes."""
+        tts = self.cfg.tts
+        wf = LLMWordFeatures(self.cfg.llm.source, self.cfg.llm.cache_dir, tts.llm_layers).to(self.device)
+        t0, step = time.perf_counter(), 256
+        for start in range(0, len(utts), step):
+            part = utts[start: start + step]
+            feats = wf.token_features([u["text"] for u in part],
+                                      [[self.tokenizer.id_to_piece(i) for i in u["tokens"]] for u in part])
+            for u, f in zip(part, feats):
+                u["llm"] = f
+            log.info("LLM word features (%s, first %d blocks): %d/%d utterances, %.0f s",
+                     self.cfg.llm.source, tts.llm_layers, start + len(part), len(utts), time.perf_counter() - t0)
+        return wf
+
+    def extra_state(self) -> dict:
+        if self.word_features is None:
+            return {}
+        # the LLM stays out of the checkpoint: a model is only loaded onto the LLM it was trained on
+        return {"source_digest": self.word_features.digest(),
+                "source_description": f"llm.source = {self.cfg.llm.source}, tts.llm_layers = "
+                                      f"{self.cfg.tts.llm_layers}"}
+
     def build_model(self) -> TtsModel:
-        model = TtsModel(self.cfg.lm, self.cfg.tts, self.tokenizer.vocab_size)
+        model = build_tts(self.cfg, self.tokenizer.vocab_size, self.word_features)
         model.set_mel_stats(*mel_statistics(self.train_utts))
         if self.cfg.tts.lm_init:
             load_lm_into_tts(model, self.cfg.tts.lm_init)
@@ -62,6 +89,8 @@ class TtsTrainer(Trainer):
         frames = sum(u["mel"].size(0) for u in self.train_utts)
         hours = frames * self.cfg.tts.hop_length / 16000 / 3600
         init = self.cfg.tts.lm_init or "random init"
+        if self.word_features is not None:
+            init += f", + word features from the first {self.cfg.tts.llm_layers} blocks of {self.cfg.llm.source}"
         return (f"{len(self.train_utts)} training utterances ({hours:.2f} h, {self.features}), "
                 f"{len(self.valid_utts)} for the dev loss; text encoder: {init}")
 
@@ -73,5 +102,6 @@ class TtsTrainer(Trainer):
 
     def batch_loss(self, batch: dict, model) -> tuple:
         b = {k: v.to(self.device) for k, v in batch.items() if torch.is_tensor(v)}
-        loss, _ = model(b["tokens"], b["token_lens"], b["durations"], b["mels"], b["mel_lens"])
+        loss, _ = model(b["tokens"], b["token_lens"], b["durations"], b["mels"], b["mel_lens"],
+                        b.get("llm_feats"))
         return loss, int(b["tokens"].size(0))
