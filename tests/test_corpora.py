@@ -112,6 +112,28 @@ def small_fsdd(tmp_path):
     return rec
 
 
+def test_fsdd_synthetic_voices_join_training_only_at_8k(small_fsdd, tmp_path):
+    """--synthetic-voices: the ten digits in N synthetic voices join the training split (8 kHz like
+    FSDD, one speaker per voice), dev and test stay real; a re-run reuses the audio."""
+    import time
+
+    syn = tmp_path / "syn"
+    m = prepare_fsdd(small_fsdd.parent, None, synthetic_voices=2, synthetic_dir=syn, num_jobs=1)
+    real = prepare_fsdd(small_fsdd.parent, None)
+    extra = [s for s in m["train"][1] if s.speaker.startswith("synth-")]
+    assert len(m["train"][0]) == len(real["train"][0]) + 20 and len(extra) == 20
+    assert sorted(s.text for s in extra) == sorted(DIGIT_WORDS * 2) and len({s.speaker for s in extra}) == 2
+    assert {r.sampling_rate for r in m["train"][0]} == {8000}
+    assert all(r.duration > 0.2 for r in m["train"][0] if r.id.startswith("synth-"))
+    assert _ids(m, "test") == _ids(real, "test") and "dev" not in m
+    stamps = {p: p.stat().st_mtime_ns for p in syn.rglob("*.wav")}
+    time.sleep(0.01)
+    prepare_fsdd(small_fsdd.parent, None, synthetic_voices=2, synthetic_dir=syn, num_jobs=1)
+    assert {p: p.stat().st_mtime_ns for p in syn.rglob("*.wav")} == stamps  # nothing synthesised again
+    with pytest.raises(SpeechlmError, match="--synthetic-voices 100000: .* synthetic voices are installed"):
+        prepare_fsdd(small_fsdd.parent, None, synthetic_voices=100000, synthetic_dir=syn)
+
+
 def _empty_wav(path):
     sf.write(path, np.zeros(0, dtype=np.int16), 8000, subtype="PCM_16")
 

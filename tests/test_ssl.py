@@ -303,6 +303,8 @@ def test_fsdd_variant_runs_beside_the_default_and_asr_si_is_asr_plus_utterance_c
     import sys
     from pathlib import Path
 
+    from lhotse import CutSet
+
     from conftest import FSDD as recordings, copy_recipe
     from speechlm.base.config import load_config
 
@@ -317,6 +319,14 @@ def test_fsdd_variant_runs_beside_the_default_and_asr_si_is_asr_plus_utterance_c
     assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
     assert (recipe / "data/spk-theo-si/manifests/fsdd_cuts_test.jsonl.gz").is_file()
     assert (recipe / ".done/spk-theo-si").is_dir() and not (recipe / "data/spk-theo").exists()
+    syn = subprocess.run(["./run.sh", "--corpus-dir", str(recordings.parent), "--split", "speaker",
+                          "--heldout-speaker", "theo", "--variant", "si", "--synthetic-voices", "1",
+                          "--stop-stage", "0"], cwd=recipe, env=env, capture_output=True, text=True)
+    assert syn.returncode == 0, syn.stdout[-2000:] + syn.stderr[-2000:]
+    train = CutSet.from_file(recipe / "data/spk-theo-si-syn1/manifests/fsdd_cuts_train.jsonl.gz")
+    assert sum(c.id.startswith("synth-") for c in train) == 10  # beside, not over, the run without
+    assert len(list((recipe / "data/synthetic_digits/wav").glob("*.wav"))) == 10  # shared by all runs
+    assert (recipe / ".done/spk-theo-si/stage-0.done").is_file()
     si, base = load_config(recipe / "conf/asr_si.yaml"), load_config(recipe / "conf/asr.yaml")
     assert si.encoder.utterance_cmn and not base.encoder.utterance_cmn
     si.encoder.utterance_cmn = False

@@ -23,6 +23,7 @@ token_type=bpe          # sentencepiece model type: bpe | unigram | char | word
 speed_perturb=0.9,1.1   # speed-perturbed copies of the training set (triples it)
 methods=ctc-greedy,hlg-1best   # decoding methods, comma-separated
 variant=""              # a name for a configuration tried beside the default: data/, exp/ and .done/ dirs get -NAME (e.g. --conf conf/asr_si.yaml --variant si)
+synthetic_voices=0      # > 0: the training split also gets the ten digits read by this many synthetic voices (espeak-ng, Piper; 8 kHz like FSDD), e.g. 122; data/, exp/, .done/ *-synN
 encoder_init=""         # an encoder pretrained elsewhere (e.g. exp/ssl-asterisk/final.pt from local/pretrain_ssl_asterisk.sh): stage 4 fine-tunes from it; data/, exp/, .done/ *-init
 # end options
 . ../../tools/parse_options.sh
@@ -39,6 +40,13 @@ if [ -n "$variant" ]; then
   case "$variant" in *[!A-Za-z0-9_.]*) echo "run.sh: --variant $variant: use letters, digits, '_' and '.' only" >&2; exit 2 ;; esac
   tag=${tag:+$tag-}$variant
 fi
+synthetic=()   # only when asked: the default stage 0 command (and its done marker) stays as it was
+case "$synthetic_voices" in
+  ''|*[!0-9]*) echo "run.sh: --synthetic-voices $synthetic_voices: give a number of voices (0: none)" >&2; exit 2 ;;
+  0) ;;
+  *) synthetic=(--synthetic-voices "$synthetic_voices" --synthetic-dir data/synthetic_digits --num-jobs "$nj")
+     tag=${tag:+$tag-}syn$synthetic_voices ;;   # data/, exp/, .done/ *-synN: beside the runs without
+esac
 if [ -n "$ssl_conf" ]; then tag=${tag:+$tag-}ssl; fi   # SSL runs beside the runs from random init
 if [ -n "$encoder_init" ]; then
   [ -z "$ssl_conf" ] || { echo "run.sh: --encoder-init and --ssl-conf both give stage 4 an encoder: use one" >&2; exit 2; }
@@ -52,5 +60,5 @@ fi
 [ -d "$corpus_dir" ] || { echo "run.sh: $corpus_dir not found; FSDD will be downloaded"; corpus_dir=; }
 run_stage 0 "data prep" "$data/manifests/" \
   speechlm prepare fsdd ${corpus_dir:+--corpus-dir "$corpus_dir"} --out-dir "$data/manifests" \
-    --split "$split" ${heldout_speaker:+--heldout-speaker "$heldout_speaker"}
+    --split "$split" ${heldout_speaker:+--heldout-speaker "$heldout_speaker"} "${synthetic[@]}"
 asr_stages

@@ -15,6 +15,12 @@ index 5-9 in the official split (2,000 train / 250 dev / 250 test on 5 speakers)
 each remaining speaker in the speaker split. ``dev_fraction=0`` gives no dev split.
 
 Audio stays at its native 8 kHz in the manifests; the feature stage resamples.
+
+``synthetic_voices > 0`` adds to the training split the ten digit words read by that many
+synthetic voices (espeak-ng's English accents x voice variants, with their own rate and pitch,
+and Piper's joe at several scales; :func:`synthetic_digits`), stored at FSDD's 8 kHz so that they
+share its telephone band: more speakers for a model meant to hear voices it was not trained on.
+Dev and test stay real FSDD speech.
 """
 
 from __future__ import annotations
@@ -126,6 +132,62 @@ def assign_splits(
     return out
 
 
+SYNTHETIC_RATE = 8000  # FSDD's own rate: synthetic digits get its band
+
+
+def synthetic_voices(seed: int = 0) -> List[dict]:
+    """Every installed synthetic English voice (espeak-ng accents x variants; Piper's joe at its
+    scales when piper-tts is installed), in a seeded order."""
+    import random
+
+    from speechlm.synth.engines import engine_status, get_engine
+
+    status = engine_status()
+    voices = [v for name in ("espeak", "piper") if status.get(name) is None for v in get_engine(name).voices(seed)]
+    random.Random(seed).shuffle(voices)
+    return voices
+
+
+def synthetic_digits(out_dir: Pathlike, num_voices: int, seed: int = 0,
+                     num_jobs: int = 2) -> List[tuple]:
+    """The ten digit words read by the first ``num_voices`` of :func:`synthetic_voices`, as
+    8 kHz WAVs under ``out_dir`` (``wav16k/``: the engines' 16 kHz output, reused by a re-run;
+    ``wav/``: resampled to FSDD's 8 kHz). Returns ``(path, utt_id, word, speaker)`` members."""
+    import soundfile as sf
+    import torch
+
+    from speechlm.synth.jobs import SAMPLE_RATE, run_synthesis_jobs
+
+    voices = synthetic_voices(seed)
+    if not 1 <= num_voices <= len(voices):
+        raise SpeechlmError(f"--synthetic-voices {num_voices}: {len(voices)} synthetic voices are installed "
+                            f"here (espeak-ng, Piper); give 1..{len(voices)} (or 0 for none)")
+    out = Path(out_dir)
+    (out / "wav16k").mkdir(parents=True, exist_ok=True)
+    (out / "wav").mkdir(parents=True, exist_ok=True)
+    members, jobs = [], []
+    for voice in voices[:num_voices]:
+        for digit, word in enumerate(DIGIT_WORDS):
+            utt_id = f"synth-{voice['id']}-{digit}"
+            jobs.append((str(out / "wav16k" / f"{utt_id}.wav"), word, voice))
+            members.append((out / "wav" / f"{utt_id}.wav", utt_id, word, f"synth-{voice['id']}"))
+    run_synthesis_jobs(jobs, num_jobs)
+    from lhotse.augmentation.resample import Resample
+
+    down = Resample(SAMPLE_RATE, SYNTHETIC_RATE)
+    for (src, _, _), (dst, *_rest) in zip(jobs, members):
+        if dst.is_file():
+            continue
+        audio, _ = sf.read(src, dtype="float32")
+        with torch.no_grad():
+            low = down(torch.from_numpy(audio)[None]).squeeze(0).clamp(-1, 1).numpy()
+        tmp = dst.with_name(dst.stem + ".tmp.wav")
+        sf.write(str(tmp), low, SYNTHETIC_RATE, subtype="PCM_16")
+        tmp.replace(dst)
+    logger.info("fsdd: %d synthetic digit utterances from %d voices under %s", len(members), num_voices, out)
+    return members
+
+
 def prepare_fsdd(
     corpus_dir: Pathlike,
     output_dir: Optional[Pathlike] = None,
@@ -133,6 +195,10 @@ def prepare_fsdd(
     heldout_speaker: Optional[str] = None,
     dev_fraction: float = 0.1,
     on_error: str = "raise",
+    synthetic_voices: int = 0,
+    synthetic_dir: Optional[Pathlike] = None,
+    seed: int = 0,
+    num_jobs: int = 2,
 ) -> Manifests:
     """Build Lhotse manifests for FSDD and (optionally) write them.
 
@@ -145,12 +211,23 @@ def prepare_fsdd(
         lowest indices first; 0 disables dev.
     :param on_error: ``"raise"`` or ``"skip"`` for missing/empty/corrupt audio. Files whose
         names do not follow the pattern are always skipped with a counted warning.
+    :param synthetic_voices: > 0: the training split also gets the digits read by this many
+        synthetic voices (:func:`synthetic_digits`, written under ``synthetic_dir``; ``seed``
+        orders the voices, ``num_jobs`` synthesis processes).
     :return: ``{split name: (RecordingSet, SupervisionSet)}``, items sorted by id.
     """
+    if synthetic_voices < 0:
+        raise SpeechlmError(f"--synthetic-voices {synthetic_voices}: give 0 (none) or more")
+    if synthetic_voices and synthetic_dir is None:
+        raise SpeechlmError("fsdd synthetic voices need a directory for their audio (--synthetic-dir)")
+
     def list_splits(skips: SkipCounter):
         files = list_fsdd_files(corpus_dir, skips)
-        return {name: [(f.path, f.utt_id, DIGIT_WORDS[f.digit], f.speaker) for f in members]
-                for name, members in assign_splits(files, split, heldout_speaker, dev_fraction).items()}
+        splits = {name: [(f.path, f.utt_id, DIGIT_WORDS[f.digit], f.speaker) for f in members]
+                  for name, members in assign_splits(files, split, heldout_speaker, dev_fraction).items()}
+        if synthetic_voices:
+            splits["train"] += synthetic_digits(synthetic_dir, synthetic_voices, seed, num_jobs)
+        return splits
 
     return prepare_file_splits("fsdd", list_splits, output_dir, on_error)
 
@@ -163,10 +240,18 @@ def add_arguments(p) -> None:
     p.add_argument("--heldout-speaker", help="--split speaker: the test speaker")
     p.add_argument("--on-error", default="raise", choices=["raise", "skip"],
                    help="bad audio: stop with an error, or skip it with a counted warning")
+    p.add_argument("--synthetic-voices", type=int, default=0, metavar="N",
+                   help="add the ten digits read by N synthetic voices (espeak-ng, Piper; 8 kHz like FSDD) "
+                        "to the training split (default: 0, none)")
+    p.add_argument("--synthetic-dir", help="where their audio goes (default: OUT_DIR/../synthetic_digits)")
+    p.add_argument("--seed", type=int, default=0, help="orders the synthetic voices (default: 0)")
+    p.add_argument("--num-jobs", type=int, default=2, help="synthesis processes (default: 2)")
 
 
 def prepare(args) -> str:
     corpus_dir = args.corpus_dir or download_fsdd(Path(args.out_dir).parent / "download")
+    synthetic_dir = args.synthetic_dir or Path(args.out_dir).parent / "synthetic_digits"
     m = prepare_fsdd(corpus_dir, args.out_dir, split=args.split, heldout_speaker=args.heldout_speaker,
-                     on_error=args.on_error)
+                     on_error=args.on_error, synthetic_voices=args.synthetic_voices,
+                     synthetic_dir=synthetic_dir, seed=args.seed, num_jobs=args.num_jobs)
     return f"fsdd ({args.split} split): " + ", ".join(f"{k}={len(v[0])}" for k, v in m.items())

@@ -8,16 +8,20 @@
 #       from one encoder pretrained on asterisk's audio (local/pretrain_ssl_asterisk.sh); exp/spk-NAME-init/
 #   local/run_speaker_heldout.sh --conf conf/asr_si.yaml --variant si [...]   # the speaker-independent
 #       config; exp/spk-NAME-si/ (with --encoder-init: exp/spk-NAME-si-init/)
+#   local/run_speaker_heldout.sh --conf conf/asr_si.yaml --variant si --synthetic-voices 122 [...]
+#       # plus the digits read by 122 synthetic voices in training; exp/spk-NAME-si-syn122/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 speakers="george jackson nicolas theo yweweler"
 kind=""     # -ssl | -init: the run.sh dirs of these options, after the --variant name
 variant=""
+syn=""      # -synN: --synthetic-voices N
 for a in "$@"; do
   case "$a" in
     --ssl-conf=?*|--ssl_conf=?*) kind=-ssl ;;
     --encoder-init=?*|--encoder_init=?*) kind=-init ;;
     --variant=?*) variant=-${a#*=} ;;
+    --synthetic-voices=*|--synthetic_voices=*) syn=-syn${a#*=}; [ "$syn" != -syn0 ] || syn="" ;;
   esac
 done
 prev=""
@@ -26,10 +30,11 @@ for a in "$@"; do
     --ssl-conf|--ssl_conf) if [ -n "$a" ]; then kind=-ssl; fi ;;
     --encoder-init|--encoder_init) if [ -n "$a" ]; then kind=-init; fi ;;
     --variant) if [ -n "$a" ]; then variant=-$a; fi ;;
+    --synthetic-voices|--synthetic_voices) syn=-syn$a; [ "$syn" != -syn0 ] || syn="" ;;
   esac
   prev=$a
 done
-suffix=$variant$kind
+suffix=$variant$syn$kind
 for spk in $speakers; do
   ./run.sh --split speaker --heldout-speaker "$spk" "$@"
 done
