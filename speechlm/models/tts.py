@@ -148,13 +148,7 @@ class TtsModel(nn.Module):
         self.cfg = cfg
         self.lm = TransformerLM(lm_cfg, vocab_size)  # the text encoder: embedding + blocks + norm
         d = lm_cfg.d_model
-        self.llm_proj = None
-        if llm_dim:
-            # zero-initialised output: training starts from the text encoder alone (a pretrained one
-            # undisturbed) and lets the LLM in as far as it helps
-            self.llm_proj = nn.Sequential(nn.LayerNorm(llm_dim), nn.Linear(llm_dim, d))
-            nn.init.zeros_(self.llm_proj[1].weight)
-            nn.init.zeros_(self.llm_proj[1].bias)
+        self.llm_proj = (nn.Sequential(nn.LayerNorm(llm_dim), nn.Linear(llm_dim, d)) if llm_dim else None)
         self.word_features = None  # an LLMWordFeatures when llm_dim > 0
         self.duration = DurationPredictor(d, cfg.duration_kernel, lm_cfg.dropout)
         self.frame_pos = nn.Linear(2, d)
