@@ -135,7 +135,7 @@ def assign_splits(
 SYNTHETIC_RATE = 8000  # FSDD's own rate: synthetic digits get its band
 
 
-def synthetic_voices(seed: int = 0) -> List[dict]:
+def installed_synthetic_voices(seed: int = 0) -> List[dict]:
     """Every installed synthetic English voice (espeak-ng accents x variants; Piper's joe at its
     scales when piper-tts is installed), in a seeded order."""
     import random
@@ -150,7 +150,7 @@ def synthetic_voices(seed: int = 0) -> List[dict]:
 
 def synthetic_digits(out_dir: Pathlike, num_voices: int, seed: int = 0,
                      num_jobs: int = 2) -> List[tuple]:
-    """The ten digit words read by the first ``num_voices`` of :func:`synthetic_voices`, as
+    """The ten digit words read by the first ``num_voices`` of :func:`installed_synthetic_voices`, as
     8 kHz WAVs under ``out_dir`` (``wav16k/``: the engines' 16 kHz output, reused by a re-run;
     ``wav/``: resampled to FSDD's 8 kHz). Returns ``(path, utt_id, word, speaker)`` members."""
     import soundfile as sf
@@ -158,7 +158,7 @@ def synthetic_digits(out_dir: Pathlike, num_voices: int, seed: int = 0,
 
     from speechlm.synth.jobs import SAMPLE_RATE, run_synthesis_jobs
 
-    voices = synthetic_voices(seed)
+    voices = installed_synthetic_voices(seed)
     if not 1 <= num_voices <= len(voices):
         raise SpeechlmError(f"--synthetic-voices {num_voices}: {len(voices)} synthetic voices are installed "
                             f"here (espeak-ng, Piper); give 1..{len(voices)} (or 0 for none)")
