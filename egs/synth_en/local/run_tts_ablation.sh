@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 tts_conf=conf/tts.yaml               # TTS config (the same for both runs)
 tts_args=""                          # extra overrides for both runs, e.g. "train.num_epochs=8"
 inits="random pretrained"            # of: random | pretrained (exp/lm/final.pt) | llm | pretrained+llm
-seeds=42                             # train.seed of each run; a seed other than 42 runs into <init>-s<seed>
+seeds="42"                           # train.seed of each run; a seed other than 42 runs into <init>-s<seed>
 llm_layers=12                        # llm arms: word features after this many of the LLM's blocks (SmolLM2: 30)
 llm_source=smollm2                   # llm arms: llm.source (smollm2 | a .gguf | an HF model dir)
 features=data/tts/feats_train.pt     # TTS features (recipe TTS data stage)
