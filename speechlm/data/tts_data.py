@@ -43,6 +43,15 @@ def pad_inputs(inputs: Sequence[Sequence[int]], device) -> Tuple[torch.Tensor, t
     return tokens.to(device), lens.to(device)
 
 
+def pad_features(feats: Sequence[torch.Tensor], length: int) -> torch.Tensor:
+    """Per-token feature tensors ``(N_i, D)`` (e.g. LLM word features) -> ``(B, length, D)``,
+    zero-padded."""
+    out = feats[0].new_zeros(len(feats), length, feats[0].size(1))
+    for i, f in enumerate(feats):
+        out[i, : f.size(0)] = f
+    return out
+
+
 def parse_voice(spec: str) -> Dict[str, object]:
     """``"en-us+m8:175:43"`` (espeak voice[:rate wpm[:pitch 0-100]]) -> a synth_en voice dict."""
     parts = spec.split(":")
@@ -151,8 +160,6 @@ class TtsBatches(torch.utils.data.Dataset):
         mel_lens = torch.tensor([u["mel"].size(0) for u in items])
         extra = {}
         if "llm" in items[0]:  # LLM word features per token (tts.llm_layers)
-            from speechlm.models.tts_llm import pad_features
-
             extra["llm_feats"] = pad_features([u["llm"] for u in items], tokens.size(1))
         return {"tokens": tokens, "token_lens": token_lens, "durations": durations,
                 "mels": mels, "mel_lens": mel_lens, "ids": [u["id"] for u in items], **extra}

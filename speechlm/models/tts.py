@@ -40,8 +40,8 @@ from speechlm.base.errors import SpeechlmError
 from speechlm.models.encoder import lengths_to_mask
 from speechlm.models.experiment import init_part
 from speechlm.models.lm import TransformerLM, checked_lm_state
-from speechlm.models.tts_llm import LLMWordFeatures, pad_features
-from speechlm.data.tts_data import pad_inputs, tts_input
+from speechlm.models.tts_llm import LLMWordFeatures
+from speechlm.data.tts_data import pad_features, pad_inputs, tts_input
 from speechlm.models.vocoder import NUM_MELS, MelSpec
 from speechlm.text.symbols import SOS_EOS_ID, TTS_ID
 from speechlm.text.tokenizer import Tokenizer

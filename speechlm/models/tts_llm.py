@@ -140,11 +140,3 @@ class LLMWordFeatures:
             zero = words.new_zeros(1, words.size(1))
             feats.append(torch.cat([zero, words[idx], zero]))
         return feats
-
-
-def pad_features(feats: Sequence[torch.Tensor], length: int) -> torch.Tensor:
-    """Per-token feature tensors ``(N_i, D)`` -> ``(B, length, D)``, zero-padded."""
-    out = feats[0].new_zeros(len(feats), length, feats[0].size(1))
-    for i, f in enumerate(feats):
-        out[i, : f.size(0)] = f
-    return out
