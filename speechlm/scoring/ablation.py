@@ -103,9 +103,10 @@ def tts_ablation_table(out_dir: str | Path, inits: Sequence[str]) -> str:
         groups.setdefault(re.sub(r"-s\d+$", "", init), []).append(s)
     if any(len(g) > 1 for g in groups.values()):
         lines += ["", "Mean over seeds (min-max):", ""]
+        def spread(values):
+            return f"{sum(values) / len(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
         for init, ss in groups.items():
-            def spread(values):
-                return f"{sum(values) / len(values):.2f} ({min(values):.2f}-{max(values):.2f})"
             wers = "; ".join(f"round-trip {m} {spread([s['wer_synthesised'][m] for s in ss])}%"
                              for m in methods)
             lines.append(f"- {init}, {len(ss)} seed{'s' if len(ss) > 1 else ''}: MCD-DTW "
