@@ -99,6 +99,41 @@ def test_freq_warp_moves_formants_like_a_vocal_tract_length_change(tiny_asr):
     assert (cfg.low_freq, cfg.high_freq) == (20.0, -400.0)  # the filter range freq_warp assumes
 
 
+def test_end_crop_shortens_training_utterances_only_and_keeps_labels(tiny_asr):
+    from lhotse.utils import LOG_EPSILON
+
+    from speechlm.base.config import DataConfig
+    from speechlm.data.datamodule import AsrDataset, end_crop
+    from speechlm.data.features import load_cuts
+
+    feats = torch.randn(200, 100, 80)
+    lens = torch.full((200,), 100)
+    lens[:100] = 40
+    torch.manual_seed(0)
+    out, new = end_crop(feats, lens, 0.25)
+    assert (new <= lens).all() and (new >= (lens * 0.75).floor()).all()
+    assert (new < lens).float().mean() > 0.9 and new.float().std() > 0  # each its own crop
+    assert out.size(1) == int(new.max())
+    for i in range(200):  # the kept frames are the first ones; what was cut is padding now
+        assert torch.equal(out[i, :new[i]], feats[i, :new[i]])
+        assert (out[i, new[i]:] == LOG_EPSILON).all()
+    torch.manual_seed(0)
+    assert torch.equal(end_crop(feats, lens, 0.25)[1], new)  # torch's RNG: a resumed run crops alike
+    short = torch.tensor([20, 10])  # never below min_frames, nor longer than the utterance
+    assert end_crop(torch.randn(2, 20, 80), short, 0.5, min_frames=16)[1].tolist()[1] == 10
+    assert (end_crop(torch.randn(2, 20, 80), short, 0.5, min_frames=16)[1] >= torch.tensor([16, 10])).all()
+    # through the dataset: training batches are cropped, texts unchanged; dev/test batches never
+    cuts = load_cuts(tiny_asr["train"]).subset(first=4)
+    cfg = DataConfig(end_crop=0.5, spec_augment=False)
+    torch.manual_seed(1)
+    train_batch = AsrDataset(cfg, train=True)[cuts]
+    plain = AsrDataset(DataConfig(spec_augment=False), train=True)[cuts]
+    assert train_batch["texts"] == plain["texts"] and (train_batch["feat_lens"] <= plain["feat_lens"]).all()
+    assert (train_batch["feat_lens"] < plain["feat_lens"]).any()
+    dev_batch = AsrDataset(cfg, train=False)[cuts]
+    assert torch.equal(dev_batch["feat_lens"], plain["feat_lens"]) and torch.equal(dev_batch["feats"], plain["feats"])
+
+
 def test_fbank_features(tiny_asr):
     from speechlm.data.features import load_cuts
 

@@ -142,6 +142,10 @@ class DataConfig:
     #   of training features: each utterance's frequency axis scaled by a factor drawn from
     #   U(1 - this, 1 + this), the mel bins re-read at the scaled frequencies (0.1: +-10%); new
     #   voices for every epoch, against the speaker dependence of a corpus with few speakers
+    end_crop: float = checked(0.0, Allowed(lo=0, hi=0.5))  # > 0: each training utterance loses a
+    #   random U(0, this) fraction of its last frames (its length shortened, the label kept), new
+    #   every epoch: for corpora whose endpointing clips words (FSDD: several speakers' recordings
+    #   stop inside the last consonant); 0.25: up to a quarter of the frames
 
 
 @dataclass

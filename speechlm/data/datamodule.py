@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 from lhotse.dataset.collation import collate_features
+from lhotse.utils import LOG_EPSILON
 
 from speechlm.base.config import DataConfig
 from speechlm.base.errors import SpeechlmError
@@ -76,6 +77,19 @@ def freq_warp(feats: torch.Tensor, max_warp: float) -> torch.Tensor:
     return feats.gather(2, lo) * (1 - w) + feats.gather(2, hi) * w
 
 
+def end_crop(feats: torch.Tensor, lens: torch.Tensor, max_fraction: float,
+             min_frames: int = 16) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Each utterance drops a random ``U(0, max_fraction)`` share of its last frames (never below
+    ``min_frames``, so the encoder keeps a few output frames for the label); the dropped frames
+    become padding. Returns the batch cut to its new longest length and the new lengths."""
+    drop = (torch.rand(lens.shape) * max_fraction * lens.float()).long()
+    new = torch.maximum(lens - drop, torch.minimum(lens, torch.full_like(lens, min_frames)))
+    t = int(new.max())
+    feats = feats[:, :t].clone()
+    feats[torch.arange(t)[None, :] >= new[:, None]] = LOG_EPSILON
+    return feats, new
+
+
 class AsrDataset(torch.utils.data.Dataset):
     """Maps a CutSet (one sampler batch) to a padded feature batch."""
 
@@ -97,6 +111,8 @@ class AsrDataset(torch.utils.data.Dataset):
                 "working directory, then from the manifest's folder and the folders above it: "
                 "re-run the feature stage (recipe stage 1) if the file is gone"
             ) from None
+        if self.train and self.cfg.end_crop > 0:
+            feats, lens = end_crop(feats, lens, self.cfg.end_crop)
         if self.train and self.cfg.freq_warp > 0:
             feats = freq_warp(feats, self.cfg.freq_warp)
         if self.train and self.cfg.spec_augment:
