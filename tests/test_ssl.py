@@ -298,7 +298,8 @@ def test_encoder_config_carries_architecture_and_input_normalisation(tmp_path):
 
 def test_fsdd_variant_runs_beside_the_default_and_asr_si_is_asr_plus_utterance_cmn(tmp_path):
     """egs/fsdd --variant NAME keeps a configuration's data/exp/.done dirs apart (-NAME); a bad
-    name is refused before any stage; conf/asr_si.yaml is conf/asr.yaml plus utterance CMN."""
+    name is refused before any stage; conf/asr_si.yaml is conf/asr.yaml plus utterance CMN
+    (and without the end crop, which came after it was measured)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -330,4 +331,6 @@ def test_fsdd_variant_runs_beside_the_default_and_asr_si_is_asr_plus_utterance_c
     si, base = load_config(recipe / "conf/asr_si.yaml"), load_config(recipe / "conf/asr.yaml")
     assert si.encoder.utterance_cmn and not base.encoder.utterance_cmn
     si.encoder.utterance_cmn = False
+    assert base.data.end_crop > 0 and si.data.end_crop == 0  # asr_si was measured before the crop
+    si.data.end_crop = base.data.end_crop
     assert si == base
