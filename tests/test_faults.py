@@ -439,14 +439,15 @@ def test_stereo_audio_is_said_and_mixed_down_to_mono(tmp_path, caplog):
     feats = {}
     for name in ("mono", "stereo"):
         rec = load_recording(tmp_path / f"{name}.wav", name)
-        with caplog.at_level("WARNING"):
+        with caplog.at_level("INFO"):
             write_manifests([rec], [whole_recording_supervision(rec, "zero")], tmp_path, name, "train")
-        cuts = compute_fbank(tmp_path / f"{name}_cuts_train.jsonl.gz", tmp_path / f"{name}_fbank.jsonl.gz",
-                             tmp_path / f"feats_{name}", num_jobs=1)
+            cuts = compute_fbank(tmp_path / f"{name}_cuts_train.jsonl.gz", tmp_path / f"{name}_fbank.jsonl.gz",
+                                 tmp_path / f"feats_{name}", num_jobs=1)
         assert len(cuts) == 1 and [s.text for s in cuts[0].supervisions] == ["zero"]  # said once
         feats[name] = cuts[0].load_features()
     assert "stereo: train: 1 of 1 recordings have more than one channel" in caplog.text
     assert "fbank: 1 of 1 cuts have more than one channel" in caplog.text
+    assert "fbank: 1 of 1 cuts resampled to 16000 Hz (from 8000 Hz: 1)" in caplog.text  # not silently
     # the mean of a silent and a speech channel: the speech, 6 dB down (not the silent channel)
     assert feats["stereo"].shape == feats["mono"].shape
     assert np.corrcoef(feats["stereo"].ravel(), feats["mono"].ravel())[0, 1] > 0.95

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence, Tuple
 
@@ -181,6 +182,10 @@ def compute_fbank(
     if multi:
         log.warning("fbank: %d of %d cuts have more than one channel: features from the mean of "
                     "their channels", multi, len(cuts))
+    rates = Counter(c.sampling_rate for c in cuts if c.sampling_rate != SAMPLING_RATE)
+    if rates:  # said once, with the rates found (e.g. FSDD's 8 kHz telephone band)
+        log.info("fbank: %d of %d cuts resampled to %d Hz (from %s)", sum(rates.values()), len(cuts),
+                 SAMPLING_RATE, ", ".join(f"{r} Hz: {n}" for r, n in sorted(rates.items())))
     cuts = cuts.map(downmix).resample(SAMPLING_RATE)
     if speed_perturb:
         copies = [cuts] + [cuts.perturb_speed(f) for f in speed_perturb]
