@@ -145,6 +145,7 @@ def test_retraining_with_fewer_epochs_reports_the_new_model(tiny_asr, tmp_path):
     ("optim.final_lr_ratio=.nan", "optim.final_lr_ratio = nan", "a number in [0, 1]"),
     ("train.device=tpu", "train.device = 'tpu'", "auto, cpu, cuda or cuda:N"),
     ("speechlm.adapter=lstm", "speechlm.adapter = 'lstm'", "one of stack, conv"),
+    ("data.end_crop=0.9", "data.end_crop = 0.9", "a number in [0, 0.5]"),
 ])
 def test_out_of_range_values_are_refused_naming_key_value_and_range(override, shown, allowed):
     from speechlm.base.config import load_config
@@ -152,6 +153,15 @@ def test_out_of_range_values_are_refused_naming_key_value_and_range(override, sh
     with pytest.raises(SpeechlmError) as err:
         load_config(None, [override])
     assert f"{shown} is not allowed: it must be {allowed}" in str(err.value)
+
+
+def test_yaml_scalars_read_as_the_declared_type():
+    from speechlm.base.config import load_config
+
+    cfg = load_config(None, ["optim.lr=2e-3"])  # YAML 1.1 reads '2e-3' as a string
+    assert cfg.optim.lr == 0.002 and isinstance(cfg.optim.lr, float)
+    with pytest.raises(SpeechlmError, match=r"train.num_epochs = 1.5 has the wrong type; expected int"):
+        load_config(None, ["train.num_epochs=1.5"])  # was run as 2 epochs, logged "epoch 2/1"
 
 
 def test_relations_between_keys_and_registry_names_are_checked():
