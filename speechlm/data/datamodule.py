@@ -83,7 +83,7 @@ def end_crop(feats: torch.Tensor, lens: torch.Tensor, max_fraction: float,
     ``min_frames``, so the encoder keeps a few output frames for the label); the dropped frames
     become padding. Returns the batch cut to its new longest length and the new lengths."""
     drop = (torch.rand(lens.shape) * max_fraction * lens.float()).long()
-    new = torch.maximum(lens - drop, torch.minimum(lens, torch.full_like(lens, min_frames)))
+    new = torch.maximum(lens - drop, lens.clamp(max=min_frames))
     t = int(new.max())
     feats = feats[:, :t].clone()
     feats[torch.arange(t)[None, :] >= new[:, None]] = LOG_EPSILON
