@@ -60,7 +60,8 @@ class Recognizer:
         :param vad: how long recordings are split (:class:`speechlm.data.vad.VadConfig`).
 
         Streaming: ``overrides=["decode.streaming_chunk=16"]`` runs the encoder chunk by chunk
-        (:mod:`speechlm.decode.streaming`; a model trained with ``encoder.causal: true``).
+        (:mod:`speechlm.decode.streaming`; a model trained with ``encoder.chunk_conv`` or
+        ``encoder.causal``).
         """
         if backend not in BACKENDS:
             raise SpeechlmError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")

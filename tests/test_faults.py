@@ -175,6 +175,8 @@ def test_relations_between_keys_and_registry_names_are_checked():
     with pytest.raises(SpeechlmError, match="decode.methods has 'ctc-greedyy', which is not a "
                                             "decoding method; known: ctc-greedy, "):
         load_config(None, ["decode.methods=[ctc-greedy, ctc-greedyy]"])
+    with pytest.raises(SpeechlmError, match="encoder.causal and encoder.chunk_conv are both true"):
+        load_config(None, ["encoder.causal=true", "encoder.chunk_conv=true"])
     for fine in ("train.device=cuda:1", "optim.grad_clip=.inf", "encoder.conv_kernel=31"):
         load_config(None, [fine])
 

@@ -1,4 +1,5 @@
-"""Streaming: chunked attention + causal convolution, computed chunk by chunk with caches."""
+"""Streaming: chunked attention + a causal or chunk-cut convolution, computed chunk by chunk with
+caches."""
 
 import pytest
 import torch
@@ -7,17 +8,22 @@ from speechlm.base.config import EncoderConfig
 from speechlm.models.encoder import ConformerEncoder, EncoderStream
 
 
-def causal_encoder(left_chunks=-1, **kw):
+CONVS = ["causal", "chunk"]  # encoder.causal, encoder.chunk_conv
+
+
+def causal_encoder(left_chunks=-1, conv="causal", **kw):
     torch.manual_seed(0)
+    kw.setdefault("conv_kernel", 5)
     cfg = EncoderConfig(num_mel_bins=80, d_model=32, subsampling_channels=8, num_layers=2,
-                        num_heads=4, conv_kernel=5, dropout=0.0, causal=True,
-                        left_chunks=left_chunks, **kw)
+                        num_heads=4, dropout=0.0, causal=conv == "causal",
+                        chunk_conv=conv == "chunk", left_chunks=left_chunks, **kw)
     return ConformerEncoder(cfg).eval()
 
 
+@pytest.mark.parametrize("conv", CONVS)
 @pytest.mark.parametrize("left_chunks,chunk", [(-1, 4), (2, 3), (0, 5), (-1, 1)])
-def test_stream_equals_the_chunk_masked_whole_utterance(left_chunks, chunk):
-    enc = causal_encoder(left_chunks)
+def test_stream_equals_the_chunk_masked_whole_utterance(left_chunks, chunk, conv):
+    enc = causal_encoder(left_chunks, conv, conv_kernel=7 if chunk == 1 else 5)
     feats = torch.randn(1, 203, 80)
     with torch.no_grad():
         whole, lens = enc(feats, torch.tensor([203]), chunk_size=chunk)
@@ -50,8 +56,27 @@ def test_chunked_attention_limits_what_a_frame_sees_and_full_context_differs():
     assert not torch.allclose(full[:, :20], a[:, :20])  # full context sees ahead
 
 
-def test_padding_in_a_chunked_batch_changes_nothing():
-    enc = causal_encoder(left_chunks=1)
+def test_chunk_conv_sees_its_own_chunk_ahead_and_is_centred_with_full_context():
+    enc = causal_encoder(conv="chunk")
+    feats = torch.randn(1, 120, 80)
+    changed = feats.clone()
+    changed[:, 60:64] += 3.0  # reaches encoder frames 13-15, all in the chunk of frames 12-15
+    with torch.no_grad():
+        a, _ = enc(feats, torch.tensor([120]), chunk_size=4)
+        b, _ = enc(changed, torch.tensor([120]), chunk_size=4)
+        assert torch.allclose(a[:, :12], b[:, :12], atol=1e-6)  # earlier chunks: unchanged
+        assert not torch.allclose(a[:, 12], b[:, 12])  # frame 12 sees ahead within its chunk
+        # with full context it is the ordinary centred conv: the same weights in a full-context
+        # encoder give the same outputs
+        plain = causal_encoder(conv="none")
+        plain.load_state_dict(enc.state_dict())
+        full, _ = enc(feats, torch.tensor([120]), chunk_size=0)
+        assert torch.allclose(full, plain(feats, torch.tensor([120]))[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("conv", CONVS)
+def test_padding_in_a_chunked_batch_changes_nothing(conv):
+    enc = causal_encoder(left_chunks=1, conv=conv)
     long, short = torch.randn(1, 150, 80), torch.randn(1, 60, 80)
     batch = torch.zeros(2, 150, 80)
     batch[0], batch[1, :60] = long[0], short[0]
@@ -71,11 +96,11 @@ def test_dynamic_chunk_training_draws_full_context_and_chunks():
 
 def test_streaming_refuses_a_non_causal_encoder():
     cfg = EncoderConfig(num_mel_bins=80, d_model=32, subsampling_channels=8, num_layers=1)
-    with pytest.raises(ValueError, match="encoder.causal"):
+    with pytest.raises(ValueError, match="encoder.causal: true or encoder.chunk_conv: true"):
         EncoderStream(ConformerEncoder(cfg), 4)
 
 
-def test_a_causal_model_trains_with_dynamic_chunks_and_decodes_as_a_stream(tiny_asr, tiny_ctc, tmp_path):
+def test_a_chunk_conv_model_trains_with_dynamic_chunks_and_decodes_as_a_stream(tiny_asr, tiny_ctc, tmp_path):
     from conftest import FSDD, tiny_overrides
     from speechlm.api import Recognizer
     from speechlm.base.config import load_config
@@ -85,7 +110,7 @@ def test_a_causal_model_trains_with_dynamic_chunks_and_decodes_as_a_stream(tiny_
     from speechlm.train.ctc import CtcTrainer
 
     exp_dir = tmp_path / "exp"
-    cfg = load_config(None, tiny_overrides(3) + ["encoder.causal=true", "encoder.dynamic_chunk=4"])
+    cfg = load_config(None, tiny_overrides(3) + ["encoder.chunk_conv=true", "encoder.dynamic_chunk=4"])
     CtcTrainer(cfg, exp_dir, tiny_asr["train"], None, tiny_asr["tokenizer"]).run()
     exp = load_experiment(exp_dir, torch.device("cpu"))
     whole = decode_cuts(exp, tiny_asr["test"], ["ctc-greedy"]).results["ctc-greedy"]
@@ -107,12 +132,13 @@ def test_a_causal_model_trains_with_dynamic_chunks_and_decodes_as_a_stream(tiny_
 
     rec = Recognizer.from_dir(exp_dir, overrides=["decode.streaming_chunk=2"])
     assert rec.transcribe(FSDD / "3_theo_0.wav").duration > 0
-    with pytest.raises(SpeechlmError, match="encoder.causal: false.*encoder.causal=true"):
+    with pytest.raises(SpeechlmError, match="full context.*encoder.chunk_conv=true encoder.dynamic_chunk=16"):
         Recognizer.from_dir(tiny_ctc, overrides=["decode.streaming_chunk=4"])
 
 
-def test_a_chunk_covering_the_whole_utterance_equals_full_context():
-    enc = causal_encoder()
+@pytest.mark.parametrize("conv", CONVS)
+def test_a_chunk_covering_the_whole_utterance_equals_full_context(conv):
+    enc = causal_encoder(conv=conv)
     feats = torch.randn(1, 90, 80)  # 21 encoder frames
     with torch.no_grad():
         full, _ = enc(feats, torch.tensor([90]), chunk_size=0)

@@ -86,7 +86,10 @@ class EncoderConfig:
     dropout: float = checked(0.1, DROPOUT)
     # streaming (speechlm transcribe --streaming): the conv module sees no future frames, and
     # training limits attention to chunks (WeNet-style dynamic chunk training)
-    causal: bool = False  # left-only depthwise convolution in the conv module (needed to stream)
+    causal: bool = False  # left-only depthwise convolution in the conv module (streamable)
+    chunk_conv: bool = False  # instead of causal: a centred depthwise convolution that, run in
+    #   chunks (training's chunked batches, streaming), sees frames up to the end of the frame's
+    #   chunk, like attention; an ordinary centred one with full context (streamable)
     chunk_size: int = checked(0, NON_NEGATIVE)  # > 0: train with attention limited to chunks of
     #   this many encoder frames (40 ms each) and the chunks before them; 0: full context
     dynamic_chunk: int = checked(0, NON_NEGATIVE)  # > 0: each training batch draws its chunk size:
@@ -190,7 +193,8 @@ class DecodeConfig:
     #   1024 tokens, max(2 x beam_size, 16) of a larger one (an LLM's ~50k)
     lm_checkpoint: str = ""  # text LM for the fusion methods (default: speechlm.lm_init)
     streaming_chunk: int = checked(0, NON_NEGATIVE)  # > 0: run the encoder as a stream, in chunks
-    #   of this many encoder frames (40 ms each; needs encoder.causal: true); CTC methods only
+    #   of this many encoder frames (40 ms each; needs encoder.causal or encoder.chunk_conv); CTC
+    #   methods only
 
     def lm_weight_for(self, method: str) -> float:
         """The text-LM weight of ``method``: its ``lm_weights`` entry, else ``lm_weight``."""
@@ -492,6 +496,9 @@ def _check_relations(cfg: ExperimentConfig, where: str) -> None:
         raise SpeechlmError(f"{where}: model.kind = {cfg.model.kind!r} is not a model family; "
                             f"known: {', '.join(MODEL_FAMILIES.names())}")
     _check_heads(where, "encoder", cfg.encoder.d_model, cfg.encoder.num_heads)
+    if cfg.encoder.causal and cfg.encoder.chunk_conv:
+        raise SpeechlmError(f"{where}: encoder.causal and encoder.chunk_conv are both true: the conv "
+                            "module is either causal (left-only) or cut at chunk ends; set one")
     _check_heads(where, "lm", cfg.lm.d_model, cfg.lm.num_heads)
     known = DECODING_METHODS.names()
     for method in cfg.decode.methods:

@@ -110,7 +110,7 @@ def register(sub, fmt) -> None:
                         "trimmed clips (FSDD) wants little, e.g. 0.02")
     s.add_argument("--streaming", action="store_true",
                    help="run the encoder chunk by chunk, as live audio would arrive (a model trained "
-                        "with encoder.causal: true; CTC methods)")
+                        "with encoder.chunk_conv or encoder.causal; CTC methods)")
     s.add_argument("--chunk-size", type=int, default=16, metavar="N",
                    help="--streaming: encoder frames a chunk (40 ms each; 16 = 640 ms)")
     s.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")

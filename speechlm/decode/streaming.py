@@ -4,9 +4,9 @@
 ``speechlm transcribe --streaming --chunk-size 16``) replaces the model's whole-utterance
 ``encode_for_decoding`` with :class:`StreamingEncode`: each utterance's normalised features are fed
 to :class:`speechlm.models.encoder.EncoderStream` a chunk at a time (``4 N`` input frames, N x 40
-ms), which emits encoder frames as soon as their chunk is complete, using only the past (causal
-convolution, attention over the chunk and earlier ones). The CTC head is per frame, so
-``ctc-greedy`` words are final once their frames are out; the WFST methods search the streamed
+ms), which emits encoder frames as soon as their chunk is complete, using nothing after the chunk
+(attention over the chunk and earlier ones; the conv module causal or cut at the chunk's end).
+The CTC head is per frame, so ``ctc-greedy`` words are final once their frames are out; the WFST methods search the streamed
 log-probs at the end of each piece of audio.
 
 Latency of a chunk = the chunk's duration (N x 40 ms) + the subsampling's look-ahead (60 ms of
@@ -25,7 +25,7 @@ import torch
 
 from speechlm.base.errors import SpeechlmError
 from speechlm.models.asr import Encoded
-from speechlm.models.encoder import SUBSAMPLING_FACTOR, EncoderStream
+from speechlm.models.encoder import SUBSAMPLING_FACTOR, EncoderStream, can_stream
 
 FRAME_SECONDS = 0.04  # one encoder frame: 4 feature frames of 10 ms
 
@@ -35,11 +35,11 @@ def check_streamable(model, chunk: int, option: str = "decode.streaming_chunk") 
     encoder = getattr(model, "encoder", None)
     if encoder is None or not hasattr(model, "ctc_head"):
         raise SpeechlmError(f"{option}: streaming needs a CTC model (an encoder and a CTC head)")
-    if not encoder.cfg.causal:
+    if not can_stream(encoder.cfg):
         raise SpeechlmError(
-            f"{option}={chunk}: this model was trained with full context (encoder.causal: false), "
-            "so it cannot stream. Train one with --set encoder.causal=true encoder.dynamic_chunk=16 "
-            "(README: Streaming)")
+            f"{option}={chunk}: this model was trained with full context (encoder.causal and "
+            "encoder.chunk_conv false), so it cannot stream. Train one with --set "
+            "encoder.chunk_conv=true encoder.dynamic_chunk=16 (README: Streaming)")
     if encoder.cfg.utterance_cmn:
         raise SpeechlmError(
             f"{option}={chunk}: this model was trained with encoder.utterance_cmn: true, which "

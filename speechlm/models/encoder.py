@@ -4,9 +4,11 @@ Shapes: input features ``(B, T, F)`` with lengths ``(B,)``; output ``(B, T', D)`
 ``T' = ((T - 1) // 2 - 1) // 2``. Padded frames are masked in attention and in the convolution
 module, so a batch gives the same outputs as its utterances one by one.
 
-Streaming (``encoder.causal`` plus chunked attention): the conv module then looks only at past
-frames, and attention at the frame's own chunk and the chunks before it (``left_chunks`` of them,
-or all). :meth:`ConformerEncoder.forward` with ``chunk_size`` computes that with masks over a whole
+Streaming (``encoder.causal`` or ``encoder.chunk_conv``, plus chunked attention): attention looks
+at the frame's own chunk and the chunks before it (``left_chunks`` of them, or all); the conv
+module looks only at past frames (``causal``) or, with ``chunk_conv``, at its centred window cut
+at the end of the frame's chunk, so that it sees the same future as attention and is an ordinary
+centred convolution when the model runs with full context. :meth:`ConformerEncoder.forward` with ``chunk_size`` computes that with masks over a whole
 utterance; :class:`EncoderStream` computes the same outputs chunk by chunk with caches (attention
 keys/values, conv inputs, subsampling input frames), which is what ``transcribe --streaming`` runs.
 """
@@ -26,7 +28,12 @@ from speechlm.data.datamodule import utterance_means
 SUBSAMPLING_FACTOR = 4  # input frames per output frame (two stride-2 convolutions)
 # the encoder keys that shape its weights: a checkpoint fits only a config that agrees on them
 ENCODER_ARCH_KEYS = ("num_mel_bins", "d_model", "subsampling_channels", "num_layers", "num_heads",
-                     "ff_mult", "conv_kernel", "causal")
+                     "ff_mult", "conv_kernel", "causal", "chunk_conv")
+
+
+def can_stream(cfg: EncoderConfig) -> bool:
+    """Whether an encoder of this config computes chunk by chunk (no frame sees past its chunk)."""
+    return cfg.causal or cfg.chunk_conv
 
 
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -150,39 +157,63 @@ class FeedForward(nn.Module):
 
 
 class ConvModule(nn.Module):
-    """Pointwise -> GLU -> depthwise conv -> LayerNorm -> SiLU -> pointwise."""
+    """Pointwise -> GLU -> depthwise conv -> LayerNorm -> SiLU -> pointwise.
+
+    ``causal``: the depthwise kernel sees the frame and the ``kernel - 1`` before it. Otherwise it
+    is centred (``kernel // 2`` frames each side); with a ``chunk_size``, frames after the end of
+    the frame's chunk count as zeros (``encoder.chunk_conv``), as they do when streaming."""
 
     def __init__(self, d_model: int, kernel: int, dropout: float, causal: bool = False):
         super().__init__()
         self.kernel, self.causal = kernel, causal
         self.norm = nn.LayerNorm(d_model)
         self.pw1 = nn.Conv1d(d_model, 2 * d_model, 1)
-        # causal: padded on the left only (kernel - 1 zeros), so no frame sees a later one
-        self.dw = nn.Conv1d(d_model, d_model, kernel, padding=0 if causal else kernel // 2,
-                            groups=d_model)
+        # padded in forward: causal on the left only (kernel - 1 zeros), so no frame sees a later
+        #   one; centred with kernel // 2 zeros each side
+        self.dw = nn.Conv1d(d_model, d_model, kernel, groups=d_model)
         self.dw_norm = nn.LayerNorm(d_model)
         self.pw2 = nn.Conv1d(d_model, d_model, 1)
         self.dropout = nn.Dropout(dropout)
 
-    def _after_dw(self, y: torch.Tensor) -> torch.Tensor:
-        y = F.silu(self.dw_norm(self.dw(y).transpose(1, 2))).transpose(1, 2)
+    def _after_dw(self, y: torch.Tensor, convolved: bool = False) -> torch.Tensor:
+        """Depthwise conv of the padded ``y`` (unless ``convolved`` already), then the rest."""
+        y = F.silu(self.dw_norm((y if convolved else self.dw(y)).transpose(1, 2))).transpose(1, 2)
         return self.dropout(self.pw2(y).transpose(1, 2))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, chunk_size: int = 0) -> torch.Tensor:
         y = F.glu(self.pw1(self.norm(x).transpose(1, 2)), dim=1)
         y = y.masked_fill(~mask[:, None, :], 0.0)  # padding must not leak into valid frames
         if self.causal:
-            y = F.pad(y, (self.kernel - 1, 0))
-        return self._after_dw(y)
+            return self._after_dw(F.pad(y, (self.kernel - 1, 0)))
+        if chunk_size > 0:
+            return self._chunk_cut(y, chunk_size)
+        return self._after_dw(F.pad(y, (self.kernel // 2, self.kernel // 2)))
+
+    def _chunk_cut(self, y: torch.Tensor, chunk_size: int) -> torch.Tensor:
+        """The centred depthwise conv of ``y`` ``(B, D, T)`` with each frame's window zeroed after
+        the end of its chunk (windows unfolded: ``B x D x T x kernel`` values)."""
+        half, t = self.kernel // 2, y.size(2)
+        windows = F.pad(y, (half, half)).unfold(2, self.kernel, 1)  # (B, D, T, kernel)
+        frame = torch.arange(t, device=y.device)
+        seen = frame[:, None] - half + torch.arange(self.kernel, device=y.device)[None, :]
+        chunk_end = (frame // chunk_size + 1) * chunk_size - 1
+        windows = windows * (seen <= chunk_end[:, None]).to(y.dtype)
+        out = torch.einsum("bdtk,dk->bdt", windows, self.dw.weight[:, 0, :])
+        return self._after_dw(out + self.dw.bias[None, :, None], convolved=True)
 
     def step(self, x: torch.Tensor, cache: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """A causal module on one chunk ``(1, C, D)``; ``cache``: the previous ``kernel - 1``
-        GLU outputs (None: the start, zeros as in :meth:`forward`)."""
+        """One chunk ``(1, C, D)``; ``cache``: the GLU outputs of the frames before it that the
+        kernel reaches (``kernel - 1`` causal, ``kernel // 2`` centred; None: the start, zeros as
+        in :meth:`forward`). A centred kernel sees zeros after the chunk's end."""
         y = F.glu(self.pw1(self.norm(x).transpose(1, 2)), dim=1)
+        left = self.kernel - 1 if self.causal else self.kernel // 2
         if cache is None:
-            cache = y.new_zeros(y.size(0), y.size(1), self.kernel - 1)
+            cache = y.new_zeros(y.size(0), y.size(1), left)
         y = torch.cat([cache, y], dim=2)
-        return self._after_dw(y), y[:, :, y.size(2) - (self.kernel - 1):]
+        new_cache = y[:, :, y.size(2) - left:]
+        if not self.causal:
+            y = F.pad(y, (0, self.kernel // 2))
+        return self._after_dw(y), new_cache
 
 
 class ConformerBlock(nn.Module):
@@ -198,10 +229,12 @@ class ConformerBlock(nn.Module):
         self.final_norm = nn.LayerNorm(d)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor,
-                frames_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                frames_mask: Optional[torch.Tensor] = None, chunk_size: int = 0) -> torch.Tensor:
+        """``frames_mask``: attention's allowed pairs; ``chunk_size``: the chunks the conv module
+        is cut at (``encoder.chunk_conv``; 0: not cut)."""
         x = x + 0.5 * self.ff1(x)
         x = x + self.attn_dropout(self.attn(self.attn_norm(x), mask, frames_mask=frames_mask))
-        x = x + self.conv(x, mask)
+        x = x + self.conv(x, mask, chunk_size)
         x = x + 0.5 * self.ff2(x)
         return self.final_norm(x)
 
@@ -249,8 +282,9 @@ class ConformerEncoder(nn.Module):
             chunk_size = self.training_chunk_size() if self.training else 0
         frames_mask = (chunk_attention_mask(x.size(1), chunk_size, self.cfg.left_chunks, x.device)
                        if chunk_size > 0 else None)
+        conv_chunk = chunk_size if self.cfg.chunk_conv else 0
         for block in self.blocks:
-            x = block(x, mask, frames_mask)
+            x = block(x, mask, frames_mask, conv_chunk)
         return x, lengths
 
 
@@ -259,7 +293,7 @@ SUBSAMPLING_CONTEXT = 7
 
 
 class EncoderStream:
-    """Runs a causal encoder on a stream of (normalised) feature frames, chunk by chunk.
+    """Runs a streamable encoder (:func:`can_stream`) on a stream of (normalised) feature frames, chunk by chunk.
 
     :meth:`accept` takes any number of new input frames and returns the encoder output frames
     that are complete (``chunk_size`` of them at a time; :meth:`finish` flushes a last shorter
@@ -267,8 +301,9 @@ class EncoderStream:
     utterance (tests/test_streaming.py checks it)."""
 
     def __init__(self, encoder: ConformerEncoder, chunk_size: int):
-        if not encoder.cfg.causal:
-            raise ValueError("streaming needs a model trained with encoder.causal: true")
+        if not can_stream(encoder.cfg):
+            raise ValueError("streaming needs a model trained with encoder.causal: true or "
+                             "encoder.chunk_conv: true")
         if encoder.cfg.utterance_cmn:
             raise ValueError("streaming cannot use a model trained with encoder.utterance_cmn: true "
                              "(it subtracts the mean of the whole utterance); decode it without streaming")
