@@ -21,9 +21,10 @@ def causal_encoder(left_chunks=-1, conv="causal", **kw):
 
 
 @pytest.mark.parametrize("conv", CONVS)
-@pytest.mark.parametrize("left_chunks,chunk", [(-1, 4), (2, 3), (0, 5), (-1, 1)])
-def test_stream_equals_the_chunk_masked_whole_utterance(left_chunks, chunk, conv):
-    enc = causal_encoder(left_chunks, conv, conv_kernel=7 if chunk == 1 else 5)
+@pytest.mark.parametrize("left_chunks,chunk,lookahead", [(-1, 4, 0), (2, 3, 0), (0, 5, 0), (-1, 1, 0),
+                                                         (-1, 4, 3), (1, 3, 5), (-1, 2, 1)])
+def test_stream_equals_the_chunk_masked_whole_utterance(left_chunks, chunk, lookahead, conv):
+    enc = causal_encoder(left_chunks, conv, conv_kernel=7 if chunk == 1 else 5, lookahead=lookahead)
     feats = torch.randn(1, 203, 80)
     with torch.no_grad():
         whole, lens = enc(feats, torch.tensor([203]), chunk_size=chunk)
@@ -54,6 +55,24 @@ def test_chunked_attention_limits_what_a_frame_sees_and_full_context_differs():
         assert not torch.allclose(a[:, 24:], b[:, 24:])
         full, _ = enc(feats, torch.tensor([120]), chunk_size=0)
     assert not torch.allclose(full[:, :20], a[:, :20])  # full context sees ahead
+
+
+def test_lookahead_lets_the_first_block_see_frames_after_the_chunk():
+    feats = torch.randn(1, 120, 80)
+    changed = feats.clone()
+    changed[:, 68:72] += 3.0  # reaches encoder frames 16-17 only (4t .. 4t + 6), the chunk after 12-15
+    outs = {}
+    for lookahead in (0, 2):
+        enc = causal_encoder(conv="chunk", lookahead=lookahead)
+        with torch.no_grad():
+            a, _ = enc(feats, torch.tensor([120]), chunk_size=4)
+            b, _ = enc(changed, torch.tensor([120]), chunk_size=4)
+        outs[lookahead] = (a, b)
+        assert torch.allclose(a[:, :12], b[:, :12], atol=1e-6)  # earlier chunks: unchanged
+    a, b = outs[0]
+    assert torch.allclose(a[:, 12:16], b[:, 12:16], atol=1e-6)  # no lookahead: the chunk is blind to it
+    a, b = outs[2]
+    assert not torch.allclose(a[:, 12], b[:, 12])  # frame 12 sees frames 16-17 through block 0
 
 
 def test_chunk_conv_sees_its_own_chunk_ahead_and_is_centred_with_full_context():

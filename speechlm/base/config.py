@@ -95,6 +95,8 @@ class EncoderConfig:
     dynamic_chunk: int = checked(0, NON_NEGATIVE)  # > 0: each training batch draws its chunk size:
     #   half of the batches full context, the others 1..this frames (one model serves any chunk size)
     left_chunks: int = checked(-1, Allowed(lo=-1))  # chunks of left context attention sees (-1: all)
+    lookahead: int = checked(0, NON_NEGATIVE)  # chunked: the first block's attention also sees this
+    #   many frames after the chunk (a stream waits for them: + lookahead x 40 ms of latency)
     utterance_cmn: bool = False  # subtract each utterance's mean feature vector (after the global
     #   CMVN) before the encoder: removes a fixed channel (microphone, room) per recording, which
     #   helps on speakers/channels unseen in training; needs the whole utterance (no streaming)

@@ -8,7 +8,10 @@ Streaming (``encoder.causal`` or ``encoder.chunk_conv``, plus chunked attention)
 at the frame's own chunk and the chunks before it (``left_chunks`` of them, or all); the conv
 module looks only at past frames (``causal``) or, with ``chunk_conv``, at its centred window cut
 at the end of the frame's chunk, so that it sees the same future as attention and is an ordinary
-centred convolution when the model runs with full context. :meth:`ConformerEncoder.forward` with ``chunk_size`` computes that with masks over a whole
+centred convolution when the model runs with full context. ``encoder.lookahead = R`` lets the
+first block's attention also see the R frames after the chunk (their keys and values depend on
+the input frames alone, so a stream computes them exactly once those frames have arrived; the
+blocks above see no further than the chunk): R x 40 ms more latency. :meth:`ConformerEncoder.forward` with ``chunk_size`` computes that with masks over a whole
 utterance; :class:`EncoderStream` computes the same outputs chunk by chunk with caches (attention
 keys/values, conv inputs, subsampling input frames), which is what ``transcribe --streaming`` runs.
 """
@@ -81,11 +84,15 @@ def rotary_tables(seq_len: int, dim: int, device, dtype, offset: int = 0):
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
-def chunk_attention_mask(t: int, chunk_size: int, left_chunks: int, device) -> torch.Tensor:
+def chunk_attention_mask(t: int, chunk_size: int, left_chunks: int, device,
+                         lookahead: int = 0) -> torch.Tensor:
     """``(t, t)`` bool: query frame i may attend key frame j when j's chunk is i's or one of the
-    ``left_chunks`` before it (all before it when ``left_chunks < 0``)."""
-    chunk = torch.arange(t, device=device) // chunk_size
-    allowed = chunk[None, :] <= chunk[:, None]
+    ``left_chunks`` before it (all before it when ``left_chunks < 0``), or j is one of the
+    ``lookahead`` frames after the end of i's chunk."""
+    frame = torch.arange(t, device=device)
+    chunk = frame // chunk_size
+    chunk_end = (chunk + 1) * chunk_size - 1
+    allowed = frame[None, :] <= chunk_end[:, None] + lookahead
     if left_chunks >= 0:
         allowed &= chunk[None, :] >= chunk[:, None] - left_chunks
     return allowed
@@ -129,17 +136,22 @@ class RotarySelfAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
     def step(self, x: torch.Tensor, cache: Optional[Tuple[torch.Tensor, torch.Tensor]], offset: int,
-             max_cache: int) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
-        """One chunk ``(1, C, D)`` at positions ``offset..offset+C-1``, attending to itself and the
-        cached (already rotated) keys/values of earlier frames; keeps the last ``max_cache``
-        frames (all when < 0)."""
+             max_cache: int, ahead: Optional[torch.Tensor] = None
+             ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """One chunk ``(1, C, D)`` at positions ``offset..offset+C-1``, attending to itself, the
+        cached (already rotated) keys/values of earlier frames and the ``ahead`` frames ``(1, R,
+        D)`` after it (not cached: they come again in the next chunk); keeps the last
+        ``max_cache`` frames (all when < 0)."""
         b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        cos, sin = rotary_tables(t, d // self.num_heads, x.device, x.dtype, offset)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        both = x if ahead is None else torch.cat([x, ahead], dim=1)
+        n = both.size(1)
+        q, k, v = self.qkv(both).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        cos, sin = rotary_tables(n, d // self.num_heads, x.device, x.dtype, offset)
+        q, k = apply_rotary(q[:, :, :t], cos[:t], sin[:t]), apply_rotary(k, cos, sin)
         if cache is not None:
             k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
         y = F.scaled_dot_product_attention(q, k, v)
+        k, v = k[:, :, :k.size(2) - (n - t)], v[:, :, :v.size(2) - (n - t)]  # drop the ahead frames
         start = 0 if max_cache < 0 else max(0, k.size(2) - max_cache)
         return self.out(y.transpose(1, 2).reshape(b, t, d)), (k[:, :, start:], v[:, :, start:])
 
@@ -238,10 +250,15 @@ class ConformerBlock(nn.Module):
         x = x + 0.5 * self.ff2(x)
         return self.final_norm(x)
 
-    def step(self, x: torch.Tensor, state: Dict, offset: int, max_cache: int) -> torch.Tensor:
-        """One chunk with this block's streaming ``state`` (updated in place)."""
+    def step(self, x: torch.Tensor, state: Dict, offset: int, max_cache: int,
+             ahead: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """One chunk with this block's streaming ``state`` (updated in place); ``ahead``: this
+        block's input for the frames after the chunk that attention may also see."""
         x = x + 0.5 * self.ff1(x)
-        y, state["attn"] = self.attn.step(self.attn_norm(x), state.get("attn"), offset, max_cache)
+        if ahead is not None:
+            ahead = self.attn_norm(ahead + 0.5 * self.ff1(ahead))
+        y, state["attn"] = self.attn.step(self.attn_norm(x), state.get("attn"), offset, max_cache,
+                                          ahead)
         x = x + y
         y, state["conv"] = self.conv.step(x, state.get("conv"))
         x = x + y
@@ -280,11 +297,15 @@ class ConformerEncoder(nn.Module):
         mask = lengths_to_mask(lengths, x.size(1))
         if chunk_size is None:
             chunk_size = self.training_chunk_size() if self.training else 0
-        frames_mask = (chunk_attention_mask(x.size(1), chunk_size, self.cfg.left_chunks, x.device)
-                       if chunk_size > 0 else None)
+        frames_mask = first_mask = None
+        if chunk_size > 0:
+            frames_mask = chunk_attention_mask(x.size(1), chunk_size, self.cfg.left_chunks, x.device)
+            first_mask = (chunk_attention_mask(x.size(1), chunk_size, self.cfg.left_chunks, x.device,
+                                               self.cfg.lookahead)
+                          if self.cfg.lookahead else frames_mask)
         conv_chunk = chunk_size if self.cfg.chunk_conv else 0
-        for block in self.blocks:
-            x = block(x, mask, frames_mask, conv_chunk)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, first_mask if i == 0 else frames_mask, conv_chunk)
         return x, lengths
 
 
@@ -296,8 +317,8 @@ class EncoderStream:
     """Runs a streamable encoder (:func:`can_stream`) on a stream of (normalised) feature frames, chunk by chunk.
 
     :meth:`accept` takes any number of new input frames and returns the encoder output frames
-    that are complete (``chunk_size`` of them at a time; :meth:`finish` flushes a last shorter
-    chunk). The outputs equal ``encoder(feats, lengths, chunk_size=chunk_size)`` on the whole
+    that are complete (``chunk_size`` of them at a time, once the ``encoder.lookahead`` frames
+    after them have arrived too; :meth:`finish` flushes the rest). The outputs equal ``encoder(feats, lengths, chunk_size=chunk_size)`` on the whole
     utterance (tests/test_streaming.py checks it)."""
 
     def __init__(self, encoder: ConformerEncoder, chunk_size: int):
@@ -309,7 +330,7 @@ class EncoderStream:
                              "(it subtracts the mean of the whole utterance); decode it without streaming")
         if chunk_size < 1:
             raise ValueError(f"chunk size must be at least 1 encoder frame, got {chunk_size}")
-        self.encoder, self.chunk_size = encoder, chunk_size
+        self.encoder, self.chunk_size, self.lookahead = encoder, chunk_size, encoder.cfg.lookahead
         left = encoder.cfg.left_chunks
         self.max_cache = -1 if left < 0 else left * chunk_size
         self.pending = None  # input frames not yet consumed by the subsampling, (1, n, F)
@@ -332,9 +353,15 @@ class EncoderStream:
     def _waiting(self) -> int:
         return 0 if self.sub_frames is None else self.sub_frames.size(1)
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
-        for block, state in zip(self.encoder.blocks, self.states):
-            x = block.step(x, state, self.offset, self.max_cache)
+    def _run_next(self, n: int) -> torch.Tensor:
+        """The next ``n`` waiting frames through every block (the first also sees the lookahead
+        frames after them that are waiting)."""
+        x = self.sub_frames[:, :n]
+        ahead = self.sub_frames[:, n:n + self.lookahead] if self.lookahead else None
+        self.sub_frames = self.sub_frames[:, n:]
+        for i, (block, state) in enumerate(zip(self.encoder.blocks, self.states)):
+            x = block.step(x, state, self.offset, self.max_cache,
+                           ahead if i == 0 and ahead is not None and ahead.size(1) else None)
         self.offset += x.size(1)
         return x
 
@@ -344,16 +371,16 @@ class EncoderStream:
         self.pending = feats if self.pending is None else torch.cat([self.pending, feats], dim=1)
         self._subsample()
         out = []
-        while self._waiting() >= self.chunk_size:
-            chunk = self.sub_frames[:, :self.chunk_size]
-            self.sub_frames = self.sub_frames[:, self.chunk_size:]
-            out.append(self._run(chunk))
+        while self._waiting() >= self.chunk_size + self.lookahead:
+            out.append(self._run_next(self.chunk_size))
         return torch.cat(out, dim=1) if out else None
 
     @torch.no_grad()
     def finish(self) -> Optional[torch.Tensor]:
-        """The last, possibly shorter, chunk (None when nothing is left)."""
-        if not self._waiting():
-            return None
-        chunk, self.sub_frames = self.sub_frames, None
-        return self._run(chunk)
+        """The frames still waiting: whole chunks seeing the lookahead frames that exist, then a
+        last, possibly shorter, chunk (None when nothing is left)."""
+        out = []
+        while self._waiting():
+            out.append(self._run_next(min(self.chunk_size, self._waiting())))
+        self.sub_frames = None
+        return torch.cat(out, dim=1) if out else None
