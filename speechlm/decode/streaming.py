@@ -9,8 +9,9 @@ ms), which emits encoder frames as soon as their chunk is complete, using nothin
 The CTC head is per frame, so ``ctc-greedy`` words are final once their frames are out; the WFST methods search the streamed
 log-probs at the end of each piece of audio.
 
-Latency of a chunk = the chunk's duration (N x 40 ms) + the subsampling's look-ahead (60 ms of
-features) + the compute time per chunk (:attr:`StreamingEncode.chunk_seconds` records it;
+Latency of a chunk = the chunk's duration (N x 40 ms) + the encoder's look-ahead
+(``encoder.lookahead`` x 40 ms) + the subsampling's look-ahead (60 ms of features) + the compute
+time per chunk (:attr:`StreamingEncode.chunk_seconds` records it;
 ``benchmarks/bench_streaming.py`` reports it). Features themselves are computed per piece of audio
 (fbank frames depend only on 25 ms of audio each, so computing them incrementally gives the same
 frames).
@@ -74,7 +75,8 @@ class StreamingEncode:
             y = stream.finish()
             if y is not None:
                 got.append(m.ctc_head(y).log_softmax(dim=-1))
-                self.chunk_seconds.append(time.perf_counter() - t0)
+                k = -(-y.size(1) // self.chunk)  # the chunks that waited for the lookahead, and the last
+                self.chunk_seconds.extend([(time.perf_counter() - t0) / k] * k)
             outs.append(torch.cat(got, dim=1)[0] if got else feats.new_zeros(0, m.ctc_head.out_features))
         lens = torch.tensor([o.size(0) for o in outs], device=feats.device)
         log_probs = torch.nn.utils.rnn.pad_sequence(outs, batch_first=True)
