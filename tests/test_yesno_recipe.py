@@ -64,7 +64,7 @@ def test_yesno_recipe_end_to_end_and_rerun(recipe):
     assert again.stdout.count("already done") == 5, again.stdout
 
 
-def test_streaming_option_trains_a_causal_model_and_decodes_it_both_ways(recipe):
+def test_streaming_option_trains_a_streaming_model_and_decodes_it_both_ways(recipe):
     """After the full run above: --streaming retrains stage 4 as a streaming model (the earlier
     run moved aside) and stage 5 scores it with full context and as a stream."""
     out = _run(recipe, "--stage", "4", "--streaming", "4", "--methods", "ctc-greedy",
@@ -72,7 +72,7 @@ def test_streaming_option_trains_a_causal_model_and_decodes_it_both_ways(recipe)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "inputs changed" in out.stdout
     cfg = (recipe / "exp/asr/config.yaml").read_text()
-    assert "causal: true" in cfg and "dynamic_chunk: 16" in cfg
+    assert "chunk_conv: true" in cfg and "dynamic_chunk: 16" in cfg
     assert list((recipe / "exp/asr/previous-runs").iterdir())
     dec = recipe / "exp/asr/decode-test"
     assert (dec / "wer-summary-test.txt").is_file()

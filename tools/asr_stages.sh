@@ -153,9 +153,9 @@ asr_stages() {
     exit 2
   fi
   if [ -n "${streaming:-}" ]; then
-    # a model that can stream: causal conv module, attention trained on chunks of 1..16 frames or
-    # full context (train_args, after these, may override them)
-    train_args="encoder.causal=true encoder.dynamic_chunk=16 $train_args"
+    # a model that can stream: conv module cut at chunk ends, attention trained on chunks of 1..16
+    # frames or full context (train_args, after these, may override them)
+    train_args="encoder.chunk_conv=true encoder.dynamic_chunk=16 $train_args"
   fi
   if [ -n "${ssl_conf:-}" ]; then
     # stage 4 fine-tunes from stage 3's encoder (train_args, after it, may override the path);

@@ -57,7 +57,9 @@ def decode_and_score(
         results_md=results_md, command=command, section=exp_dir,
         notes=f"exp: {exp_dir}" + (f", average of the last {avg} epochs" if avg else "")
         + (f", streaming in chunks of {exp.cfg.decode.streaming_chunk} frames "
-           f"({exp.cfg.decode.streaming_chunk * 40} ms)" if exp.cfg.decode.streaming_chunk else ""),
+           f"({exp.cfg.decode.streaming_chunk * 40} ms)" if exp.cfg.decode.streaming_chunk else "")
+        + (f" + {exp.cfg.encoder.lookahead * 40} ms look-ahead"
+           if exp.cfg.decode.streaming_chunk and exp.cfg.encoder.lookahead else ""),
     )
     for m in rtf:
         log.info("%s %s: WER %.2f%%, CER %.2f%%, RTF %.4f", set_name, m, scores[m]["wer"],
