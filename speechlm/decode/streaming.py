@@ -5,8 +5,9 @@
 ``encode_for_decoding`` with :class:`StreamingEncode`: each utterance's normalised features are fed
 to :class:`speechlm.models.encoder.EncoderStream` a chunk at a time (``4 N`` input frames, N x 40
 ms), which emits encoder frames as soon as their chunk is complete, using nothing after the chunk
-(attention over the chunk and earlier ones; the conv module causal or cut at the chunk's end).
-The CTC head is per frame, so ``ctc-greedy`` words are final once their frames are out; the WFST methods search the streamed
+(attention over the chunk and earlier ones, the first block's also over ``encoder.lookahead``
+frames after it; the conv module causal or cut at the chunk's end). The CTC head is per frame, so
+``ctc-greedy`` words are final once their frames are out; the WFST methods search the streamed
 log-probs at the end of each piece of audio.
 
 Latency of a chunk = the chunk's duration (N x 40 ms) + the encoder's look-ahead

@@ -11,7 +11,8 @@ at the end of the frame's chunk, so that it sees the same future as attention an
 centred convolution when the model runs with full context. ``encoder.lookahead = R`` lets the
 first block's attention also see the R frames after the chunk (their keys and values depend on
 the input frames alone, so a stream computes them exactly once those frames have arrived; the
-blocks above see no further than the chunk): R x 40 ms more latency. :meth:`ConformerEncoder.forward` with ``chunk_size`` computes that with masks over a whole
+blocks above see no further than the chunk): R x 40 ms more latency.
+:meth:`ConformerEncoder.forward` with ``chunk_size`` computes that with masks over a whole
 utterance; :class:`EncoderStream` computes the same outputs chunk by chunk with caches (attention
 keys/values, conv inputs, subsampling input frames), which is what ``transcribe --streaming`` runs.
 """
@@ -314,12 +315,14 @@ SUBSAMPLING_CONTEXT = 7
 
 
 class EncoderStream:
-    """Runs a streamable encoder (:func:`can_stream`) on a stream of (normalised) feature frames, chunk by chunk.
+    """Runs a streamable encoder (:func:`can_stream`) on a stream of (normalised) feature frames,
+    chunk by chunk.
 
     :meth:`accept` takes any number of new input frames and returns the encoder output frames
     that are complete (``chunk_size`` of them at a time, once the ``encoder.lookahead`` frames
-    after them have arrived too; :meth:`finish` flushes the rest). The outputs equal ``encoder(feats, lengths, chunk_size=chunk_size)`` on the whole
-    utterance (tests/test_streaming.py checks it)."""
+    after them have arrived too; :meth:`finish` flushes the rest). The outputs equal
+    ``encoder(feats, lengths, chunk_size=chunk_size)`` on the whole utterance
+    (tests/test_streaming.py checks it)."""
 
     def __init__(self, encoder: ConformerEncoder, chunk_size: int):
         if not can_stream(encoder.cfg):
