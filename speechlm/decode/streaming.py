@@ -65,19 +65,14 @@ class StreamingEncode:
         for b in range(feats.size(0)):
             x = (feats[b:b + 1, : int(lengths[b])] - m.feat_mean) / m.feat_std
             stream, got = EncoderStream(m.encoder, self.chunk), []
-            for start in range(0, x.size(1), step):
+            pieces = [x[:, start:start + step] for start in range(0, x.size(1), step)] + [None]
+            for piece in pieces:  # None: the end of the audio (flush what waits)
                 t0 = time.perf_counter()
-                y = stream.accept(x[:, start:start + step])
+                y = stream.finish() if piece is None else stream.accept(piece)
                 if y is not None:
                     got.append(m.ctc_head(y).log_softmax(dim=-1))
                     k = -(-y.size(1) // self.chunk)  # chunks computed in this call (one time each)
                     self.chunk_seconds.extend([(time.perf_counter() - t0) / k] * k)
-            t0 = time.perf_counter()
-            y = stream.finish()
-            if y is not None:
-                got.append(m.ctc_head(y).log_softmax(dim=-1))
-                k = -(-y.size(1) // self.chunk)  # the chunks that waited for the lookahead, and the last
-                self.chunk_seconds.extend([(time.perf_counter() - t0) / k] * k)
             outs.append(torch.cat(got, dim=1)[0] if got else feats.new_zeros(0, m.ctc_head.out_features))
         lens = torch.tensor([o.size(0) for o in outs], device=feats.device)
         log_probs = torch.nn.utils.rnn.pad_sequence(outs, batch_first=True)

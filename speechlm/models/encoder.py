@@ -85,6 +85,11 @@ def rotary_tables(seq_len: int, dim: int, device, dtype, offset: int = 0):
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
+def chunk_ends(t: int, chunk_size: int, device) -> torch.Tensor:
+    """``(t,)``: the last frame of each frame's chunk (frames ``0..t-1``, chunks of ``chunk_size``)."""
+    return (torch.arange(t, device=device) // chunk_size + 1) * chunk_size - 1
+
+
 def chunk_attention_mask(t: int, chunk_size: int, left_chunks: int, device,
                          lookahead: int = 0) -> torch.Tensor:
     """``(t, t)`` bool: query frame i may attend key frame j when j's chunk is i's or one of the
@@ -92,8 +97,7 @@ def chunk_attention_mask(t: int, chunk_size: int, left_chunks: int, device,
     ``lookahead`` frames after the end of i's chunk."""
     frame = torch.arange(t, device=device)
     chunk = frame // chunk_size
-    chunk_end = (chunk + 1) * chunk_size - 1
-    allowed = frame[None, :] <= chunk_end[:, None] + lookahead
+    allowed = frame[None, :] <= chunk_ends(t, chunk_size, device)[:, None] + lookahead
     if left_chunks >= 0:
         allowed &= chunk[None, :] >= chunk[:, None] - left_chunks
     return allowed
@@ -207,10 +211,8 @@ class ConvModule(nn.Module):
         the end of its chunk (windows unfolded: ``B x D x T x kernel`` values)."""
         half, t = self.kernel // 2, y.size(2)
         windows = F.pad(y, (half, half)).unfold(2, self.kernel, 1)  # (B, D, T, kernel)
-        frame = torch.arange(t, device=y.device)
-        seen = frame[:, None] - half + torch.arange(self.kernel, device=y.device)[None, :]
-        chunk_end = (frame // chunk_size + 1) * chunk_size - 1
-        windows = windows * (seen <= chunk_end[:, None]).to(y.dtype)
+        seen = torch.arange(t, device=y.device)[:, None] - half + torch.arange(self.kernel, device=y.device)
+        windows = windows * (seen <= chunk_ends(t, chunk_size, y.device)[:, None]).to(y.dtype)
         out = torch.einsum("bdtk,dk->bdt", windows, self.dw.weight[:, 0, :])
         return self._after_dw(out + self.dw.bias[None, :, None], convolved=True)
 
@@ -359,12 +361,11 @@ class EncoderStream:
     def _run_next(self, n: int) -> torch.Tensor:
         """The next ``n`` waiting frames through every block (the first also sees the lookahead
         frames after them that are waiting)."""
-        x = self.sub_frames[:, :n]
-        ahead = self.sub_frames[:, n:n + self.lookahead] if self.lookahead else None
+        x, ahead = self.sub_frames[:, :n], self.sub_frames[:, n:n + self.lookahead]
         self.sub_frames = self.sub_frames[:, n:]
         for i, (block, state) in enumerate(zip(self.encoder.blocks, self.states)):
             x = block.step(x, state, self.offset, self.max_cache,
-                           ahead if i == 0 and ahead is not None and ahead.size(1) else None)
+                           ahead if i == 0 and ahead.size(1) else None)
         self.offset += x.size(1)
         return x
 
