@@ -155,3 +155,26 @@ def test_the_ctc_pre_beam_is_all_tokens_of_small_vocabularies_only():
     assert search.ctc_pre_beam_size(500, 8) == 500
     assert search.ctc_pre_beam_size(49159, 8) == 16 and search.ctc_pre_beam_size(49159, 4) == 16
     assert search.ctc_pre_beam_size(49159, 10) == 20 and search.ctc_pre_beam_size(49159, 4, 40) == 40
+
+
+def test_blank_penalty_is_a_cost_per_blank_frame():
+    """decode.blank_penalty: 0 changes nothing; greedy emits the runner-up token once the penalty
+    exceeds blank's margin on its frames, and a large one makes every CTC search emit it."""
+    from speechlm.decode.streaming import with_blank_penalty
+    from speechlm.models.asr import Encoded
+
+    p = torch.full((1, 4, V), 1e-3)
+    p[0, :, 0] = 0.99
+    p[0, 1:3, 0], p[0, 1:3, 5] = 0.8, 0.15  # blank leads token 5 by log(0.8 / 0.15) = 1.67 there
+    lp = (p / p.sum(-1, keepdim=True)).log()
+    lens = torch.tensor([4])
+    encode = lambda feats, lengths: Encoded(lp, lengths)  # noqa: E731 (stands in for a model)
+    assert with_blank_penalty(encode, 0.0) is encode
+    assert ctc_greedy(lp, lens) == [[]] and search.ctc_prefix_beam_search(lp, lens, 4)[0][0][0] == []
+    for penalty, want in ((1.6, []), (1.7, [5])):
+        assert ctc_greedy(with_blank_penalty(encode, penalty)(None, lens).log_probs, lens) == [want]
+    e = with_blank_penalty(encode, 3.0)(None, lens)
+    assert torch.equal(e.log_probs[..., 1:], lp[..., 1:])  # only blank moves, by the penalty
+    assert torch.allclose(e.log_probs[..., 0], lp[..., 0] - 3.0)
+    assert search.ctc_prefix_beam_search(e.log_probs, lens, 4)[0][0][0] == [5]
+    assert torch.equal(lp, (p / p.sum(-1, keepdim=True)).log())  # the model's output untouched

@@ -243,3 +243,15 @@ def test_every_kind_of_method_finds_its_resources_from_the_model_dir(tiny_ctc, t
     assert Recognizer.from_dir(moved, method="lm-shallow-fusion").transcribe(TEST_FILES[3]).words == \
         fusion.transcribe(TEST_FILES[3]).words
     assert main(["export", "--model-dir", str(exp), "--format", "dir", "--out", str(moved)]) == 2  # not empty
+
+
+def test_blank_penalty_reaches_the_search_from_the_config(tiny_ctc, recognizer):
+    """``decode.blank_penalty`` set on the model (as ``--set`` does) changes what it says: 0 is the
+    default's output; a large negative one (a bonus) leaves every frame blank, so no words."""
+    from speechlm import Recognizer
+
+    want = recognizer.transcribe(TEST_FILES[3]).words
+    assert want, "the tiny model should say something"
+    for penalty, words in ((0, want), (-50, [])):
+        r = Recognizer.from_dir(tiny_ctc, overrides=[f"decode.blank_penalty={penalty}"])
+        assert r.transcribe(TEST_FILES[3]).words == words, penalty

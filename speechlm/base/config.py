@@ -194,6 +194,8 @@ class DecodeConfig:
     #   only this many best next tokens (decoder / LM) per hypothesis; 0: all of a vocabulary up to
     #   1024 tokens, max(2 x beam_size, 16) of a larger one (an LLM's ~50k)
     lm_checkpoint: str = ""  # text LM for the fusion methods (default: speechlm.lm_init)
+    blank_penalty: float = 0.0  # subtracted from every frame's CTC blank log-prob before any
+    #   search (> 0: fewer deletions, < 0: fewer insertions; icefall's / sherpa-onnx's blank_penalty)
     streaming_chunk: int = checked(0, NON_NEGATIVE)  # > 0: run the encoder as a stream, in chunks
     #   of this many encoder frames (40 ms each; needs encoder.causal or encoder.chunk_conv); CTC
     #   methods only

@@ -20,6 +20,7 @@ frames).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import List
 
@@ -28,6 +29,7 @@ import torch
 from speechlm.base.errors import SpeechlmError
 from speechlm.models.asr import Encoded
 from speechlm.models.encoder import SUBSAMPLING_FACTOR, EncoderStream, can_stream
+from speechlm.text.symbols import BLANK_ID
 
 FRAME_SECONDS = 0.04  # one encoder frame: 4 feature frames of 10 ms
 
@@ -79,16 +81,34 @@ class StreamingEncode:
         return Encoded(log_probs, lens)
 
 
+def with_blank_penalty(encode, penalty: float):
+    """``encode`` whose CTC log-probs have ``penalty`` subtracted from blank on every frame
+    (``decode.blank_penalty``). Every path of a CTC search has one label per frame, so this is a
+    cost per blank frame: a positive penalty lets the search emit more tokens (fewer deletions).
+    ``encode`` itself when ``penalty`` is 0."""
+    if not penalty:
+        return encode
+
+    def penalized(feats: torch.Tensor, lengths: torch.Tensor) -> Encoded:
+        e = encode(feats, lengths)
+        log_probs = e.log_probs.clone()
+        log_probs[..., BLANK_ID] -= penalty
+        return dataclasses.replace(e, log_probs=log_probs)
+
+    return penalized
+
+
 def encode_function(model, cfg, methods=()):
     """The encode function decoding uses: the model's own, or :class:`StreamingEncode` when
-    ``cfg.decode.streaming_chunk`` > 0 (then every method must be CTC-only)."""
+    ``cfg.decode.streaming_chunk`` > 0 (then every method must be CTC-only); with
+    ``cfg.decode.blank_penalty`` applied (:func:`with_blank_penalty`)."""
     chunk = cfg.decode.streaming_chunk
     if chunk <= 0:
-        return model.encode_for_decoding
+        return with_blank_penalty(model.encode_for_decoding, cfg.decode.blank_penalty)
     from speechlm.base.registry import DECODING_METHODS
 
     for name in methods:
         if set(DECODING_METHODS.get(name, "--methods").needs) - {"ctc"}:
             raise SpeechlmError(f"decode.streaming_chunk={chunk}: --method(s) {name} needs the "
                                 "whole utterance (attention decoder); stream with a CTC method")
-    return StreamingEncode(model, chunk)
+    return with_blank_penalty(StreamingEncode(model, chunk), cfg.decode.blank_penalty)
