@@ -59,7 +59,8 @@ def decode_and_score(
         + (f", streaming in chunks of {exp.cfg.decode.streaming_chunk} frames "
            f"({exp.cfg.decode.streaming_chunk * 40} ms)" if exp.cfg.decode.streaming_chunk else "")
         + (f" + {exp.cfg.encoder.lookahead * 40} ms look-ahead"
-           if exp.cfg.decode.streaming_chunk and exp.cfg.encoder.lookahead else ""),
+           if exp.cfg.decode.streaming_chunk and exp.cfg.encoder.lookahead else "")
+        + (f", blank penalty {exp.cfg.decode.blank_penalty:g}" if exp.cfg.decode.blank_penalty else ""),
     )
     for m in rtf:
         log.info("%s %s: WER %.2f%%, CER %.2f%%, RTF %.4f", set_name, m, scores[m]["wer"],
