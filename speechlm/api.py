@@ -26,7 +26,7 @@ from speechlm.data.audio_io import Audio, load_audio, to_model_audio
 from speechlm.data.vad import VadConfig
 from speechlm.decode.methods import DecodeContext, build_methods, text_lm_source
 from speechlm.decode.resources import LANG_IN_DIR, LM_IN_DIR, find_resources
-from speechlm.decode.streaming import encode_function, with_blank_penalty
+from speechlm.decode.streaming import encode_function
 from speechlm.decode.transcribe import Transcriber, Transcript, Word
 from speechlm.export import BACKENDS
 from speechlm.models.experiment import Experiment, load_experiment
@@ -77,13 +77,12 @@ class Recognizer:
         lang, lm = find_resources(exp.exp_dir, [method], lang_dir, lm_checkpoint)
         ctx = DecodeContext("", exp.model, exp.cfg, exp.tokenizer, exp.exp_dir, lang, lm)
         fn = build_methods([method], ctx)[method]
+        whole = None
         if backend == "onnx":
             from speechlm.export.onnx import OnnxAcousticModel
 
-            encode = with_blank_penalty(OnnxAcousticModel.from_dir(exp.exp_dir, exp.tokenizer,
-                                                                   onnx_path), exp.cfg.decode.blank_penalty)
-        else:
-            encode = encode_function(exp.model, exp.cfg, [method])
+            whole = OnnxAcousticModel.from_dir(exp.exp_dir, exp.tokenizer, onnx_path)
+        encode = encode_function(exp.model, exp.cfg, [method], whole)
         transcriber = Transcriber(encode, fn, exp.tokenizer, vad, exp.cfg.decode.batch_max_duration)
         return cls(exp, transcriber, method, backend)
 

@@ -98,13 +98,14 @@ def with_blank_penalty(encode, penalty: float):
     return penalized
 
 
-def encode_function(model, cfg, methods=()):
-    """The encode function decoding uses: the model's own, or :class:`StreamingEncode` when
-    ``cfg.decode.streaming_chunk`` > 0 (then every method must be CTC-only); with
-    ``cfg.decode.blank_penalty`` applied (:func:`with_blank_penalty`)."""
+def encode_function(model, cfg, methods=(), whole=None):
+    """The encode function decoding uses: the model's own (or ``whole``, another whole-utterance
+    one such as the ONNX export's), or :class:`StreamingEncode` when ``cfg.decode.streaming_chunk``
+    > 0 (then every method must be CTC-only); with ``cfg.decode.blank_penalty`` applied
+    (:func:`with_blank_penalty`)."""
     chunk = cfg.decode.streaming_chunk
     if chunk <= 0:
-        return with_blank_penalty(model.encode_for_decoding, cfg.decode.blank_penalty)
+        return with_blank_penalty(whole or model.encode_for_decoding, cfg.decode.blank_penalty)
     from speechlm.base.registry import DECODING_METHODS
 
     for name in methods:
