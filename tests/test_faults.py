@@ -162,6 +162,12 @@ def test_yaml_scalars_read_as_the_declared_type():
     assert cfg.optim.lr == 0.002 and isinstance(cfg.optim.lr, float)
     with pytest.raises(SpeechlmError, match=r"train.num_epochs = 1.5 has the wrong type; expected int"):
         load_config(None, ["train.num_epochs=1.5"])  # was run as 2 epochs, logged "epoch 2/1"
+    for key in ("decode.lm_weight", "decode.length_bonus", "decode.blank_penalty",
+                "model.ctc_blank_bias"):  # keys with no range: NaN ran silently
+        with pytest.raises(SpeechlmError, match=rf"{key} = nan is not a number"):
+            load_config(None, [f"{key}=.nan"])
+    with pytest.raises(SpeechlmError, match=r"decode.lm_weights\['attention-lm-fusion'\] = nan is not"):
+        load_config(None, ["decode.lm_weights={attention-lm-fusion: .nan}"])
 
 
 def test_relations_between_keys_and_registry_names_are_checked():

@@ -8,6 +8,7 @@ decoding reads it from there, so architecture flags are never repeated.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -483,6 +484,8 @@ def _check_field(section: Any, f: dataclasses.Field, what: str) -> None:
     if allowed is not None and not allowed.admits(value):
         raise SpeechlmError(f"{what} = {value!r} is not allowed: it must be {allowed.describe()} "
                             f"(default {default!r})")
+    if isinstance(value, float) and math.isnan(value):  # a key with no range: NaN would run silently
+        raise SpeechlmError(f"{what} = nan is not a number; give a number like {default!r}")
 
 
 def _check_heads(where: str, sname: str, d_model: int, num_heads: int) -> None:
@@ -529,7 +532,7 @@ def _check_lm_weights(cfg: ExperimentConfig, where: str) -> None:
         if method not in lm_methods:
             raise SpeechlmError(f"{where}: decode.lm_weights has {method!r}; the methods with a "
                                 f"text-LM weight are {', '.join(lm_methods)}")
-        if isinstance(w, bool) or not isinstance(w, (int, float)):
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or math.isnan(w):
             raise SpeechlmError(f"{where}: decode.lm_weights[{method!r}] = {w!r} is not a number")
 
 
