@@ -78,3 +78,60 @@ def test_decode_data_options_are_checked(tiny_ctc, tmp_path, capsys):
     assert main(["decode", "--exp-dir", str(tiny_ctc), "--data", str(corpus), "--data-kind", "tsv",
                  "--data-cache", str(tmp_path / "cache"), "--out-dir", str(tmp_path / "o")]) == 0
     assert (tmp_path / "cache" / "manifests" / "data_cuts_test.jsonl.gz").is_file()
+
+
+def test_tune_on_dev_decodes_the_test_set_with_each_methods_best(tiny_ctc, tiny_asr, tmp_path, capsys):
+    """`--tune decode.blank_penalty=...`: the dev table holds what a plain decode at each value
+    gives, each method gets its lowest dev WER (first listed on a tie), and the test set is
+    decoded as a plain decode at that value would be; RESULTS.md rows say what was chosen."""
+    exp = tmp_path / "exp"
+    shutil.copytree(tiny_ctc, exp)
+    dev, test = str(tiny_asr["train"]), str(tiny_asr["test"])  # the 40 training cuts as a dev set
+    methods, values = "ctc-greedy,ctc-prefix-beam", ["0", "1.5", "6"]
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# results\n")
+    assert main(["decode", "--exp-dir", str(exp), "--cuts", test, "--methods", methods,
+                 "--tune", f"decode.blank_penalty={','.join(values)}", "--tune-cuts", dev,
+                 "--out-dir", str(tmp_path / "tuned"), "--results-md", str(results)]) == 0
+    tuned = dict(line.split("\t")[1:3] for line in wer_lines(capsys.readouterr().out))
+    rows = [r.split("\t") for r in (tmp_path / "tuned" / "tune-dev.tsv").read_text().splitlines()]
+    assert rows[0] == ["decode.blank_penalty", "method", "WER", "CER", "chosen"] and len(rows) == 7
+    for v in values:  # the table equals plain decodes of dev
+        assert main(["decode", "--exp-dir", str(exp), "--cuts", dev, "--set-name", "dev",
+                     "--methods", methods, "--set", f"decode.blank_penalty={v}",
+                     "--out-dir", str(tmp_path / f"plain-dev-{v}")]) == 0
+        plain = dict(line.split("\t")[1:3] for line in wer_lines(capsys.readouterr().out))
+        for m, wer in plain.items():
+            assert [r for r in rows if r[0] == v and r[1] == m][0][2] == wer.split()[1][:-1]
+    for m in methods.split(","):
+        mine = [r for r in rows[1:] if r[1] == m]
+        best = min(mine, key=lambda r: (float(r[2]), float(r[3])))  # min keeps the first of ties
+        assert [r[4] for r in mine] == ["*" if r is best else "" for r in mine]
+        assert main(["decode", "--exp-dir", str(exp), "--cuts", test, "--methods", m,
+                     "--set", f"decode.blank_penalty={best[0]}", "--out-dir", str(tmp_path / "p")]) == 0
+        plain = dict(line.split("\t")[1:3] for line in wer_lines(capsys.readouterr().out))
+        assert tuned[m] == plain[m]
+        assert (tmp_path / "tuned" / f"recogs-test-{m}.txt").read_text() == \
+            (tmp_path / "p" / f"recogs-test-{m}.txt").read_text()
+        row = [line for line in results.read_text().splitlines() if f"| {m} |" in line]
+        assert len(row) == 1 and f"blank_penalty={best[0]} chosen on dev (blank_penalty from " \
+                                 f"0, 1.5, 6; dev WER {float(best[2]):.2f}%)" in row[0]
+
+
+def test_tune_options_are_checked(tiny_ctc, tiny_asr, tmp_path, capsys):
+    test, dev = str(tiny_asr["test"]), str(tiny_asr["train"])
+    for args, msg in ((["--tune", "decode.blank_penalty=0,1"], "go together"),
+                      (["--tune-cuts", dev], "go together"),
+                      (["--tune", "decode.blank_penalty", "--tune-cuts", dev], "give decode.KEY=V1,V2"),
+                      (["--tune", "optim.lr=1,2", "--tune-cuts", dev], "give decode.KEY=V1,V2"),
+                      (["--tune", "decode.blank_penalty=1", "decode.blank_penalty=2", "--tune-cuts",
+                        dev], "given twice"),
+                      (["--tune", "decode.blank_penalty=0,1", "--tune-cuts", dev, "--set",
+                        "decode.blank_penalty=2"], "in both --set and --tune"),
+                      (["--tune", "decode.blank_penalty=0,1", "--tune-cuts", test],
+                       "is the test set itself"),
+                      (["--tune", "decode.blank_penalty=0,x", "--tune-cuts", dev],
+                       "decode.blank_penalty = 'x' has the wrong type")):
+        assert main(["decode", "--exp-dir", str(tiny_ctc), "--cuts", test, "--out-dir",
+                     str(tmp_path / "o"), *args]) == 2, args
+        assert msg in capsys.readouterr().err, args

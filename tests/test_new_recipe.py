@@ -73,6 +73,12 @@ def test_new_recipe_from_folder_runs_end_to_end(tmp_path):
     # one row per default method: the best the recipe can run (stage 2 built the HLG graph)
     assert sorted(r.split(" | ")[3] for r in rows) == ["ctc-greedy", "hlg-1best"]
     assert all("cd egs/digits && ./run.sh --nj 1" in r for r in rows)
+    # --tune: stage 5 again, each method at its best dev blank penalty, the rows say which
+    run_recipe(recipe, "--stage", "5", "--tune", "decode.blank_penalty=0,2")
+    table = (recipe / "exp/asr/decode-test/tune-dev.tsv").read_text().splitlines()
+    assert len(table) == 5 and sum(r.endswith("*") for r in table) == 2, table
+    tuned = results_rows(recipe)[len(rows):]
+    assert len(tuned) == 2 and all("chosen on dev (blank_penalty from 0, 2;" in r for r in tuned)
 
 
 @needs_fsdd

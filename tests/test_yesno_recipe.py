@@ -78,3 +78,10 @@ def test_streaming_option_trains_a_streaming_model_and_decodes_it_both_ways(reci
     assert (dec / "wer-summary-test.txt").is_file()
     assert [p.name for p in dec.glob("wer-summary-test*stream4*")]
     assert "streaming in chunks of 4 frames (160 ms)" in (recipe / "RESULTS.md").read_text()
+
+
+def test_tune_needs_a_dev_split(recipe):
+    """yesno has train and test only: --tune stops before any stage runs, naming the option."""
+    out = _run(recipe, "--stage", "4", "--tune", "decode.blank_penalty=0,1")
+    assert out.returncode == 2 and "started" not in out.stdout, out.stdout + out.stderr
+    assert "--tune 'decode.blank_penalty=0,1' needs a dev split" in out.stderr

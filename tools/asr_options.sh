@@ -23,6 +23,7 @@ nj=2                    # parallel jobs for data prep and features
 nproc=1                 # training processes (torchrun + DDP when > 1)
 methods=ctc-greedy      # decoding methods, comma-separated
 resume=""               # set to 1 to resume training from the last epoch checkpoint
+tune=""                 # e.g. decode.blank_penalty=0,1,2,3 (several keys space-separated: a grid): stage 5 tries the values on the dev split and decodes the test sets with each method's best (speechlm decode --tune)
 streaming=""            # N: train a streaming model (chunk-cut conv, dynamic chunks) and decode it also as a stream in chunks of N x 40 ms (e.g. 16)
 llm=""                  # e.g. smollm2 (or a .gguf / HF dir): stages 4-5 train and decode the speech-LM ASR on that pretrained LLM (model.kind=speechlm-llm: LLM frozen + LoRA, llm.* overrides in --train-args) in exp/llm-NAME, beside the default model
 ssl_conf=""             # e.g. conf/ssl.yaml: stage 3 pretrains the encoder on audio alone (BEST-RQ; encoder from conf) and stage 4 fine-tunes from it

@@ -5,7 +5,7 @@
 # lm_text (extra tokenizer text, may be empty), splits (e.g. "train dev test"); optional:
 # tokenizer_args (more train-tokenizer options, e.g. --languages), lang_max_lines (stage 2: the
 # HLG n-gram from a seeded sample of that many lm_text lines), test_sets (the splits stage 5
-# decodes, default "test"), ssl_conf / ssl_splits / ssl_args / ssl_extra (stage 3 self-supervised
+# decodes, default "test"), tune (stage 5: decode.* values chosen on dev), streaming, ssl_conf / ssl_splits / ssl_args / ssl_extra (stage 3 self-supervised
 # encoder pretraining; stage 4 then fine-tunes from $exp/ssl/final.pt).
 # Reads  $data/manifests/${corpus}_cuts_<split>.jsonl.gz  (written by stage 0).
 
@@ -101,18 +101,22 @@ stage_decode() {
   local cmd="cd egs/$(basename "$PWD") && ./run.sh ${recipe_args:-}"
   local lm_args=()  # lm-shallow-fusion uses the stage-3 LM when there is one
   if [ -f "$exp/lm/final.pt" ]; then lm_args=(--lm-checkpoint "$exp/lm/final.pt"); fi
+  local tune_args=()  # --tune: values chosen on the dev split, per method and per stream/full
+  # shellcheck disable=SC2206
+  if [ -n "${tune:-}" ]; then tune_args=(--tune $tune --tune-cuts "$(_sl_cuts dev)"); fi
   local s
   for s in ${test_sets:-test}; do
     speechlm decode --exp-dir "$exp/asr" --cuts "$(_sl_cuts "$s")" --set-name "$s" \
       --methods "$methods" --lang-dir "$data/lang_bpe" --results-md RESULTS.md --command "$cmd" \
-      "${lm_args[@]}" || return 1
+      "${lm_args[@]}" "${tune_args[@]}" || return 1
     if [ -n "${streaming:-}" ]; then  # the same model as a stream: the CTC methods
       local ctc_methods
       ctc_methods=$(echo "$methods" | tr ',' '\n' | grep -E '^(ctc|hlg)-' | paste -sd, -)
       [ -z "$ctc_methods" ] && continue
       speechlm decode --exp-dir "$exp/asr" --cuts "$(_sl_cuts "$s")" --set-name "$s" \
         --methods "$ctc_methods" --lang-dir "$data/lang_bpe" --results-md RESULTS.md \
-        --command "$cmd" --tag "stream$streaming" --set "decode.streaming_chunk=$streaming" || return 1
+        --command "$cmd" --tag "stream$streaming" --set "decode.streaming_chunk=$streaming" \
+        "${tune_args[@]}" || return 1
     fi
   done
 }
@@ -141,6 +145,11 @@ asr_stages() {
     llm_tag=$(basename "$llm"); llm_tag=${llm_tag%.gguf}; llm_tag=${llm_tag//[^A-Za-z0-9_.-]/-}
     local methods=$methods train_args="model.kind=speechlm-llm llm.source=$llm $train_args"
     _llm_methods
+  fi
+  if [ -n "${tune:-}" ] && ! _sl_has_dev; then
+    echo "$(basename "$0"): --tune '$tune' needs a dev split to choose on, and this recipe's" \
+      "splits are: $splits (never tune on a test set); leave --tune out" >&2
+    exit 2
   fi
   # a hlg-* method decodes with the graph stage 2 builds: when this run decodes but does not
   # include stage 2 and no graph is there, say so now (not after training)

@@ -26,6 +26,8 @@ speed_perturb=""        # e.g. 0.9,1.1 to add speed-perturbed training copies
 nj=2                    # parallel jobs for synthesis and features
 nproc=1                 # training processes (torchrun + DDP when > 1)
 methods=ctc-greedy,hlg-1best,hlg-nbest-lm  # decoding methods, comma-separated (hlg-*: stage 2 builds the HLG graph)
+tune=""                 # e.g. decode.blank_penalty=0,1,2,3: stage 5 tries the values on dev and decodes test with each method's best
+streaming=""            # N: train a streaming model (chunk-cut conv, dynamic chunks) and decode it also as a stream in chunks of N x 40 ms (e.g. 16)
 resume=""               # set to 1 to resume training from the last epoch checkpoint
 llm=""                  # e.g. smollm2: stages 4-5 train and decode the speech-LM ASR on that pretrained LLM (frozen + LoRA) in exp/llm-NAME, beside exp/asr (which the TTS stages align with: run the default first)
 lm_conf=conf/lm.yaml    # stage 3: text-LM config (LM pretraining on data/text/lm_text.txt)

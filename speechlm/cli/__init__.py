@@ -139,10 +139,34 @@ def cmd_decode(args) -> None:
         cuts = prepare_eval_set(args.data_kind, args.data, cache, on_error=args.data_on_error)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     command = args.command or " ".join(shlex.quote(a) for a in ["speechlm"] + sys.argv[1:])
-    res = decode_and_score(args.exp_dir, cuts, args.set_name, methods, out_dir=args.out_dir,
-                           lang_dir=args.lang_dir, device=args.device, results_md=args.results_md,
-                           command=command, tag=args.tag, overrides=args.set or [],
-                           lm_checkpoint=args.lm_checkpoint, avg=args.avg)
+    common = dict(lang_dir=args.lang_dir, device=args.device, overrides=args.set or [],
+                  lm_checkpoint=args.lm_checkpoint, avg=args.avg)
+    out_dir = args.out_dir or Path(args.exp_dir) / f"decode-{args.set_name}"
+    chosen = notes = None
+    if args.tune or args.tune_cuts:
+        from speechlm.scoring.evaluate import parse_grid, tune_on_dev
+
+        if not (args.tune and args.tune_cuts):
+            raise SpeechlmError("decode: --tune KEY=V1,V2,... and --tune-cuts DEV_CUTS go together "
+                                "(the values are tried on the dev cuts, the best decodes the test set)")
+        parse_grid(args.tune)  # a malformed item fails before any decoding
+        if Path(args.tune_cuts).resolve() == Path(cuts).resolve():
+            raise SpeechlmError(f"decode: --tune-cuts {args.tune_cuts} is the test set itself; tune "
+                                "on a dev set, or the test WER is no longer a test")
+        for item in args.set or []:
+            if item.partition("=")[0] in (k for k, _ in parse_grid(args.tune)):
+                raise SpeechlmError(f"decode: {item.partition('=')[0]} is in both --set and --tune; "
+                                    "give it in one of them")
+        chosen, notes = tune_on_dev(args.exp_dir, args.tune_cuts, args.tune, methods, out_dir,
+                                    dev_name=args.tune_set_name, tag=args.tag, **common)
+        methods = methods or list(chosen)
+        table = Path(out_dir) / f"tune-{args.tune_set_name}{'-' + args.tag if args.tag else ''}.tsv"
+        print(f"chosen on {args.tune_set_name} (table: {table}):")
+        for m, point in chosen.items():
+            print(f"  {m}: {' '.join(point)}")
+    res = decode_and_score(args.exp_dir, cuts, args.set_name, methods, out_dir=out_dir,
+                           results_md=args.results_md, command=command, tag=args.tag,
+                           method_overrides=chosen, method_notes=notes, **common)
     for m, r in res.items():
         print(f"{args.set_name}\t{m}\tWER {r['wer']:.2f}%\tCER {r['cer']:.2f}%\tRTF {r['rtf']:.4f}")
 
@@ -239,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "of the exp dir's config")
     s.add_argument("--set", nargs="*", metavar="decode.KEY=VALUE",
                    help="decoding overrides, e.g. decode.beam_size=8 decode.lm_weight=0.5")
+    s.add_argument("--tune", nargs="*", metavar="decode.KEY=V1,V2,...",
+                   help="try these values on --tune-cuts (several keys: every combination) and "
+                        "decode the test set with each method's best, e.g. "
+                        "decode.blank_penalty=0,1,2,3; the table goes to OUT_DIR/tune-DEV[-TAG].tsv and "
+                        "RESULTS.md rows say what was chosen")
+    s.add_argument("--tune-cuts", metavar="DEV_CUTS", help="dev cut manifest with features for --tune "
+                                                           "(never the test set)")
+    s.add_argument("--tune-set-name", default="dev", help="name of --tune-cuts in report names")
     s.add_argument("--lm-checkpoint", help="text LM for lm-shallow-fusion (e.g. exp/lm/final.pt)")
     s.add_argument("--avg", type=int, default=0, metavar="K",
                    help="decode the average of the last K epoch checkpoints (epoch-*.pt) instead "

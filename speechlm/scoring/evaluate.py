@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from speechlm.base.errors import SpeechlmError
 
 from speechlm.base.device import resolve_device
 from speechlm.decode.methods import text_lm_source
@@ -30,6 +33,8 @@ def decode_and_score(
     overrides: Sequence[str] = (),
     lm_checkpoint: Optional[str | Path] = None,
     avg: int = 0,
+    method_overrides: Optional[Mapping[str, Sequence[str]]] = None,
+    method_notes: Optional[Mapping[str, str]] = None,
 ) -> Dict[str, Dict[str, float]]:
     """Decode ``cuts_path`` with every method; write icefall-style reports; return WER, CER and RTF.
 
@@ -39,30 +44,109 @@ def decode_and_score(
     ``avg`` epoch checkpoints instead of final.pt; the report names then carry ``avg<avg>``.
     With ``results_md``, one row per method goes into that file's section for ``exp_dir``.
     A lang dir or text LM not given is looked up from the exp dir, and the ones used are
-    recorded there (:mod:`speechlm.decode.resources`).
+    recorded there (:mod:`speechlm.decode.resources`). ``method_overrides`` adds overrides for
+    some methods (e.g. the ones :func:`tune_on_dev` chose; each distinct set is one pass over the
+    cuts) and ``method_notes`` a note to their RESULTS.md rows.
     """
     exp_dir = Path(exp_dir)
-    exp = load_experiment(exp_dir, resolve_device(device, "--device"), avg=avg,
-                          overrides=overrides, needs="ctc")
     if avg:
         tag = f"{tag}-avg{avg}" if tag else f"avg{avg}"
-    methods = list(methods) or list(exp.cfg.decode.methods)
     out_dir = Path(out_dir) if out_dir else exp_dir / f"decode-{set_name}"
-    lang_dir, lm_checkpoint = find_resources(exp_dir, methods, lang_dir, lm_checkpoint)
-    decoded = decode_cuts(exp, cuts_path, methods, lang_dir, lm_checkpoint, desc=f"decode {set_name}")
-    record_resources(exp_dir, methods, lang_dir, text_lm_source(lm_checkpoint, exp.cfg)[0])
-    rtf = decoded.rtf
+    method_overrides = dict(method_overrides or {})
+    groups: Dict[Tuple[str, ...], List[str]] = {}  # extra overrides -> the methods decoded with them
+    results, rtf, notes = {}, {}, {}
+    for method in methods or [None]:
+        groups.setdefault(tuple(method_overrides.get(method, ())), []).append(method)
+    for extra, group in groups.items():
+        exp = load_experiment(exp_dir, resolve_device(device, "--device"), avg=avg,
+                              overrides=[*overrides, *extra], needs="ctc")
+        group = [m for m in group if m is not None] or list(exp.cfg.decode.methods)
+        lang_dir, lm_checkpoint = find_resources(exp_dir, group, lang_dir, lm_checkpoint)
+        decoded = decode_cuts(exp, cuts_path, group, lang_dir, lm_checkpoint,
+                              desc=f"decode {set_name}" + (f" ({' '.join(extra)})" if extra else ""))
+        record_resources(exp_dir, group, lang_dir, text_lm_source(lm_checkpoint, exp.cfg)[0])
+        results.update(decoded.results)
+        rtf.update(decoded.rtf)
+        note = _notes(exp, exp_dir, avg)
+        for m in decoded.rtf:
+            notes[m] = note + (f", {method_notes[m]}" if method_notes and m in method_notes else "")
     scores = score_methods(
-        out_dir, set_name, tag, decoded.results, extras={m: {"RTF": round(rtf[m], 4)} for m in rtf},
-        results_md=results_md, command=command, section=exp_dir,
-        notes=f"exp: {exp_dir}" + (f", average of the last {avg} epochs" if avg else "")
-        + (f", streaming in chunks of {exp.cfg.decode.streaming_chunk} frames "
-           f"({exp.cfg.decode.streaming_chunk * 40} ms)" if exp.cfg.decode.streaming_chunk else "")
-        + (f" + {exp.cfg.encoder.lookahead * 40} ms look-ahead"
-           if exp.cfg.decode.streaming_chunk and exp.cfg.encoder.lookahead else "")
-        + (f", blank penalty {exp.cfg.decode.blank_penalty:g}" if exp.cfg.decode.blank_penalty else ""),
+        out_dir, set_name, tag, results, extras={m: {"RTF": round(rtf[m], 4)} for m in rtf},
+        results_md=results_md, command=command, section=exp_dir, notes=notes,
     )
     for m in rtf:
         log.info("%s %s: WER %.2f%%, CER %.2f%%, RTF %.4f", set_name, m, scores[m]["wer"],
                  scores[m]["cer"], rtf[m])
     return {m: {**scores[m], "rtf": rtf[m]} for m in rtf}
+
+
+def _notes(exp, exp_dir: Path, avg: int) -> str:
+    """The RESULTS.md notes of a decode: the model and the decoding options that change it."""
+    d, enc = exp.cfg.decode, exp.cfg.encoder
+    return (f"exp: {exp_dir}" + (f", average of the last {avg} epochs" if avg else "")
+            + (f", streaming in chunks of {d.streaming_chunk} frames ({d.streaming_chunk * 40} ms)"
+               if d.streaming_chunk else "")
+            + (f" + {enc.lookahead * 40} ms look-ahead" if d.streaming_chunk and enc.lookahead else "")
+            + (f", blank penalty {d.blank_penalty:g}" if d.blank_penalty else ""))
+
+
+def parse_grid(items: Sequence[str]) -> List[Tuple[str, List[str]]]:
+    """``decode.KEY=V1,V2,...`` items (``--tune``) as ``[(key, [values])]``; each key once."""
+    grid: List[Tuple[str, List[str]]] = []
+    for item in items:
+        key, eq, values = item.partition("=")
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not eq or not key.startswith("decode.") or not vals:
+            raise SpeechlmError(f"--tune {item!r}: give decode.KEY=V1,V2,... (e.g. "
+                                "decode.blank_penalty=0,1,2,3 or decode.lm_weight=0.3,0.5)")
+        if key in (k for k, _ in grid):
+            raise SpeechlmError(f"--tune: {key} is given twice; list all its values in one item")
+        grid.append((key.strip(), vals))
+    return grid
+
+
+def tune_on_dev(
+    exp_dir: str | Path,
+    dev_cuts: str | Path,
+    grid: Sequence[str],
+    methods: Sequence[str],
+    out_dir: str | Path,
+    dev_name: str = "dev",
+    tag: str = "",
+    **decode_args,
+) -> Tuple[Dict[str, List[str]], Dict[str, str]]:
+    """Decode ``dev_cuts`` at every point of ``grid`` (``--tune`` items, see :func:`parse_grid`;
+    several keys make a full grid) and choose, per method, the point with the lowest dev WER
+    (the first listed on a tie). Each point's reports go to ``out_dir/tune-DEV[-TAG]/POINT``; the
+    table of every point and method to ``out_dir/tune-DEV[-TAG].tsv`` (chosen rows marked).
+    Returns ``method -> overrides chosen`` and ``method -> a note saying so`` for the RESULTS.md
+    row of the test set (:func:`decode_and_score`'s ``method_overrides``, ``method_notes``)."""
+    keys = parse_grid(grid)
+    points = [[f"{k}={v}" for (k, _), v in zip(keys, vals)]
+              for vals in itertools.product(*(vs for _, vs in keys))]
+    out_dir = Path(out_dir)
+    stem = f"tune-{dev_name}" + (f"-{tag}" if tag else "")
+    table: List[Tuple[int, str, Dict[str, float]]] = []
+    for i, point in enumerate(points):
+        name = "_".join(p.split(".", 1)[1] for p in point).replace("/", "-")
+        log.info("tuning on %s: point %d/%d: %s", dev_name, i + 1, len(points), " ".join(point))
+        res = decode_and_score(exp_dir, dev_cuts, dev_name, methods,
+                               out_dir=out_dir / stem / name,
+                               **{**decode_args, "overrides": [*decode_args.get("overrides", ()),
+                                                               *point]})
+        table += [(i, m, r) for m, r in res.items()]
+    best: Dict[str, Tuple[int, str, Dict[str, float]]] = {}
+    for row in table:  # lowest WER, then lowest CER, then the first point listed
+        if row[1] not in best or (row[2]["wer"], row[2]["cer"]) < (best[row[1]][2]["wer"],
+                                                                   best[row[1]][2]["cer"]):
+            best[row[1]] = row
+    lines = ["\t".join([*(k for k, _ in keys), "method", "WER", "CER", "chosen"])]
+    for i, m, r in table:
+        lines.append("\t".join([*(p.split("=", 1)[1] for p in points[i]), m, f"{r['wer']:.2f}",
+                                f"{r['cer']:.2f}", "*" if best[m][0] == i else ""]))
+    (out_dir / f"{stem}.tsv").write_text("\n".join(lines) + "\n")
+    chosen = {m: points[i] for m, (i, _, _) in best.items()}
+    values = "; ".join(f"{k.split('.', 1)[1]} from {', '.join(vs)}" for k, vs in keys)
+    notes = {m: f"{' '.join(p.split('.', 1)[1] for p in points[i])} chosen on {dev_name} "
+                f"({values}; {dev_name} WER {r['wer']:.2f}%)" for m, (i, _, r) in best.items()}
+    return chosen, notes

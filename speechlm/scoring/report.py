@@ -249,7 +249,7 @@ def score_methods(
     extras: Optional[Mapping[str, Mapping[str, object]]] = None,
     results_md: Optional[Pathlike] = None,
     command: Optional[str] = None,
-    notes: str = "",
+    notes: str | Mapping[str, str] = "",
     section: Optional[Pathlike] = None,
 ) -> Dict[str, Dict[str, float]]:
     """Write recogs/errs for every method and one wer-summary; return
@@ -261,6 +261,7 @@ def score_methods(
     With ``results_md`` (and the ``command`` that produced the results) one row per method
     is appended there too, in the section of ``section`` (the exp dir; see
     :func:`speechlm.scoring.results_md.section_key`); an ``RTF`` (or ``rtf``) entry in ``extras[method]`` fills its RTF.
+    ``notes`` is one note for every row or a note per method.
     """
     if not method_results:
         raise SpeechlmError(f"scoring: no decoding results for test set {set_name!r}")
@@ -285,6 +286,7 @@ def score_methods(
         key = section_key(section or out_dir, results_md)
         for method, stats, cer, extra in sorted(rows, key=lambda r: (wers[r[0]], r[0])):
             rtf = extra.get("RTF", extra.get("rtf"))
-            append_results_row(results_md, results_row(set_name, method, stats, command, rtf, notes, cer),
+            note = notes if isinstance(notes, str) else notes.get(method, "")
+            append_results_row(results_md, results_row(set_name, method, stats, command, rtf, note, cer),
                                section=key)
     return {m: {"wer": wers[m], "cer": round(cer.wer, 2)} for m, _, cer, _ in rows}
