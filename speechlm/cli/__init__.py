@@ -144,24 +144,19 @@ def cmd_decode(args) -> None:
     out_dir = args.out_dir or Path(args.exp_dir) / f"decode-{args.set_name}"
     chosen = notes = None
     if args.tune or args.tune_cuts:
-        from speechlm.scoring.evaluate import parse_grid, tune_on_dev
+        from speechlm.scoring.evaluate import tune_on_dev, tune_table
 
         if not (args.tune and args.tune_cuts):
             raise SpeechlmError("decode: --tune KEY=V1,V2,... and --tune-cuts DEV_CUTS go together "
                                 "(the values are tried on the dev cuts, the best decodes the test set)")
-        parse_grid(args.tune)  # a malformed item fails before any decoding
         if Path(args.tune_cuts).resolve() == Path(cuts).resolve():
             raise SpeechlmError(f"decode: --tune-cuts {args.tune_cuts} is the test set itself; tune "
                                 "on a dev set, or the test WER is no longer a test")
-        for item in args.set or []:
-            if item.partition("=")[0] in (k for k, _ in parse_grid(args.tune)):
-                raise SpeechlmError(f"decode: {item.partition('=')[0]} is in both --set and --tune; "
-                                    "give it in one of them")
         chosen, notes = tune_on_dev(args.exp_dir, args.tune_cuts, args.tune, methods, out_dir,
                                     dev_name=args.tune_set_name, tag=args.tag, **common)
         methods = methods or list(chosen)
-        table = Path(out_dir) / f"tune-{args.tune_set_name}{'-' + args.tag if args.tag else ''}.tsv"
-        print(f"chosen on {args.tune_set_name} (table: {table}):")
+        print(f"chosen on {args.tune_set_name} "
+              f"(table: {tune_table(out_dir, args.tune_set_name, args.tag)}):")
         for m, point in chosen.items():
             print(f"  {m}: {' '.join(point)}")
     res = decode_and_score(args.exp_dir, cuts, args.set_name, methods, out_dir=out_dir,

@@ -7,9 +7,8 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from speechlm.base.errors import SpeechlmError
-
 from speechlm.base.device import resolve_device
+from speechlm.base.errors import SpeechlmError
 from speechlm.decode.methods import text_lm_source
 from speechlm.decode.recognize import decode_cuts
 from speechlm.decode.resources import find_resources, record_resources
@@ -105,6 +104,11 @@ def parse_grid(items: Sequence[str]) -> List[Tuple[str, List[str]]]:
     return grid
 
 
+def tune_table(out_dir: str | Path, dev_name: str = "dev", tag: str = "") -> Path:
+    """Where :func:`tune_on_dev` writes its table: ``out_dir/tune-DEV[-TAG].tsv``."""
+    return Path(out_dir) / (f"tune-{dev_name}" + (f"-{tag}" if tag else "") + ".tsv")
+
+
 def tune_on_dev(
     exp_dir: str | Path,
     dev_cuts: str | Path,
@@ -117,34 +121,36 @@ def tune_on_dev(
 ) -> Tuple[Dict[str, List[str]], Dict[str, str]]:
     """Decode ``dev_cuts`` at every point of ``grid`` (``--tune`` items, see :func:`parse_grid`;
     several keys make a full grid) and choose, per method, the point with the lowest dev WER
-    (the first listed on a tie). Each point's reports go to ``out_dir/tune-DEV[-TAG]/POINT``; the
-    table of every point and method to ``out_dir/tune-DEV[-TAG].tsv`` (chosen rows marked).
+    (then the lowest CER, then the first listed). Each point's reports go to
+    ``out_dir/tune-DEV[-TAG]/POINT``; the table of every point and method to
+    :func:`tune_table` (chosen rows marked). A key in ``overrides`` too is refused.
     Returns ``method -> overrides chosen`` and ``method -> a note saying so`` for the RESULTS.md
     row of the test set (:func:`decode_and_score`'s ``method_overrides``, ``method_notes``)."""
     keys = parse_grid(grid)
+    fixed = {o.partition("=")[0] for o in decode_args.get("overrides", ())}
+    for key, _ in keys:
+        if key in fixed:
+            raise SpeechlmError(f"decode: {key} is in both --set and --tune; give it in one of them")
     points = [[f"{k}={v}" for (k, _), v in zip(keys, vals)]
               for vals in itertools.product(*(vs for _, vs in keys))]
-    out_dir = Path(out_dir)
-    stem = f"tune-{dev_name}" + (f"-{tag}" if tag else "")
+    table_path = tune_table(out_dir, dev_name, tag)
     table: List[Tuple[int, str, Dict[str, float]]] = []
     for i, point in enumerate(points):
         name = "_".join(p.split(".", 1)[1] for p in point).replace("/", "-")
         log.info("tuning on %s: point %d/%d: %s", dev_name, i + 1, len(points), " ".join(point))
         res = decode_and_score(exp_dir, dev_cuts, dev_name, methods,
-                               out_dir=out_dir / stem / name,
+                               out_dir=table_path.with_suffix("") / name,
                                **{**decode_args, "overrides": [*decode_args.get("overrides", ()),
                                                                *point]})
         table += [(i, m, r) for m, r in res.items()]
-    best: Dict[str, Tuple[int, str, Dict[str, float]]] = {}
-    for row in table:  # lowest WER, then lowest CER, then the first point listed
-        if row[1] not in best or (row[2]["wer"], row[2]["cer"]) < (best[row[1]][2]["wer"],
-                                                                   best[row[1]][2]["cer"]):
-            best[row[1]] = row
+    best = {m: min((row for row in table if row[1] == m),
+                   key=lambda row: (row[2]["wer"], row[2]["cer"], row[0]))
+            for m in dict.fromkeys(m for _, m, _ in table)}
     lines = ["\t".join([*(k for k, _ in keys), "method", "WER", "CER", "chosen"])]
     for i, m, r in table:
         lines.append("\t".join([*(p.split("=", 1)[1] for p in points[i]), m, f"{r['wer']:.2f}",
                                 f"{r['cer']:.2f}", "*" if best[m][0] == i else ""]))
-    (out_dir / f"{stem}.tsv").write_text("\n".join(lines) + "\n")
+    table_path.write_text("\n".join(lines) + "\n")
     chosen = {m: points[i] for m, (i, _, _) in best.items()}
     values = "; ".join(f"{k.split('.', 1)[1]} from {', '.join(vs)}" for k, vs in keys)
     notes = {m: f"{' '.join(p.split('.', 1)[1] for p in points[i])} chosen on {dev_name} "
