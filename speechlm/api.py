@@ -83,7 +83,8 @@ class Recognizer:
 
             whole = OnnxAcousticModel.from_dir(exp.exp_dir, exp.tokenizer, onnx_path)
         encode = encode_function(exp.model, exp.cfg, [method], whole)
-        transcriber = Transcriber(encode, fn, exp.tokenizer, vad, exp.cfg.decode.batch_max_duration)
+        transcriber = Transcriber(encode, fn, exp.tokenizer, vad, exp.cfg.decode.batch_max_duration,
+                                  speaker_cmvn=exp.cfg.data.speaker_cmvn)
         return cls(exp, transcriber, method, backend)
 
     @staticmethod

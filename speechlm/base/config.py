@@ -152,6 +152,11 @@ class DataConfig:
     #   random U(0, this) fraction of its last frames (its length shortened, the label kept), new
     #   every epoch: for corpora whose endpointing clips words (FSDD: several speakers' recordings
     #   stop inside the last consonant); 0.25: up to a quarter of the frames
+    speaker_cmvn: bool = False  # normalise each utterance by its speaker's feature mean and std, as
+    #   Kaldi's per-speaker CMVN: statistics over that speaker's cuts in the set being batched (the
+    #   training speakers in training; in decoding the test speaker's own audio, no transcripts:
+    #   unsupervised adaptation); a cut without a speaker is its own. The model's global CMVN is
+    #   then the identity. Against the channel and voice of a speaker unseen in training
 
 
 @dataclass

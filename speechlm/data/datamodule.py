@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections import defaultdict
 from typing import Dict, Optional, Tuple, Union
 
 import torch
@@ -21,7 +22,7 @@ from lhotse.utils import LOG_EPSILON
 
 from speechlm.base.config import DataConfig
 from speechlm.base.errors import SpeechlmError
-from speechlm.data.features import FBANK_HIGH_HZ, FBANK_LOW_HZ, SAMPLING_RATE, hz_to_mel, mel_to_hz
+from speechlm.data.features import FBANK_HIGH_HZ, FBANK_LOW_HZ, SAMPLING_RATE, compute_cmvn, hz_to_mel, mel_to_hz
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +91,43 @@ def end_crop(feats: torch.Tensor, lens: torch.Tensor, max_fraction: float,
     return feats, new
 
 
-class AsrDataset(torch.utils.data.Dataset):
-    """Maps a CutSet (one sampler batch) to a padded feature batch."""
+def speaker_of(cut) -> str:
+    """The cut's speaker (its first supervision's), or the cut itself when none is given."""
+    speaker = cut.supervisions[0].speaker if cut.supervisions else None
+    return f"speaker:{speaker}" if speaker else f"cut:{cut.id}"
 
-    def __init__(self, cfg: DataConfig, train: bool, with_text: bool = True):
+
+class SpeakerCmvn:
+    """Per-speaker feature mean and std over a set of cuts (``data.speaker_cmvn``): at most
+    ``max_cuts`` of each speaker's cuts, the first in the set's order. No transcript is read."""
+
+    def __init__(self, cuts: CutSet, max_cuts: int = 300):
+        groups = defaultdict(list)
+        self.speaker = {}
+        for cut in cuts:
+            key = speaker_of(cut)
+            self.speaker[cut.id] = key
+            if len(groups[key]) < max_cuts:
+                groups[key].append(cut)
+        self.stats = {key: compute_cmvn(group, max_cuts=max_cuts) for key, group in groups.items()}
+        log.info("speaker CMVN: statistics of %d speakers over %d cuts", len(self.stats), len(self.speaker))
+
+    def __call__(self, feats: torch.Tensor, ids) -> torch.Tensor:
+        mean = torch.stack([self.stats[self.speaker[i]][0] for i in ids])[:, None, :]
+        std = torch.stack([self.stats[self.speaker[i]][1] for i in ids])[:, None, :]
+        return (feats - mean) / std.clamp_min(1e-5)
+
+
+class AsrDataset(torch.utils.data.Dataset):
+    """Maps a CutSet (one sampler batch) to a padded feature batch. ``speaker_cmvn``: the
+    per-speaker statistics of the whole set, applied after the raw-feature augmentations."""
+
+    def __init__(self, cfg: DataConfig, train: bool, with_text: bool = True,
+                 speaker_cmvn: Optional[SpeakerCmvn] = None):
         self.cfg = cfg
         self.train = train
         self.with_text = with_text
+        self.speaker_cmvn = speaker_cmvn
 
     def __getitem__(self, cuts: CutSet) -> Dict:
         cuts = cuts.sort_by_duration(ascending=False)
@@ -115,6 +146,8 @@ class AsrDataset(torch.utils.data.Dataset):
             feats, lens = end_crop(feats, lens, self.cfg.end_crop)
         if self.train and self.cfg.freq_warp > 0:
             feats = freq_warp(feats, self.cfg.freq_warp)
+        if self.speaker_cmvn is not None:
+            feats = self.speaker_cmvn(feats, [c.id for c in cuts])
         if self.train and self.cfg.spec_augment:
             feats = spec_augment(feats, lens, self.cfg)
         batch = {"feats": feats, "feat_lens": lens, "ids": [c.id for c in cuts]}
@@ -167,8 +200,9 @@ def make_loader(cuts: CutSet, cfg: DataConfig, train: bool, max_duration: Option
                 seed: int = 0, world_size: Optional[int] = None, rank: Optional[int] = None,
                 with_text: bool = True):
     sampler = make_sampler(cuts, max_duration or cfg.max_duration, train, cfg, seed, world_size, rank)
+    speaker_cmvn = SpeakerCmvn(cuts) if cfg.speaker_cmvn else None
     loader = torch.utils.data.DataLoader(
-        AsrDataset(cfg, train, with_text), sampler=sampler, batch_size=None,
+        AsrDataset(cfg, train, with_text, speaker_cmvn), sampler=sampler, batch_size=None,
         num_workers=cfg.num_workers, persistent_workers=False,
     )
     return loader, sampler

@@ -108,6 +108,11 @@ def encode_function(model, cfg, methods=(), whole=None):
         return with_blank_penalty(whole or model.encode_for_decoding, cfg.decode.blank_penalty)
     from speechlm.base.registry import DECODING_METHODS
 
+    if cfg.data.speaker_cmvn:
+        raise SpeechlmError(
+            f"decode.streaming_chunk={chunk}: this model was trained with data.speaker_cmvn: true, "
+            "which needs the statistics of the speaker's whole audio, so it cannot stream; decode "
+            "it without decode.streaming_chunk")
     for name in methods:
         if set(DECODING_METHODS.get(name, "--methods").needs) - {"ctc"}:
             raise SpeechlmError(f"decode.streaming_chunk={chunk}: --method(s) {name} needs the "

@@ -117,8 +117,12 @@ class Transcriber:
     """Recordings -> :class:`Transcript` with one acoustic model and one decoding method."""
 
     def __init__(self, encode: EncodeFn, method: Method, tokenizer: Tokenizer,
-                 vad: Optional[VadConfig] = None, batch_max_duration: float = 300.0):
+                 vad: Optional[VadConfig] = None, batch_max_duration: float = 300.0,
+                 speaker_cmvn: bool = False):
+        """``speaker_cmvn``: the model was trained with ``data.speaker_cmvn``; each recording is
+        normalised by the mean and std of its own frames (a recording is its speaker)."""
         self.encode, self.method, self.tokenizer = encode, method, tokenizer
+        self.speaker_cmvn = speaker_cmvn
         self.vad = vad or VadConfig()
         self.vad.check()
         self.batch_frames = int(batch_max_duration / FRAME_SHIFT)
@@ -153,6 +157,14 @@ class Transcriber:
             feats = self.extractor.extract(audios[p.audio].samples[p.start: p.end], SAMPLING_RATE)
             p.feats = torch.as_tensor(feats)
         pieces = [p for p in pieces if p.feats.size(0) >= 7]  # shorter than the subsampling's input
+        if self.speaker_cmvn:
+            for n in range(len(audios)):
+                mine = [p for p in pieces if p.audio == n]
+                if mine:
+                    frames = torch.cat([p.feats for p in mine]).double()
+                    mean, std = frames.mean(0).float(), frames.std(0, unbiased=False).float().clamp_min(1e-5)
+                    for p in mine:
+                        p.feats = (p.feats - mean) / std
         for batch in self._batches(pieces):
             feats = torch.nn.utils.rnn.pad_sequence([pieces[i].feats for i in batch], batch_first=True)
             lens = torch.tensor([pieces[i].feats.size(0) for i in batch])

@@ -69,7 +69,9 @@ def export_onnx(model_dir: str | Path, out: Optional[str | Path] = None, avg: in
         "feature_dim": NUM_MEL_BINS, "sample_rate": SAMPLING_RATE,
         "features": "lhotse Fbank: 25 ms povey window, 10 ms shift, 80 mel bins, log power, "
                     "no dither, no CMVN (CMVN is in the graph)",
-        "normalize_samples": 1, "cmvn": "in graph",
+        "normalize_samples": 1,
+        "cmvn": ("per speaker, before the graph: subtract the mean and divide by the std of the "
+                 "speaker's (or the recording's) fbank frames" if exp.cfg.data.speaker_cmvn else "in graph"),
         "tokens": json.dumps(pieces, ensure_ascii=False),
         "checkpoint": exp.checkpoint, "comment": f"exported by speechlm from {exp.exp_dir}",
     }

@@ -73,7 +73,8 @@ class CtcTrainer(Trainer):
     def build_model(self) -> CTCModel:
         """The family's model (registry builder) with CMVN from the training cuts."""
         model = build_model(self.cfg, self.tokenizer.vocab_size)
-        model.set_cmvn(*compute_cmvn(self.train_cuts))
+        if not self.cfg.data.speaker_cmvn:  # else the batches come normalised per speaker
+            model.set_cmvn(*compute_cmvn(self.train_cuts))
         if self.cfg.encoder.init:  # also its CMVN: the encoder learnt on features normalised so
             init_encoder(model, self.cfg.encoder.init, self.cfg.encoder)
             log.info("encoder and feature normalisation initialised from %s", self.cfg.encoder.init)

@@ -106,7 +106,8 @@ class BestRqTrainer(Trainer):
 
     def build_model(self) -> BestRqModel:
         model = build_bestrq(self.cfg)
-        model.set_cmvn(*compute_cmvn(self.train_cuts))
+        if not self.cfg.data.speaker_cmvn:  # else the batches come normalised per speaker
+            model.set_cmvn(*compute_cmvn(self.train_cuts))
         if self.cfg.encoder.init:  # continued pretraining (its CMVN too)
             init_encoder(model, self.cfg.encoder.init, self.cfg.encoder)
             log.info("encoder initialised from %s", self.cfg.encoder.init)
