@@ -299,7 +299,8 @@ def test_encoder_config_carries_architecture_and_input_normalisation(tmp_path):
 def test_fsdd_variant_runs_beside_the_default_and_asr_si_is_asr_plus_utterance_cmn(tmp_path):
     """egs/fsdd --variant NAME keeps a configuration's data/exp/.done dirs apart (-NAME); a bad
     name is refused before any stage; conf/asr_si.yaml is conf/asr.yaml plus utterance CMN
-    (and without the end crop, which came after it was measured)."""
+    (and without the end crop, which came after it was measured); conf/asr_spk.yaml is
+    conf/asr_si.yaml with speaker CMVN instead."""
     import subprocess
     import sys
     from pathlib import Path
@@ -334,3 +335,6 @@ def test_fsdd_variant_runs_beside_the_default_and_asr_si_is_asr_plus_utterance_c
     assert base.data.end_crop > 0 and si.data.end_crop == 0  # asr_si was measured before the crop
     si.data.end_crop = base.data.end_crop
     assert si == base
+    spk = load_config(recipe / "conf/asr_spk.yaml")  # the run measured as asr_si + these two keys
+    assert spk.data.speaker_cmvn and not spk.encoder.utterance_cmn
+    assert spk == load_config(recipe / "conf/asr_si.yaml", ["encoder.utterance_cmn=false", "data.speaker_cmvn=true"])
