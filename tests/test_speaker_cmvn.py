@@ -68,6 +68,17 @@ def test_a_speaker_cmvn_model_trains_decodes_transcribes_and_refuses_to_stream(t
     assert frames.mean(0).abs().max() < 1e-4 and ((std - 1).abs() < 1e-3).sum() >= 70
     assert torch.all(((std - 1).abs() < 1e-3) | (std < 1e-6))
 
+    seen.clear()  # two recordings of one speaker: their pooled statistics
+    wavs = [str(FSDD / "3_theo_0.wav"), str(FSDD / "7_theo_0.wav")]
+    assert len(list(rec.transcribe_many(wavs, one_speaker=True))) == 2
+    (feats, lens), = seen
+    frames = torch.cat([feats[i, : int(lens[i])] for i in range(2)]).double()
+    assert frames.mean(0).abs().max() < 1e-4
+    assert feats[0, : int(lens[0])].double().mean(0).abs().max() > 1e-2  # not each its own
+    capsys.readouterr()
+    assert main(["transcribe", "--model-dir", str(exp), "--one-speaker", *wavs]) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == wavs
+
 
 def test_speaker_cmvn_is_a_checked_boolean():
     from speechlm.base.config import load_config

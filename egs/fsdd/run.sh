@@ -8,8 +8,10 @@
 #   local/pretrain_ssl_asterisk.sh              # BEST-RQ on asterisk's audio (no FSDD audio at all)
 #   ./run.sh --encoder-init exp/ssl-asterisk/final.pt   # stage 4 fine-tunes from that encoder
 #                                               # (data/, exp/ and .done/ *-init)
-#   local/run_speaker_heldout.sh --conf conf/asr_si.yaml --variant si   # speaker-independent
-#                                               # config (utterance CMN): exp/spk-NAME-si
+#   local/run_speaker_heldout.sh --conf conf/asr_spk.yaml --variant spk --speed-perturb '' \
+#     --synthetic-voices 122                    # speaker-independent: per-speaker CMVN + digits
+#                                               # of 122 synthetic voices, exp/spk-NAME-spk-syn122
+#   local/run_speaker_heldout.sh --conf conf/asr_si.yaml --variant si   # utterance CMN instead
 set -euo pipefail
 cd "$(dirname "$0")"
 . ../../tools/asr_options.sh   # stages, conf, train_args, vocab_size, nj, nproc, methods, resume ...

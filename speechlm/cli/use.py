@@ -35,7 +35,8 @@ def cmd_transcribe(args) -> None:
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     t0, audio = time.perf_counter(), 0.0
     try:
-        for path, t in zip(files, rec.transcribe_many(files, timestamps=args.format != "text")):
+        for path, t in zip(files, rec.transcribe_many(files, timestamps=args.format != "text",
+                                                      one_speaker=args.one_speaker)):
             audio += t.duration
             if args.format == "text":
                 print(f"{path}\t{t.text}", file=out)
@@ -113,6 +114,10 @@ def register(sub, fmt) -> None:
                         "with encoder.chunk_conv or encoder.causal; CTC methods)")
     s.add_argument("--chunk-size", type=int, default=16, metavar="N",
                    help="--streaming: encoder frames a chunk (40 ms each; 16 = 640 ms)")
+    s.add_argument("--one-speaker", action="store_true",
+                   help="the recordings are all one speaker's: a model trained with "
+                        "data.speaker_cmvn normalises them with their pooled statistics instead of "
+                        "each recording's own (short recordings need it); no effect on other models")
     s.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
     s.set_defaults(func=cmd_transcribe)
 

@@ -148,7 +148,9 @@ class Transcriber:
             yield batch
 
     @torch.inference_mode()
-    def __call__(self, audios: Sequence[Audio], timestamps: bool = True) -> List[Transcript]:
+    def __call__(self, audios: Sequence[Audio], timestamps: bool = True,
+                 one_speaker: bool = False) -> List[Transcript]:
+        """``one_speaker``: with ``speaker_cmvn``, the recordings share their pooled statistics."""
         pieces: List[_Piece] = []
         for n, audio in enumerate(audios):
             self._notice(audio)
@@ -158,8 +160,8 @@ class Transcriber:
             p.feats = torch.as_tensor(feats)
         pieces = [p for p in pieces if p.feats.size(0) >= 7]  # shorter than the subsampling's input
         if self.speaker_cmvn:
-            for n in range(len(audios)):
-                mine = [p for p in pieces if p.audio == n]
+            for n in ([None] if one_speaker else range(len(audios))):
+                mine = [p for p in pieces if n is None or p.audio == n]
                 if mine:
                     frames = torch.cat([p.feats for p in mine]).double()
                     mean, std = frames.mean(0).float(), frames.std(0, unbiased=False).float().clamp_min(1e-5)

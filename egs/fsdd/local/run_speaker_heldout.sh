@@ -10,6 +10,8 @@
 #       config; exp/spk-NAME-si/ (with --encoder-init: exp/spk-NAME-si-init/)
 #   local/run_speaker_heldout.sh --conf conf/asr_si.yaml --variant si --synthetic-voices 122 [...]
 #       # plus the digits read by 122 synthetic voices in training; exp/spk-NAME-si-syn122/
+#   local/run_speaker_heldout.sh --conf conf/asr_spk.yaml --variant spk --speed-perturb '' --synthetic-voices 122
+#       # the best: per-speaker CMVN (the test speaker's own audio) + the synthetic voices; exp/spk-NAME-spk-syn122/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 speakers="george jackson nicolas theo yweweler"
