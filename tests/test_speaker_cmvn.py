@@ -51,7 +51,11 @@ def test_a_speaker_cmvn_model_trains_decodes_transcribes_and_refuses_to_stream(t
     assert main(["decode", "--exp-dir", str(exp), "--cuts", str(tiny_asr["test"]), "--methods", "ctc-greedy"]) == 0
     assert (exp / "decode-test" / "recogs-test-ctc-greedy.txt").is_file()
 
-    capsys.readouterr()
+    capsys.readouterr()  # fine-tuning from it with global CMVN: refused before training
+    rc = main(["train", "--exp-dir", str(tmp_path / "ft"), "--train-cuts", str(tiny_asr["train"]), "--tokenizer",
+               str(tiny_asr["tokenizer"]), "--set", *tiny_overrides(1), f"encoder.init={exp / 'final.pt'}"])
+    assert rc == 2 and "normalised per speaker" in capsys.readouterr().err
+    assert not (tmp_path / "ft" / "epoch-1.pt").exists()
     rc = main(["decode", "--exp-dir", str(exp), "--cuts", str(tiny_asr["test"]), "--methods", "ctc-greedy",
                "--set", "decode.streaming_chunk=4", "--out-dir", str(tmp_path / "stream")])
     assert rc == 2 and "data.speaker_cmvn" in capsys.readouterr().err

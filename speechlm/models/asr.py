@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechlm.base.config import EncoderConfig
+from speechlm.base.errors import SpeechlmError
 from speechlm.models.encoder import ENCODER_ARCH_KEYS, ConformerEncoder
 from speechlm.models.experiment import checked_checkpoint, init_part
 from speechlm.text.symbols import BLANK_ID
@@ -79,15 +80,23 @@ ENCODER_SOURCES = ("ssl-bestrq", "ctc", "speechlm")
 
 
 def init_encoder(model: nn.Module, path: str, encoder_cfg: EncoderConfig,
-                 key: str = "encoder.init") -> None:
+                 key: str = "encoder.init", speaker_cmvn: bool = False) -> None:
     """Load the encoder and the feature normalisation of checkpoint ``path`` (a BEST-RQ
     pretraining's or another ASR model's) into ``model``; one that is not of such a family or
-    whose encoder architecture differs is refused, naming ``path`` and what differs."""
+    whose encoder architecture differs is refused, naming ``path`` and what differs, and so is
+    one whose features were normalised otherwise (``data.speaker_cmvn``: identity global CMVN)."""
     state = checked_checkpoint(path, key, ENCODER_SOURCES, section="encoder", arch=encoder_cfg,
                                arch_keys=ENCODER_ARCH_KEYS)
     init_part(model.encoder, state, f"{key} = {path}", prefix="encoder.")
     weights = state["model"]
     if "feat_mean" in weights and "feat_std" in weights:
+        per_speaker = not weights["feat_mean"].any() and bool((weights["feat_std"] == 1).all())
+        if per_speaker != speaker_cmvn:
+            said = ("per speaker (data.speaker_cmvn: true)", "with global CMVN (data.speaker_cmvn: false)")
+            raise SpeechlmError(f"{key} = {path}: that encoder learnt on features normalised "
+                                f"{said[0] if per_speaker else said[1]}, this run normalises them "
+                                f"{said[0] if speaker_cmvn else said[1]}: set data.speaker_cmvn "
+                                "as the checkpoint's run did")
         model.set_cmvn(weights["feat_mean"], weights["feat_std"])
 
 

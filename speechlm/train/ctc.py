@@ -76,7 +76,8 @@ class CtcTrainer(Trainer):
         if not self.cfg.data.speaker_cmvn:  # else the batches come normalised per speaker
             model.set_cmvn(*compute_cmvn(self.train_cuts))
         if self.cfg.encoder.init:  # also its CMVN: the encoder learnt on features normalised so
-            init_encoder(model, self.cfg.encoder.init, self.cfg.encoder)
+            init_encoder(model, self.cfg.encoder.init, self.cfg.encoder,
+                         speaker_cmvn=self.cfg.data.speaker_cmvn)
             log.info("encoder and feature normalisation initialised from %s", self.cfg.encoder.init)
         return model
 

@@ -109,7 +109,8 @@ class BestRqTrainer(Trainer):
         if not self.cfg.data.speaker_cmvn:  # else the batches come normalised per speaker
             model.set_cmvn(*compute_cmvn(self.train_cuts))
         if self.cfg.encoder.init:  # continued pretraining (its CMVN too)
-            init_encoder(model, self.cfg.encoder.init, self.cfg.encoder)
+            init_encoder(model, self.cfg.encoder.init, self.cfg.encoder,
+                         speaker_cmvn=self.cfg.data.speaker_cmvn)
             log.info("encoder initialised from %s", self.cfg.encoder.init)
         return model
 
