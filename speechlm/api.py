@@ -91,7 +91,7 @@ class Recognizer:
             log.warning("%s normalises features per speaker (data.speaker_cmvn): each recording is taken "
                         "as its own speaker unless the recordings are given as one speaker "
                         "(transcribe --one-speaker), which short recordings need (FSDD digits held out "
-                        "by speaker: 11%% WER with the speaker's pooled statistics, 41%% with each "
+                        "by speaker: about 11%% WER with the speaker's pooled statistics, about 41%% with each "
                         "file's own; egs/fsdd/RESULTS.md)", model_dir)
         return cls(exp, transcriber, method, backend)
 
