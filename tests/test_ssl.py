@@ -294,6 +294,8 @@ def test_encoder_config_carries_architecture_and_input_normalisation(tmp_path):
     assert "encoder.utterance_cmn=True" in got  # pretraining sees the inputs fine-tuning will
     assert not any(o.startswith("encoder.dropout") for o in got)  # training choices stay the SSL config's
     assert encoder_overrides("") == []
+    conf.write_text("encoder:\n  d_model: 96\ndata:\n  speaker_cmvn: true\n")
+    assert "data.speaker_cmvn=True" in encoder_overrides(conf)  # normalised per speaker, as fine-tuning
 
 
 def test_fsdd_variant_runs_beside_the_default_and_asr_si_is_asr_plus_utterance_cmn(tmp_path):

@@ -168,11 +168,12 @@ asr_stages() {
   fi
   if [ -n "${ssl_conf:-}" ]; then
     # stage 4 fine-tunes from stage 3's encoder (train_args, after it, may override the path);
-    # the pretraining takes the ASR run's encoder.* overrides, so the architectures match
+    # the pretraining takes the ASR run's encoder.* overrides, so the architectures match, and
+    # its data.speaker_cmvn, so both normalise the features alike
     train_args="encoder.init=$exp/ssl/final.pt $train_args"
     ssl_encoder_args=$(for a in $train_args; do case "$a" in
       encoder.init=*|encoder.freeze_steps=*|encoder.lr_scale=*|encoder.layer_lr_decay=*) ;;
-      encoder.*) printf '%s ' "$a" ;; esac; done)
+      encoder.*|data.speaker_cmvn=*) printf '%s ' "$a" ;; esac; done)
   fi
   run_stage 1 "fbank features" "$data/fbank/" stage_features
   run_stage 2 "tokenizer + lang" "$data/lang_bpe/ (bpe.model; HLG.fst when decoding with hlg-*)" \

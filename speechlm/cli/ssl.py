@@ -9,16 +9,17 @@ from __future__ import annotations
 
 def encoder_overrides(path) -> list:
     """``encoder.KEY=VALUE`` for the architecture keys (and ``utterance_cmn``) of config ``path``'s
-    encoder section (the ASR config that will fine-tune from this pretraining), so the two cannot
-    drift apart."""
+    encoder section (the ASR config that will fine-tune from this pretraining), and its
+    ``data.speaker_cmvn``, so the two cannot drift apart."""
     if not path:
         return []
     from speechlm.base.config import load_config
     from speechlm.models.encoder import ENCODER_ARCH_KEYS
 
-    encoder = load_config(path).encoder
+    cfg = load_config(path)
     # the architecture, and the input normalisation the encoder will be fine-tuned with
-    return [f"encoder.{k}={getattr(encoder, k)}" for k in ENCODER_ARCH_KEYS + ("utterance_cmn",)]
+    return ([f"encoder.{k}={getattr(cfg.encoder, k)}" for k in ENCODER_ARCH_KEYS + ("utterance_cmn",)]
+            + [f"data.speaker_cmvn={cfg.data.speaker_cmvn}"])
 
 
 def cmd_train_ssl(args) -> None:
