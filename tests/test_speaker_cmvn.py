@@ -91,3 +91,17 @@ def test_speaker_cmvn_is_a_checked_boolean():
     assert load_config(None, ["data.speaker_cmvn=true"]).data.speaker_cmvn is True
     with pytest.raises(SpeechlmError, match="data.speaker_cmvn"):
         load_config(None, ["data.speaker_cmvn=maybe"])
+
+
+def test_frame_statistics_pools_chunks_floors_the_std_and_refuses_no_frames():
+    from speechlm.base.errors import SpeechlmError
+    from speechlm.data.features import frame_statistics
+
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randn(300, 5, generator=g) * torch.tensor([1.0, 2.0, 0.5, 3.0, 0.0]) + 4.0
+    mean, std = frame_statistics([frames[:7], frames[7:120], frames[120:]])
+    assert torch.allclose(mean, frames.mean(0), atol=1e-5)
+    assert torch.allclose(std[:4], frames[:, :4].std(0, unbiased=False), atol=1e-5)
+    assert std[4] == pytest.approx(1e-5)  # a constant dimension: floored, never a division by 0
+    with pytest.raises(SpeechlmError, match="the recordings have no frames"):
+        frame_statistics([torch.zeros(0, 5)], "the recordings")

@@ -115,7 +115,7 @@ class SpeakerCmvn:
     def __call__(self, feats: torch.Tensor, ids) -> torch.Tensor:
         mean = torch.stack([self.stats[self.speaker[i]][0] for i in ids])[:, None, :]
         std = torch.stack([self.stats[self.speaker[i]][1] for i in ids])[:, None, :]
-        return (feats - mean) / std.clamp_min(1e-5)
+        return (feats - mean) / std
 
 
 class AsrDataset(torch.utils.data.Dataset):

@@ -7,12 +7,13 @@ trainer only ever reads precomputed features.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
 import torch
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
@@ -215,19 +216,26 @@ def compute_fbank(
     return with_feats
 
 
-def compute_cmvn(cuts: CutSet, max_cuts: int = 1000) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Global per-dimension mean/std over (a deterministic subset of) the cuts' features."""
+def frame_statistics(frames: Iterable[torch.Tensor], what: str = "the training cuts"
+                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std (population; floored at 1e-5) over feature matrices
+    (frames x dims), accumulated in float64: the one normalisation convention of global CMVN,
+    per-speaker CMVN in training and decoding, and ``transcribe``'s per-recording statistics."""
     total = total_sq = 0.0
-    frames = 0
-    for i, cut in enumerate(cuts):
-        if i >= max_cuts:
-            break
-        feats = torch.from_numpy(cut.load_features()).double()
+    count = 0
+    for feats in frames:
+        feats = torch.as_tensor(feats).double()
         total = total + feats.sum(0)
         total_sq = total_sq + (feats**2).sum(0)
-        frames += feats.shape[0]
-    if frames == 0:
-        raise SpeechlmError("cannot compute feature statistics: the training cuts have no frames")
-    mean = total / frames
-    std = (total_sq / frames - mean**2).clamp_min(1e-10).sqrt()
+        count += feats.shape[0]
+    if count == 0:
+        raise SpeechlmError(f"cannot compute feature statistics: {what} have no frames")
+    mean = total / count
+    std = (total_sq / count - mean**2).clamp_min(0.0).sqrt().clamp_min(1e-5)
     return mean.float(), std.float()
+
+
+def compute_cmvn(cuts: CutSet, max_cuts: int = 1000) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Global per-dimension mean/std over (a deterministic subset of) the cuts' features."""
+    return frame_statistics(torch.from_numpy(cut.load_features())
+                            for cut in itertools.islice(cuts, max_cuts))

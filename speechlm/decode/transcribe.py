@@ -18,7 +18,7 @@ import torch
 
 from speechlm.base.errors import SpeechlmError
 from speechlm.data.audio_io import SAMPLING_RATE, Audio
-from speechlm.data.features import FRAME_SHIFT, fbank_extractor
+from speechlm.data.features import FRAME_SHIFT, fbank_extractor, frame_statistics
 from speechlm.data.vad import VadConfig, split_on_pauses
 from speechlm.decode.align import FRAME_TIME, ctc_forced_align
 from speechlm.decode.methods import Method
@@ -163,8 +163,7 @@ class Transcriber:
             for n in ([None] if one_speaker else range(len(audios))):
                 mine = [p for p in pieces if n is None or p.audio == n]
                 if mine:
-                    frames = torch.cat([p.feats for p in mine]).double()
-                    mean, std = frames.mean(0).float(), frames.std(0, unbiased=False).float().clamp_min(1e-5)
+                    mean, std = frame_statistics((p.feats for p in mine), "the recordings")
                     for p in mine:
                         p.feats = (p.feats - mean) / std
         for batch in self._batches(pieces):

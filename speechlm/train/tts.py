@@ -15,6 +15,7 @@ import torch
 from speechlm.base.config import ExperimentConfig
 from speechlm.data.tts_data import load_tts_features, make_tts_loader
 from speechlm.base.errors import SpeechlmError
+from speechlm.data.features import frame_statistics
 from speechlm.models.tts import TtsModel, build_tts, load_lm_into_tts
 from speechlm.models.tts_llm import LLMWordFeatures
 from speechlm.models.lm import adopt_lm_architecture
@@ -24,8 +25,7 @@ log = logging.getLogger("speechlm.train")
 
 
 def mel_statistics(utts) -> tuple:
-    frames = torch.cat([u["mel"].float() for u in utts])
-    return frames.mean(0), frames.std(0)
+    return frame_statistics((u["mel"] for u in utts), "the TTS training utterances")
 
 
 class TtsTrainer(Trainer):
