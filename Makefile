@@ -24,8 +24,12 @@ $(STAMP): setup.cfg pyproject.toml
 engines:
 	apt-get install -y --no-install-recommends flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 
-test: install
+test: install lint
 	$(VENV)/bin/python -m pytest tests -q
+
+# pyflakes + pycodestyle errors (rules in pyproject.toml); `make test` runs it first
+lint: install
+	$(VENV)/bin/ruff check speechlm tests benchmarks tools
 
 demo: install
 	cd egs/synth_en && ./run.sh --stage 0 --stop-stage 5

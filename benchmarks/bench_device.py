@@ -195,10 +195,7 @@ def main() -> None:
         emit({**common, "family": "speechlm-llm", "llm": what, "train_s": round(seconds, 1), "decode": report})
     if "tts" in families:
         exp = work / "tts"
-        from speechlm.data.features import load_cuts
-
-        raw = work / "tts_cuts.jsonl.gz"  # the shortest FSDD clips leave the aligner too few frames
-        load_cuts(work / "manifests" / "fsdd_cuts_train.jsonl.gz").filter(lambda c: c.duration >= 0.45).to_file(raw)
+        raw = work / "manifests" / "fsdd_cuts_train.jsonl.gz"  # (clips too short to align are left out)
         run(["tts-features", "--cuts", raw, "--asr-dir", ctc, "--out", work / "tts_feats.pt"])
         seconds = run(["train-tts", "--exp-dir", exp, "--features", work / "tts_feats.pt", "--tokenizer", tok,
                        "--set", *sets, "tts.valid_utterances=20"])

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import gguf  # noqa: E402  (declared dependencies: a missing one is a broken install, not a skip)
-import tokenizers  # noqa: E402
+import tokenizers  # noqa: E402,F401
 from transformers import LlamaConfig as HFConfig, LlamaForCausalLM  # noqa: E402  (test extra: the reference)
 
 from speechlm.base.errors import SpeechlmError  # noqa: E402

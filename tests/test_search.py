@@ -76,8 +76,10 @@ def test_attention_beam_with_beam_1_equals_decoder_greedy():
     model = tiny_model()
     _, _, (lp, lens, prefix, plens) = encoded(model)
     max_lens = torch.full_like(lens, 12)
+    def start():
+        return model.decoder_start(prefix, plens)
+
     with torch.no_grad():
-        start = lambda: model.decoder_start(prefix, plens)
         greedy = search.attention_greedy(start, model.lm.step, max_lens)
         beam1 = search.beam_search(lp, lens, 1, decoder=(start, model.lm.step), ctc_weight=0.0,
                                    max_lens=max_lens)
@@ -89,7 +91,10 @@ def _all_methods(model, lm, lp, lens, prefix, plens):
     dec = (lambda: model.decoder_start(prefix, plens), model.lm.step)
     text_lm = (lambda: lm.start(lp.size(0), lp.device), lm.step)
     nbest = search.ctc_prefix_beam_search(lp, lens, 3)
-    score = lambda u, h: model.score_hyps(prefix[u], plens[u], h)
+
+    def score(u, h):
+        return model.score_hyps(prefix[u], plens[u], h)
+
     return {
         "ctc-prefix-beam": nbest,
         "attention-beam": search.beam_search(lp, lens, 3, decoder=dec, ctc_weight=0.3),

@@ -12,7 +12,7 @@ from conftest import BOOKS, needs_books, require_shared
 from speechlm.base.errors import SpeechlmError
 from speechlm.text.books import (NoStartMarker, assign_books, prepare_book_text, split_sentences,
                                  strip_gutenberg)
-from speechlm.text.normalize import RuleCounts, expand_abbreviations, normalize_transcript
+from speechlm.text.normalize import expand_abbreviations, normalize_transcript
 
 SLICES = ["austen/Pride_and_Prejudice.txt", "london/The_Scarlet_Plague.txt",
           "wilde/The_Happy_Prince_and_Other_Tales.txt", "london/The_Faith_of_Men.txt",

@@ -124,6 +124,31 @@ def test_tts_features_durations_cover_every_frame(tiny_tts):
         assert min(u["durations"][1:-1]) >= 1
 
 
+def test_tts_features_leave_out_a_cut_too_short_for_its_text_and_say_so(tiny_tts, tmp_path, caplog):
+    from lhotse import CutSet
+    from lhotse.utils import fastcopy
+
+    from speechlm.base.errors import SpeechlmError
+    from speechlm.data.features import load_cuts
+    from speechlm.decode.tts_features import compute_tts_features
+
+    cuts = list(load_cuts(tiny_tts["root"] / "data" / "manifests" / "tts_cuts_train.jsonl.gz"))[:3]
+    long_text = " ".join(DIGITS * 12)  # far more tokens than ~1 s of audio has 40 ms frames
+    bad = fastcopy(cuts[1], supervisions=[fastcopy(cuts[1].supervisions[0], text=long_text)])
+    CutSet.from_cuts([cuts[0], bad, cuts[2]]).to_file(tmp_path / "cuts.jsonl.gz")
+    with caplog.at_level("WARNING", logger="speechlm"):
+        n = compute_tts_features(tmp_path / "cuts.jsonl.gz", tiny_tts["asr"], tmp_path / "feats.pt")
+    assert n == 2
+    assert [u["id"] for u in torch.load(tmp_path / "feats.pt", weights_only=True)["utts"]] == \
+        sorted([cuts[0].id, cuts[2].id])
+    assert "1 of 3 cuts left out" in caplog.text and bad.id in caplog.text
+
+    CutSet.from_cuts([bad]).to_file(tmp_path / "bad.jsonl.gz")
+    with pytest.raises(SpeechlmError, match="none of the 1 cuts could be aligned"):
+        compute_tts_features(tmp_path / "bad.jsonl.gz", tiny_tts["asr"], tmp_path / "none.pt")
+    assert not (tmp_path / "none.pt").exists()
+
+
 # ---- metrics --------------------------------------------------------------------------------
 
 def test_mcd_zero_for_identical_and_positive_for_different():

@@ -44,7 +44,7 @@ def compute_tts_features(cuts_path: str | Path, asr_dir: str | Path, out_path: s
     asr, tokenizer = exp.model, exp.tokenizer
     frontend = MelFrontend(spec).to(device)
     fbank = fbank_extractor()
-    utts = []
+    utts, skipped, done = [], [], 0
     for group in _batched_alignment_inputs(cuts, batch_size):
         feats = [torch.from_numpy(fbank.extract(w.numpy(), SAMPLING_RATE)) for _, w in group]
         lens = torch.tensor([f.size(0) for f in feats])
@@ -54,14 +54,26 @@ def compute_tts_features(cuts_path: str | Path, asr_dir: str | Path, out_path: s
             text = " ".join(s.text for s in cut.supervisions)
             ids = tokenizer.encode(text, item=f"{cuts_path}, cut {cut.id}")
             mel = frontend(wave.to(device)).cpu()
-            path = ctc_forced_align(log_probs[i, : int(out_lens[i])].cpu(), ids)
+            try:
+                path = ctc_forced_align(log_probs[i, : int(out_lens[i])].cpu(), ids)
+            except SpeechlmError:  # too short for its transcript: left out, as Kaldi's aligner does
+                skipped.append(cut.id)
+                continue
             start, end = speech_bounds(mel)
             durs = token_durations(path, len(ids), ALIGN_FRAME_TIME, ALIGN_FRAME_OFFSET,
                                    spec.frame_shift, mel.size(0), start, end)
             utts.append({"id": cut.id, "text": text, "tokens": ids, "durations": durs,
                          "mel": mel.half()})
-        if len(utts) // 200 != (len(utts) - len(group)) // 200:  # long work shows progress
-            log.info("TTS features: %d of %d utterances aligned", len(utts), len(cuts))
+        done += len(group)
+        if done // 200 != (done - len(group)) // 200:  # long work shows progress
+            log.info("TTS features: %d of %d utterances aligned", done, len(cuts))
+    if skipped:
+        log.warning("TTS features: %d of %d cuts left out: too short to hold their transcript's tokens "
+                    "at the ASR model's 40 ms frames (%s%s)", len(skipped), len(cuts),
+                    ", ".join(skipped[:5]), ", ..." if len(skipped) > 5 else "")
+    if not utts:
+        raise SpeechlmError(f"{cuts_path}: none of the {len(cuts)} cuts could be aligned: each is too "
+                            "short for its transcript's tokens; check that the audio and the text match")
     utts.sort(key=lambda u: u["id"])
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
