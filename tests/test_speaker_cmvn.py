@@ -48,6 +48,8 @@ def test_a_speaker_cmvn_model_trains_decodes_transcribes_and_refuses_to_stream(t
                  str(tiny_asr["tokenizer"]), "--set", *tiny_overrides(2), "data.speaker_cmvn=true"]) == 0
     model = load_experiment(exp).model
     assert torch.equal(model.feat_mean, torch.zeros(80)) and torch.equal(model.feat_std, torch.ones(80))
+    # the statistics are computed once, not again for every loader (step count, each epoch)
+    assert (exp / "log" / "train.log").read_text().count("speaker CMVN: statistics") == 1
     assert main(["decode", "--exp-dir", str(exp), "--cuts", str(tiny_asr["test"]), "--methods", "ctc-greedy"]) == 0
     assert (exp / "decode-test" / "recogs-test-ctc-greedy.txt").is_file()
 

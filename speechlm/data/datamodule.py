@@ -198,9 +198,14 @@ def make_sampler(
 
 def make_loader(cuts: CutSet, cfg: DataConfig, train: bool, max_duration: Optional[float] = None,
                 seed: int = 0, world_size: Optional[int] = None, rank: Optional[int] = None,
-                with_text: bool = True):
+                with_text: bool = True, speaker_cmvn: Optional[SpeakerCmvn] = None):
+    """``speaker_cmvn``: with ``cfg.speaker_cmvn``, the set's statistics when already computed
+    (a trainer keeps them across epochs); otherwise they are computed here."""
     sampler = make_sampler(cuts, max_duration or cfg.max_duration, train, cfg, seed, world_size, rank)
-    speaker_cmvn = SpeakerCmvn(cuts) if cfg.speaker_cmvn else None
+    if cfg.speaker_cmvn and speaker_cmvn is None:
+        speaker_cmvn = SpeakerCmvn(cuts)
+    elif not cfg.speaker_cmvn:
+        speaker_cmvn = None
     loader = torch.utils.data.DataLoader(
         AsrDataset(cfg, train, with_text, speaker_cmvn), sampler=sampler, batch_size=None,
         num_workers=cfg.num_workers, persistent_workers=False,

@@ -105,7 +105,8 @@ class CtcTrainer(Trainer):
     def make_loader(self, train: bool):
         cuts = self.train_cuts if train else self.dev_cuts
         return make_loader(cuts, self.cfg.data, train=train, seed=self.cfg.train.seed,
-                           world_size=self.dist.world_size, rank=self.dist.rank)
+                           world_size=self.dist.world_size, rank=self.dist.rank,
+                           speaker_cmvn=self.speaker_cmvn(train, cuts, self.cfg.data))
 
     def batch_loss(self, batch: Dict, model) -> tuple:
         feats = batch["feats"].to(self.device)

@@ -128,7 +128,8 @@ class BestRqTrainer(Trainer):
     def make_loader(self, train: bool):
         cuts = self.train_cuts if train else self.dev_cuts
         return make_loader(cuts, self.data_cfg, train=train, seed=self.cfg.train.seed,
-                           world_size=self.dist.world_size, rank=self.dist.rank, with_text=False)
+                           world_size=self.dist.world_size, rank=self.dist.rank,
+                           speaker_cmvn=self.speaker_cmvn(train, cuts, self.data_cfg), with_text=False)
 
     def batch_loss(self, batch: Dict, model) -> tuple:
         feats = batch["feats"].to(self.device)

@@ -25,6 +25,7 @@ from speechlm.base.config import ExperimentConfig, save_config
 from speechlm.base.device import resolve_device
 from speechlm.base.errors import SpeechlmError
 from speechlm.base.logs import setup_logging
+from speechlm.data.datamodule import SpeakerCmvn
 from speechlm.models.asr import num_parameters
 from speechlm.models.experiment import load_weights
 from speechlm.models.encoder import ENCODER_ARCH_KEYS
@@ -168,6 +169,16 @@ class Trainer:
         setup_logging(self.exp_dir / "log" / "train.log", self.dist.is_main)
         self.tokenizer = self.load_tokenizer(tokenizer_model) if tokenizer_model else None
         self.has_dev = False
+        self._speaker_cmvn: Dict[bool, SpeakerCmvn] = {}
+
+    def speaker_cmvn(self, train: bool, cuts, data_cfg) -> Optional[SpeakerCmvn]:
+        """With ``data.speaker_cmvn``, the training (or dev) cuts' per-speaker statistics,
+        computed once: every epoch's loader shares them."""
+        if not data_cfg.speaker_cmvn:
+            return None
+        if train not in self._speaker_cmvn:
+            self._speaker_cmvn[train] = SpeakerCmvn(cuts)
+        return self._speaker_cmvn[train]
 
     @property
     def vocab_size(self) -> int:
