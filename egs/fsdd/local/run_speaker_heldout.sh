@@ -12,6 +12,8 @@
 #       # plus the digits read by 122 synthetic voices in training; exp/spk-NAME-si-syn122/
 #   local/run_speaker_heldout.sh --conf conf/asr_spk.yaml --variant spk --speed-perturb '' --synthetic-voices 122
 #       # the best: per-speaker CMVN (the test speaker's own audio) + the synthetic voices; exp/spk-NAME-spk-syn122/
+#       # (mean 11.00% over 3 seeds; adding --ssl-conf conf/ssl.yaml, BEST-RQ on the training split's audio
+#       # first, gives 10.81%: no measurable gain; RESULTS.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 speakers="george jackson nicolas theo yweweler"
