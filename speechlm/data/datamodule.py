@@ -202,10 +202,10 @@ def make_loader(cuts: CutSet, cfg: DataConfig, train: bool, max_duration: Option
     """``speaker_cmvn``: with ``cfg.speaker_cmvn``, the set's statistics when already computed
     (a trainer keeps them across epochs); otherwise they are computed here."""
     sampler = make_sampler(cuts, max_duration or cfg.max_duration, train, cfg, seed, world_size, rank)
-    if cfg.speaker_cmvn and speaker_cmvn is None:
-        speaker_cmvn = SpeakerCmvn(cuts)
-    elif not cfg.speaker_cmvn:
+    if not cfg.speaker_cmvn:
         speaker_cmvn = None
+    elif speaker_cmvn is None:
+        speaker_cmvn = SpeakerCmvn(cuts)
     loader = torch.utils.data.DataLoader(
         AsrDataset(cfg, train, with_text, speaker_cmvn), sampler=sampler, batch_size=None,
         num_workers=cfg.num_workers, persistent_workers=False,

@@ -160,8 +160,8 @@ class Transcriber:
             p.feats = torch.as_tensor(feats)
         pieces = [p for p in pieces if p.feats.size(0) >= 7]  # shorter than the subsampling's input
         if self.speaker_cmvn:
-            for n in ([None] if one_speaker else range(len(audios))):
-                mine = [p for p in pieces if n is None or p.audio == n]
+            groups = [pieces] if one_speaker else [[p for p in pieces if p.audio == n] for n in range(len(audios))]
+            for mine in groups:
                 if mine:
                     mean, std = frame_statistics((p.feats for p in mine), "the recordings")
                     for p in mine:
