@@ -1,5 +1,6 @@
 """The embedded corpus synth_en: text domain, espeak synthesis, corpus preparation."""
 
+import gzip
 import json
 import subprocess
 import sys
@@ -97,3 +98,31 @@ def test_prepare_synth_en_tiny(tmp_path):
         assert wav.read_bytes() == (other / wav.relative_to(out)).read_bytes(), wav.name
     with pytest.raises(SpeechlmError, match="other settings"):
         prepare_synth_en(out, num_text=2000, num_train=12, num_dev=4, num_test=5, seed=1)
+
+
+def test_prepare_synth_en_unlabeled_split_is_the_next_training_utterances_without_text(tmp_path):
+    from lhotse import load_manifest
+
+    from speechlm.corpora.synth_en import prepare_synth_en
+
+    sizes = dict(num_text=2000, num_dev=4, num_test=4, num_jobs=2)
+    out = tmp_path / "synth_en"
+    res = prepare_synth_en(out, num_train=6, num_unlabeled=3, **sizes)
+    assert (res["num_train"], res["num_unlabeled"]) == (6, 3)
+    assert res["num_unlabeled_voices"] == res["num_train_voices"]
+    man = out / "manifests"
+    unlabeled = load_manifest(man / "synth_en_cuts_unlabeled.jsonl.gz")
+    assert [c.recording.id for c in unlabeled] == [f"synth_en-unlabeled-{i:06d}" for i in (6, 7, 8)]
+    assert all(not c.supervisions for c in unlabeled)
+    assert len(load_manifest(man / "synth_en_recordings_unlabeled.jsonl.gz")) == 3
+    assert gzip.open(man / "synth_en_supervisions_unlabeled.jsonl.gz").read() == b""  # no transcript
+    # the LM text and the paired splits do not depend on num_unlabeled
+    plain = tmp_path / "plain"
+    prepare_synth_en(plain, num_train=9, **sizes)
+    assert (out / "text" / "lm_text.txt").read_bytes() == (plain / "text" / "lm_text.txt").read_bytes()
+    # unlabeled utterance N is paired utterance N of a larger training set: same sentence, same voice
+    for i in (6, 7, 8):
+        got = (out / "wav" / "unlabeled" / f"synth_en-unlabeled-{i:06d}.wav").read_bytes()
+        assert got == (plain / "wav" / "train" / f"synth_en-train-{i:06d}.wav").read_bytes()
+    with pytest.raises(SpeechlmError, match="num_unlabeled"):
+        prepare_synth_en(tmp_path / "bad", num_train=6, num_unlabeled=-1, **sizes)

@@ -18,6 +18,7 @@ num_text=100000         # text-only sentences (LM pretraining text)
 num_train=2000          # paired training utterances
 num_dev=150             # dev utterances (held-out voices and sentences)
 num_test=300            # test utterances (other held-out voices and sentences)
+num_unlabeled=0         # audio without transcripts (split 'unlabeled': training voices, later sentences) for SSL pretraining, e.g. 12000 (local/run_ablation.sh --ssl-cuts)
 seed=0                  # corpus seed (sentences, voices, split)
 conf=conf/asr.yaml      # model + training config
 train_args=""           # config overrides, e.g. "train.num_epochs=2"
@@ -45,6 +46,7 @@ tts_num_test=100        # TTS: test sentences synthesised and evaluated (referen
 
 corpus=synth_en
 splits="train dev test"
+if [ "$num_unlabeled" -gt 0 ]; then splits="$splits unlabeled"; fi   # fbank for pretraining (stage 1)
 data=data
 exp=exp
 lm_text=$data/text/lm_text.txt
@@ -52,6 +54,6 @@ lm_text=$data/text/lm_text.txt
 run_stage 0 "data prep (synthesis)" "$data/manifests/, $data/wav/, $lm_text" \
   speechlm prepare synth_en --out-dir "$data" \
     --num-text "$num_text" --num-train "$num_train" --num-dev "$num_dev" --num-test "$num_test" \
-    --seed "$seed" --num-jobs "$nj"
+    --seed "$seed" --num-jobs "$nj" --num-unlabeled "$num_unlabeled"
 asr_stages
 tts_stages

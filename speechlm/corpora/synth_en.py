@@ -11,6 +11,11 @@ No download: sentences come from :mod:`speechlm.corpora.synth_en_grammar`, audio
 A voice is an espeak English accent plus a voice variant (``en-gb-scotland+f2``) with its own
 speaking rate and pitch. Dev and test voices and sentences are both held out from training, and
 dev/test sentences never occur in the LM text.
+
+``num_unlabeled`` adds the split ``unlabeled`` (audio for self-supervised pretraining): the training
+voices speaking the sentences that follow the paired training ones (numbered on from them:
+``synth_en-unlabeled-<position>``), written as recordings and cuts without supervisions (the
+supervisions manifest is empty), so no transcript reaches a model that reads it.
 """
 
 import json
@@ -87,6 +92,7 @@ def prepare_synth_en(
     num_jobs: int = 2,
     num_dev_voices: int = 8,
     num_test_voices: int = 10,
+    num_unlabeled: int = 0,
 ) -> Dict[str, object]:
     """Generate the ``synth_en`` corpus: LM text, paired audio and Lhotse manifests.
 
@@ -99,17 +105,22 @@ def prepare_synth_en(
     :param seed: seeds sentences, voice parameters and the voice split.
     :param num_jobs: synthesis processes.
     :param num_dev_voices: voices held out for dev; ``num_test_voices`` likewise for test.
+    :param num_unlabeled: utterances of the split ``unlabeled`` (0: none): training voices, the
+        sentences after the paired training ones, no transcript in the manifests.
     :return: a dict with per-split utterance and voice counts, counts of newly synthesised WAVs,
         and the paths of the LM text, the manifests and ``voices.json``.
 
     Existing valid WAVs are reused, so a re-run only synthesises what is missing.
     """
-    from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+    from lhotse import Recording, SupervisionSegment
     from lhotse.audio import AudioSource
-    from lhotse.qa import validate_recordings_and_supervisions
+
+    from speechlm.data.corpus import manifest_paths, write_manifests
 
     _check_sizes(num_text=num_text, num_train=num_train, num_dev=num_dev, num_test=num_test,
                  num_jobs=num_jobs)
+    if not isinstance(num_unlabeled, int) or num_unlabeled < 0:
+        raise SpeechlmError(f"prepare_synth_en: num_unlabeled must be 0 or a positive integer, got {num_unlabeled!r}.")
     out = Path(output_dir).resolve()
     wav_root, man_dir = out / "wav", out / "manifests"
     _check_layout(wav_root, {"version": _LAYOUT_VERSION, "seed": seed, "num_dev": num_dev,
@@ -117,11 +128,14 @@ def prepare_synth_en(
                              "num_test_voices": num_test_voices})
 
     # Held-out sentences first, so their positions do not depend on num_text / num_train.
+    # The LM text does not depend on num_unlabeled: the unlabeled sentences may run past its end.
     num_lm = max(num_text, num_train)
-    pool = generate_distinct_sentences(num_test + num_dev + num_lm, seed=seed)
+    pool = generate_distinct_sentences(num_test + num_dev + max(num_lm, num_train + num_unlabeled), seed=seed)
     texts = {"test": pool[:num_test], "dev": pool[num_test:num_test + num_dev]}
-    lm_text = pool[num_test + num_dev:]
+    lm_text = pool[num_test + num_dev:num_test + num_dev + num_lm]
     texts["train"] = lm_text[:num_train]
+    texts["unlabeled"] = pool[num_test + num_dev + num_train:num_test + num_dev + num_train + num_unlabeled]
+    splits = SPLITS + (("unlabeled",) if num_unlabeled else ())
     lm_path = out / "text" / "lm_text.txt"
     write_lines(lm_path, lm_text)
 
@@ -132,11 +146,14 @@ def prepare_synth_en(
 
     utts = {}  # split -> list of (utt_id, path, text, voice)
     jobs = []
-    for split in SPLITS:
+    for split in splits:
         (wav_root / split).mkdir(parents=True, exist_ok=True)
         utts[split] = []
-        for i, text in enumerate(texts[split]):
-            voice = voices[split][i % len(voices[split])]
+        # unlabeled utterances continue the paired ones: the training voices' rotation and the
+        # numbering go on from num_train, so a WAV's name always means the same sentence and voice
+        first, pool = (num_train, voices["train"]) if split == "unlabeled" else (0, voices[split])
+        for i, text in enumerate(texts[split], start=first):
+            voice = pool[i % len(pool)]
             utt_id = f"synth_en-{split}-{i:06d}"
             path = str(wav_root / split / f"{utt_id}.wav")
             utts[split].append((utt_id, path, text, voice))
@@ -145,25 +162,22 @@ def prepare_synth_en(
 
     summary: Dict[str, object] = {"lm_text": str(lm_path), "num_lm_text": len(lm_text),
                                   "voices": str(voices_path), "manifests": {}}
-    for split in SPLITS:
+    for split in splits:
         recs, sups = [], []
         for utt_id, path, text, voice in utts[split]:
             n = results[path][0]
             recs.append(Recording(id=utt_id, sources=[AudioSource(type="file", channels=[0], source=path)],
                                   sampling_rate=SAMPLE_RATE, num_samples=n, duration=n / SAMPLE_RATE))
+            if split == "unlabeled":
+                continue
             sups.append(SupervisionSegment(id=utt_id, recording_id=utt_id, start=0.0,
                                            duration=n / SAMPLE_RATE, channel=0, text=text,
                                            speaker=str(voice["id"]), language="English"))
-        recordings, supervisions = RecordingSet.from_recordings(recs), SupervisionSet.from_segments(sups)
-        validate_recordings_and_supervisions(recordings, supervisions)
-        paths = {kind: man_dir / f"synth_en_{kind}_{split}.jsonl.gz"
-                 for kind in ("recordings", "supervisions", "cuts")}
-        recordings.to_file(paths["recordings"])
-        supervisions.to_file(paths["supervisions"])
-        CutSet.from_manifests(recordings=recordings, supervisions=supervisions).to_file(paths["cuts"])
+        write_manifests(recs, sups, man_dir, "synth_en", split)
+        paths = manifest_paths(man_dir, "synth_en", split)
         summary["manifests"][split] = {k: str(v) for k, v in paths.items()}
         summary[f"num_{split}"] = len(recs)
-        summary[f"num_{split}_voices"] = len(voices[split])
+        summary[f"num_{split}_voices"] = len(voices["train" if split == "unlabeled" else split])
         summary[f"num_{split}_synthesised"] = sum(results[u[1]][1] for u in utts[split])
     logging.info("synth_en prepared under %s: %s", out, summary)
     return summary
@@ -177,12 +191,15 @@ def add_arguments(p) -> None:
     p.add_argument("--num-test", type=int, default=300, help="test utterances")
     p.add_argument("--seed", type=int, default=0, help="seeds sentences, voices and the voice split")
     p.add_argument("--num-jobs", type=int, default=2, help="synthesis processes")
+    p.add_argument("--num-unlabeled", type=int, default=0,
+                   help="utterances of the split 'unlabeled': training voices, sentences after the paired "
+                        "training ones, no transcript (audio for self-supervised pretraining)")
 
 
 def prepare(args) -> str:
     info = prepare_synth_en(args.out_dir, num_text=args.num_text, num_train=args.num_train,
                             num_dev=args.num_dev, num_test=args.num_test, seed=args.seed,
-                            num_jobs=args.num_jobs)
+                            num_jobs=args.num_jobs, num_unlabeled=args.num_unlabeled)
     counts = ", ".join(f"{k[4:]}={v}" for k, v in info.items() if k.startswith("num_"))
     return f"synth_en: {counts}; manifests in {Path(args.out_dir) / 'manifests'}"
 

@@ -14,9 +14,12 @@
 #   --lm exp/ablation/lm_asrtask/final.pt --lm-args "lm.init=exp/ablation/lm/final.pt
 #     lm.asr_task_weight=1 lm.asr_task_noise=0.6 optim.lr=0.001 train.num_epochs=2"
 # Speech-side pretraining (--encoders "random ssl"): each init also with its encoder from a BEST-RQ
-# pretraining (conf/ssl.yaml, encoder from $conf) on the audio of ALL paired training utterances,
-# their text never read (exp/ablation/ssl/, trained here when missing; --ssl PATH reuses one):
+# pretraining (conf/ssl.yaml, encoder from $conf) on the audio of $ssl_cuts, by default ALL paired
+# training utterances, their text never read (exp/ablation/ssl/, trained here when missing; --ssl
+# PATH reuses one):
 #   local/run_ablation.sh --conditions low --encoders "random ssl" --inits "random pretrained"
+# More audio than the paired set: ./run.sh --stop-stage 2 --num-unlabeled 12000, then
+#   --ssl-cuts "data/fbank/synth_en_cuts_train.jsonl.gz data/fbank/synth_en_cuts_unlabeled.jsonl.gz"
 # gives the four arms {encoder random, SSL} x {decoder random, from the text LM}; SSL runs are
 # <condition>-<init>+ssl/ and the table compares every arm with random-init (random encoder too).
 # A pretrained LLM as the decoder (issue 18): init "llm" trains model.kind=speechlm-llm on
@@ -50,6 +53,7 @@ lm_args="train.num_epochs=6 train.average_last=2"  # text-LM schedule (the demo'
 encoders=random              # encoder init: random | ssl (from $ssl), e.g. "random ssl" for both
 ssl=exp/ablation/ssl/final.pt  # BEST-RQ encoder; pretrained here (conf/ssl.yaml + ssl_args) when missing
 ssl_args=""                  # pretraining overrides, e.g. "train.num_epochs=40"
+ssl_cuts=data/fbank/synth_en_cuts_train.jsonl.gz  # the pretraining audio (cut manifests, space-separated; never test)
 ssl_ft_args=""               # extra fine-tuning overrides of the SSL-encoder runs, e.g. "encoder.lr_scale=0.5"
 # end options
 args=("$@")  # the command line as given, before option parsing consumes "$@"
@@ -71,10 +75,14 @@ if [ ! -f "$lm" ]; then
 fi
 case " $encoders " in *" ssl "*)
   if [ ! -f "$ssl" ]; then
-    echo "== ablation: pretraining the encoder $(dirname "$ssl") on the audio of $train_full ($(date '+%T'))"
+    for f in $ssl_cuts; do
+      [ -f "$f" ] || { echo "run_ablation.sh: --ssl-cuts: $f missing (data/fbank/synth_en_cuts_unlabeled.jsonl.gz: ./run.sh --stop-stage 2 --num-unlabeled N)" >&2; exit 1; }
+      case "$f" in *_test*) echo "run_ablation.sh: --ssl-cuts has $f: test audio is never used for pretraining" >&2; exit 2 ;; esac
+    done
+    echo "== ablation: pretraining the encoder $(dirname "$ssl") on the audio of $ssl_cuts ($(date '+%T'))"
     # shellcheck disable=SC2086
     speechlm train-ssl --config conf/ssl.yaml --encoder-config "$conf" --exp-dir "$(dirname "$ssl")" \
-      --train-cuts "$train_full" --dev-cuts data/fbank/synth_en_cuts_dev.jsonl.gz --set $ssl_args
+      --train-cuts $ssl_cuts --dev-cuts data/fbank/synth_en_cuts_dev.jsonl.gz --set $ssl_args
   fi ;;
 esac
 train_low=$out/train_low.jsonl.gz
@@ -148,7 +156,7 @@ done
   speechlm ablation-table --dir "$out" --set-name test --command "$cmd"
   echo
   echo "text LM: $(cat "$(dirname "$lm")/perplexity.txt")"
-  case " $encoders " in *" ssl "*) echo "SSL encoder ($ssl; audio of $train_full, no text): $(cat "$(dirname "$ssl")/masked_accuracy.txt")" ;; esac
+  case " $encoders " in *" ssl "*) echo "SSL encoder ($ssl; audio of $ssl_cuts, no text): $(cat "$(dirname "$ssl")/masked_accuracy.txt")" ;; esac
 } | tee "$out/table.md"
 {
   echo "Run $(date +%F). Speech-LM ASR ($conf): LM part random-init vs from the text LM $lm."
