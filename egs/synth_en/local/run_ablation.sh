@@ -66,6 +66,14 @@ test_cuts=data/fbank/synth_en_cuts_test.jsonl.gz
 for f in "$train_full" "$test_cuts" "$tokenizer"; do
   [ -f "$f" ] || { echo "run_ablation.sh: $f missing: run ./run.sh --stop-stage 2 first" >&2; exit 1; }
 done
+case " $encoders " in *" ssl "*)  # the pretraining audio, checked before anything trains
+  if [ ! -f "$ssl" ]; then
+    for f in $ssl_cuts; do
+      [ -f "$f" ] || { echo "run_ablation.sh: --ssl-cuts: $f missing (the unlabeled split comes from ./run.sh --stop-stage 2 --num-unlabeled N)" >&2; exit 1; }
+      case "${f##*/}" in *_test*) echo "run_ablation.sh: --ssl-cuts has $f: test audio is never used for pretraining" >&2; exit 2 ;; esac
+    done
+  fi ;;
+esac
 mkdir -p "$out"
 if [ ! -f "$lm" ]; then
   echo "== ablation: training the text LM $(dirname "$lm") ($(date '+%T'))"
@@ -75,10 +83,6 @@ if [ ! -f "$lm" ]; then
 fi
 case " $encoders " in *" ssl "*)
   if [ ! -f "$ssl" ]; then
-    for f in $ssl_cuts; do
-      [ -f "$f" ] || { echo "run_ablation.sh: --ssl-cuts: $f missing (data/fbank/synth_en_cuts_unlabeled.jsonl.gz: ./run.sh --stop-stage 2 --num-unlabeled N)" >&2; exit 1; }
-      case "$f" in *_test*) echo "run_ablation.sh: --ssl-cuts has $f: test audio is never used for pretraining" >&2; exit 2 ;; esac
-    done
     echo "== ablation: pretraining the encoder $(dirname "$ssl") on the audio of $ssl_cuts ($(date '+%T'))"
     # shellcheck disable=SC2086
     speechlm train-ssl --config conf/ssl.yaml --encoder-config "$conf" --exp-dir "$(dirname "$ssl")" \
