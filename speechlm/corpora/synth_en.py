@@ -144,16 +144,17 @@ def prepare_synth_en(
     voices_path = man_dir / "voices.json"
     voices_path.write_text(json.dumps(voices, indent=1))
 
+    # unlabeled utterances continue the paired ones: the training voices' rotation and the
+    # numbering go on from num_train, so a WAV's name always means the same sentence and voice
+    voices_of = {**voices, "unlabeled": voices["train"]}
     utts = {}  # split -> list of (utt_id, path, text, voice)
     jobs = []
     for split in splits:
         (wav_root / split).mkdir(parents=True, exist_ok=True)
         utts[split] = []
-        # unlabeled utterances continue the paired ones: the training voices' rotation and the
-        # numbering go on from num_train, so a WAV's name always means the same sentence and voice
-        first, pool = (num_train, voices["train"]) if split == "unlabeled" else (0, voices[split])
-        for i, text in enumerate(texts[split], start=first):
-            voice = pool[i % len(pool)]
+        speakers = voices_of[split]
+        for i, text in enumerate(texts[split], start=num_train if split == "unlabeled" else 0):
+            voice = speakers[i % len(speakers)]
             utt_id = f"synth_en-{split}-{i:06d}"
             path = str(wav_root / split / f"{utt_id}.wav")
             utts[split].append((utt_id, path, text, voice))
@@ -177,7 +178,7 @@ def prepare_synth_en(
         paths = manifest_paths(man_dir, "synth_en", split)
         summary["manifests"][split] = {k: str(v) for k, v in paths.items()}
         summary[f"num_{split}"] = len(recs)
-        summary[f"num_{split}_voices"] = len(voices["train" if split == "unlabeled" else split])
+        summary[f"num_{split}_voices"] = len(voices_of[split])
         summary[f"num_{split}_synthesised"] = sum(results[u[1]][1] for u in utts[split])
     logging.info("synth_en prepared under %s: %s", out, summary)
     return summary
