@@ -339,7 +339,7 @@ if args[0] in ("train", "train-lm"):
     Path(value("--exp-dir")).mkdir(parents=True, exist_ok=True)
     (Path(value("--exp-dir")) / ("final.pt" if args[0] == "train" else "perplexity.txt")).write_text("")
 elif args[0] == "decode":
-    (Path(value("--exp-dir")) / "decode-test").mkdir(parents=True, exist_ok=True)
+    (Path(value("--exp-dir")) / ("decode-" + value("--set-name"))).mkdir(parents=True, exist_ok=True)
 elif "--out" in args:
     Path(value("--out")).parent.mkdir(parents=True, exist_ok=True)
     Path(value("--out")).write_text("")
@@ -348,18 +348,19 @@ elif args[0] == "results-md":
 """
 
 
-def run_stub_ablation(tmp_path, *args, files=()):
-    """egs/synth_en/local/run_ablation.sh with ARGS in a copy of the recipe whose inputs are empty
-    files, the stub `speechlm` first on PATH: the process and every stub call (its argument list)."""
+def run_stub_ablation(tmp_path, *args, files=(), corpus="synth_en", test_sets=("test",)):
+    """egs/CORPUS/local/run_ablation.sh with ARGS in a copy of the recipe whose inputs (train cuts,
+    the cuts of test_sets, tokenizer, files) are empty files, the stub `speechlm` first on PATH: the
+    process and every stub call (its argument list)."""
     import json
     import shutil
 
-    recipe = tmp_path / "egs" / "synth_en"
+    recipe = tmp_path / "egs" / corpus
     (recipe / "local").mkdir(parents=True)
     os.symlink(REPO / "tools", tmp_path / "tools")
-    shutil.copy2(REPO / "egs" / "synth_en" / "local" / "run_ablation.sh", recipe / "local")
-    for f in ("data/fbank/synth_en_cuts_train.jsonl.gz", "data/fbank/synth_en_cuts_test.jsonl.gz",
-              "data/lang_bpe/bpe.model", *files):
+    shutil.copy2(REPO / "egs" / corpus / "local" / "run_ablation.sh", recipe / "local")
+    for f in (f"data/fbank/{corpus}_cuts_train.jsonl.gz", "data/lang_bpe/bpe.model", *files,
+              *(f"data/fbank/{corpus}_cuts_{s}.jsonl.gz" for s in test_sets)):
         (recipe / f).parent.mkdir(parents=True, exist_ok=True)
         (recipe / f).write_text("")
     bin_dir = tmp_path / "bin"
@@ -406,6 +407,60 @@ def test_the_ablation_llm_arm_trains_on_the_llm_and_decodes_with_its_methods(tmp
     decode = next(c for c in calls if c[0] == "decode")
     assert decode[decode.index("--methods") + 1] == "ctc-greedy,ctc-prefix-beam,attention-rescoring,attention-beam"
     assert "--lm-checkpoint" not in decode
+
+
+@pytest.mark.parametrize("ssl_cuts, code, shown", [
+    ("data/fbank/synth_en_cuts_unlabeled.jsonl.gz", 1, "--ssl-cuts: data/fbank/synth_en_cuts_unlabeled.jsonl.gz "
+     "missing (the unlabeled split comes from ./run.sh --stop-stage 2 --num-unlabeled N)"),
+    ("data/fbank/synth_en_cuts_train.jsonl.gz data/fbank/synth_en_cuts_test.jsonl.gz", 2,
+     "--ssl-cuts has data/fbank/synth_en_cuts_test.jsonl.gz: test audio is never used for pretraining"),
+])
+def test_the_ablation_checks_the_pretraining_audio_before_anything_trains(tmp_path, ssl_cuts, code, shown):
+    proc, calls = run_stub_ablation(tmp_path, "--encoders", "random ssl", "--ssl-cuts", ssl_cuts)
+    assert proc.returncode == code and proc.stderr == f"run_ablation.sh: {shown}\n"
+    assert calls == []
+
+
+def test_every_recipe_config_loads_and_each_speech_lm_decoder_fits_its_recipe_lm():
+    """egs/*/conf/*.yaml load (an unknown key is an error), and a recipe's conf/speechlm.yaml
+    declares the LM architecture of its conf/lm.yaml, which the ablation's tiny-LM arm loads."""
+    from speechlm.base.config import load_config
+
+    confs = sorted(REPO.glob("egs/*/conf/*.yaml"))
+    assert len(confs) >= 20
+    for conf in confs:
+        load_config(conf)
+    speech_lms = sorted(REPO.glob("egs/*/conf/speechlm.yaml"))
+    assert {c.parents[1].name for c in speech_lms} >= {"synth_en", "synth_books"}
+    for conf in speech_lms:
+        arch = lambda cfg: (cfg.lm.d_model, cfg.lm.num_layers, cfg.lm.num_heads, cfg.lm.ff_mult)  # noqa: E731
+        assert arch(load_config(conf)) == arch(load_config(conf.parent / "lm.yaml")), conf
+
+
+def test_synth_books_ablation_decodes_every_engine_test_set_and_tables_each(tmp_path):
+    """synth_books' run_ablation.sh (the shared tools/ablation.sh): each run decodes the whole test
+    set and each engine's, one table per set (the first with the command); a test set that stage 0
+    did not write (an engine not installed) is one message naming it, before anything trains."""
+    sets = ("test", "test_espeak", "test_flite", "test_piper")
+    proc, calls = run_stub_ablation(tmp_path, "--conditions", "full", "--inits", "random llm",
+                                    corpus="synth_books", test_sets=sets)
+    assert proc.returncode == 0, proc.stderr
+    train_lm = next(c for c in calls if c[0] == "train-lm")
+    assert train_lm[train_lm.index("--set") + 1:] == ["train.num_epochs=1", "lm.sentences_per_epoch=20000",
+                                                     "optim.warmup_steps=30"]
+    decodes = [(c[c.index("--exp-dir") + 1], c[c.index("--set-name") + 1], c[c.index("--cuts") + 1])
+               for c in calls if c[0] == "decode"]
+    assert decodes == [(f"exp/ablation/full-{init}", s, f"data/fbank/synth_books_cuts_{s}.jsonl.gz")
+                       for init in ("random", "llm") for s in sets]
+    tables = [c for c in calls if c[0] == "ablation-table"]
+    assert [t[t.index("--set-name") + 1] for t in tables] == list(sets)
+    assert "--command" in tables[0] and all("--command" not in t for t in tables[1:])
+    assert "cd egs/synth_books && local/run_ablation.sh --conditions full" in tables[0][-1]
+
+    proc, calls = run_stub_ablation(tmp_path / "again", corpus="synth_books", test_sets=sets[:3])
+    assert proc.returncode == 1 and calls == []
+    assert proc.stderr == ("run_ablation.sh: --test-sets: data/fbank/synth_books_cuts_test_piper.jsonl.gz "
+                           "missing: run ./run.sh --stop-stage 2 first, or leave test_piper out\n")
 
 
 # ---- audio checked at import ----------------------------------------------------------------

@@ -165,11 +165,17 @@ def test_prepare_synth_books_tiny(tiny_books, tmp_path):
     assert sorted(c.recording_id for cs in per_engine for c in cs) == sorted(c.recording_id for c in cuts["test"])
     books = json.loads((tmp_path / "text" / "books.json").read_text())
     assert books["skipped"] and books["speakable"]["test"] >= 6
-    # a re-run reuses every WAV
+    # a re-run reuses every WAV; with num_unlabeled it adds only the unlabeled audio
     again = prepare_synth_books(tmp_path, tiny_books, num_train=8, num_dev=3, num_test=6, engines=engines,
                                 test_models=test_models, dev_models="", num_dev_voices=2, num_test_voices=2,
-                                num_dev_books=1, num_test_books=1, num_jobs=1)
+                                num_dev_books=1, num_test_books=1, num_jobs=1, num_unlabeled=4)
     assert again["num_train_synthesised"] == again["num_test_synthesised"] == 0
+    assert again["num_unlabeled"] == again["num_unlabeled_synthesised"] == 4
+    assert again["num_unlabeled_voices"] == again["num_train_voices"]
+    unlabeled = load_manifest(man / "synth_books_cuts_unlabeled.jsonl.gz")
+    assert len(unlabeled) == 4 and all(not c.supervisions and c.duration > 0.5 for c in unlabeled)
+    assert len(load_manifest(man / "synth_books_supervisions_unlabeled.jsonl.gz")) == 0
+    assert load_manifest(man / "synth_books_cuts_train.jsonl.gz").to_eager() == cuts["train"]  # paired unchanged
     with gzip.open(man / "synth_books_supervisions_test.jsonl.gz", "rt") as f:
         assert all(json.loads(line)["language"] == "English" for line in f)
 
@@ -217,3 +223,22 @@ def test_prepare_cli_summary_names_skipped_books_and_missing_engines(tiny_books,
     assert "book skipped: notes.txt (no Project Gutenberg START marker" in line
     assert "engine flite left out: the flite program is not installed (Debian package flite" in line
     assert "engine festival left out" in line and "train=3" in line
+
+
+def test_unlabeled_sentences_are_other_training_sentences_in_an_order_of_their_own():
+    """--num-unlabeled N: training-book sentences that no paired utterance speaks; the same N give
+    the same sentences whatever the paired set takes of others; too many is one clear error."""
+    from speechlm.corpora.synth_books import _pick_unlabeled
+
+    pool = [f"sentence number {i}" for i in range(50)]
+    small = _pick_unlabeled(pool, pool[:5], 10, seed=0)
+    assert len(set(small)) == 10 and set(small) <= set(pool[5:])
+    other = [x for x in pool[5:] if x not in small][:20]  # a larger paired set, none of those 10
+    assert _pick_unlabeled(pool, pool[:5] + other, 10, seed=0) == small
+    assert _pick_unlabeled(pool, pool[:5], 10, seed=1) != small
+    assert _pick_unlabeled(pool, pool[:5], 0, seed=0) == []
+    with pytest.raises(SpeechlmError, match="46 speakable sentences besides the 4 paired.*--num-unlabeled"):
+        _pick_unlabeled(pool, pool[:4], 47, seed=0)
+    with pytest.raises(SpeechlmError, match="num_unlabeled must be 0 or a positive integer"):
+        from speechlm.corpora.synth_books import prepare_synth_books
+        prepare_synth_books("unused", num_unlabeled=-1)

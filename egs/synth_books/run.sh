@@ -20,6 +20,7 @@ books_dir=../../../shared/data/text_en   # folder of .txt books (Project Gutenbe
 num_train=20000         # training utterances (train books, train voices)
 num_dev=500             # dev utterances (dev books, dev-only voices)
 num_test=1000           # test utterances (test books, test-only voices)
+num_unlabeled=0         # audio without transcripts (split 'unlabeled': other training-book sentences, training voices) for SSL pretraining (local/run_ablation.sh --ssl-cuts)
 engines=auto            # auto: every installed engine; or a list, e.g. espeak,piper,flite,festival
 test_models=piper,flite:rms         # speaker models heard only in test (ENGINE or ENGINE:MODEL)
 dev_models=festival:ked_diphone     # speaker models heard only in dev
@@ -45,11 +46,12 @@ run_stage 0 "data prep (book text + synthesis)" "$data/manifests/, $data/wav/, $
   speechlm prepare synth_books --out-dir "$data" --books-dir "$books_dir" \
     --num-train "$num_train" --num-dev "$num_dev" --num-test "$num_test" --engines "$engines" \
     --test-models "$test_models" --dev-models "$dev_models" --min-words "$min_words" \
-    --max-words "$max_words" --seed "$seed" --num-jobs "$nj"
+    --max-words "$max_words" --seed "$seed" --num-jobs "$nj" --num-unlabeled "$num_unlabeled"
 # stage 0 also wrote one test set per engine of the test split (test_espeak, test_piper ...):
 # stage 5 decodes each, so a held-out engine has its own WER
 engine_tests=$(cd "$data/manifests" 2>/dev/null && ls ${corpus}_cuts_test_*.jsonl.gz 2>/dev/null |
   sed -E "s/^${corpus}_cuts_(test_[a-z0-9]+)\.jsonl\.gz$/\1/" | tr '\n' ' ' || true)
 test_sets="test${engine_tests:+ ${engine_tests% }}"
 splits="train dev $test_sets"
+if [ "$num_unlabeled" -gt 0 ]; then splits="$splits unlabeled"; fi   # fbank for pretraining (stage 1)
 asr_stages

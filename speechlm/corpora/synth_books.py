@@ -12,6 +12,8 @@ install). Splits::
     dev   = sentences of the dev books, by the dev-only models (default festival ked_diphone)
             and num_dev_voices other held-out espeak voices
     train = sentences of the training books, by every other voice
+    unlabeled (num_unlabeled > 0) = other sentences of the training books, by the training voices,
+            with no transcript in any manifest: audio for self-supervised pretraining
 
 Within a split, utterances go to its engines in turn, and to each engine's voices in turn, so
 an engine with few voices is heard as often as espeak's hundred. Layout under ``output_dir``::
@@ -137,6 +139,22 @@ def _pick(sentences: Sequence[str], n: int, split: str, seed: int) -> List[str]:
     return random.Random(f"{seed}:{split}").sample(list(sentences), n)
 
 
+def _pick_unlabeled(sentences: Sequence[str], paired: Sequence[str], n: int, seed: int) -> List[str]:
+    """``n`` training-book sentences that no paired utterance speaks, the first ones of a seeded
+    order of all of them (the same n give the same sentences whatever ``paired`` holds of others)."""
+    if n == 0:
+        return []
+    taken = set(paired)
+    order = list(sentences)
+    random.Random(f"{seed}:unlabeled").shuffle(order)
+    free = [x for x in order if x not in taken]
+    if n > len(free):
+        raise SpeechlmError(f"synth_books: {n} unlabeled utterances asked for, but the training books have "
+                            f"{len(free)} speakable sentences besides the {len(paired)} paired ones; ask for "
+                            "fewer (--num-unlabeled)")
+    return free[:n]
+
+
 def prepare_synth_books(
     output_dir: Union[str, Path],
     books_dir: Union[str, Path] = DEFAULT_BOOKS_DIR,
@@ -155,6 +173,7 @@ def prepare_synth_books(
     unmarked: str = "skip",
     seed: int = 0,
     num_jobs: int = 2,
+    num_unlabeled: int = 0,
 ) -> Dict[str, object]:
     """Prepare ``synth_books`` under ``output_dir``: LM text, audio and Lhotse manifests.
 
@@ -168,6 +187,10 @@ def prepare_synth_books(
     :param num_dev_books: books held out for dev (``num_test_books``: for test).
     :param min_words: shortest sentence spoken, in words (``max_words``: longest).
     :param unmarked: a book without Gutenberg markers: ``skip`` (counted) or ``whole``.
+    :param num_unlabeled: utterances of the split ``unlabeled`` (0: none): training-book sentences
+        that no paired training utterance speaks, in a seeded order of their own (so the same N
+        give the same sentences whatever ``num_train`` leaves free of them), by the training voices
+        in the rotation after the paired ones; recordings and cuts without supervisions.
     :return: counts, hours per split, engines used and left out, and the output paths.
     """
     from lhotse import Recording, SupervisionSegment
@@ -179,6 +202,8 @@ def prepare_synth_books(
     for name, value in dict(num_train=num_train, num_dev=num_dev, num_test=num_test, num_jobs=num_jobs).items():
         if not isinstance(value, int) or value < 1:
             raise SpeechlmError(f"synth_books: {name} must be a positive integer, got {value!r}")
+    if not isinstance(num_unlabeled, int) or num_unlabeled < 0:
+        raise SpeechlmError(f"synth_books: num_unlabeled must be 0 or a positive integer, got {num_unlabeled!r}")
     names, left_out = _engine_names(engines)
     for name, why in left_out.items():
         logger.warning("synth_books: engine %s left out: %s", name, why)
@@ -201,13 +226,18 @@ def prepare_synth_books(
     (man_dir / "voices.json").write_text(json.dumps(voices, indent=1))
 
     sizes = {"train": num_train, "dev": num_dev, "test": num_test}
+    splits = SPLITS + (("unlabeled",) if num_unlabeled else ())
+    picked = {split: _pick(text.speakable[split], sizes[split], split, seed) for split in SPLITS}
+    picked["unlabeled"] = _pick_unlabeled(text.speakable["train"], picked["train"], num_unlabeled, seed)
+    rotation = {split: assign_voices(len(picked[split]), voices[split]) for split in SPLITS}
+    # the unlabeled utterances go on with the training voices' rotation after the paired ones
+    rotation["unlabeled"] = assign_voices(num_train + num_unlabeled, voices["train"])[num_train:]
     utts: Dict[str, List[Tuple[str, str, str, Voice]]] = {}
     jobs = []
-    for split in SPLITS:
+    for split in splits:
         (out / "wav" / split).mkdir(parents=True, exist_ok=True)
-        sentences = _pick(text.speakable[split], sizes[split], split, seed)
         utts[split] = []
-        for i, (sentence, voice) in enumerate(zip(sentences, assign_voices(len(sentences), voices[split]))):
+        for i, (sentence, voice) in enumerate(zip(picked[split], rotation[split])):
             path = str(out / "wav" / split / _wav_name(voice, sentence))
             utts[split].append((f"{PREFIX}-{split}-{i:06d}", path, sentence, voice))
             jobs.append((path, sentence, voice))
@@ -216,12 +246,14 @@ def prepare_synth_books(
     summary: Dict[str, object] = {"lm_text": str(lm_path), "lm_words": text.lm_words, "engines": names,
                                   "books": {k: len(v) for k, v in text.books.items()}, "books_skipped": text.skipped,
                                   "engines_left_out": left_out, "warnings": warnings, "manifests": str(man_dir)}
-    for split in SPLITS:
+    for split in splits:
         recs, sups = [], []
         for utt_id, path, sentence, voice in utts[split]:
             n = results[path][0]
             recs.append(Recording(id=utt_id, sources=[AudioSource(type="file", channels=[0], source=path)],
                                   sampling_rate=SAMPLE_RATE, num_samples=n, duration=n / SAMPLE_RATE))
+            if split == "unlabeled":
+                continue
             sups.append(SupervisionSegment(id=utt_id, recording_id=utt_id, start=0.0, duration=n / SAMPLE_RATE,
                                            channel=0, text=sentence, speaker=str(voice["id"]), language="English",
                                            custom={"engine": voice["engine"], "model": voice["model"]}))
@@ -236,8 +268,9 @@ def prepare_synth_books(
                 summary.setdefault("test_sets", []).append(f"test_{engine}")
         summary[f"num_{split}"] = len(recs)
         summary[f"hours_{split}"] = round(sum(r.duration for r in recs) / 3600, 3)
-        summary[f"num_{split}_voices"] = len(voices[split])
-        summary[f"{split}_models"] = sorted({str(v["model"]).split("+")[0] for v in voices[split]})
+        speakers = voices["train" if split == "unlabeled" else split]
+        summary[f"num_{split}_voices"] = len(speakers)
+        summary[f"{split}_models"] = sorted({str(v["model"]).split("+")[0] for v in speakers})
         summary[f"num_{split}_synthesised"] = sum(results[u[1]][1] for u in utts[split])
     logger.info("synth_books prepared under %s: %s", out, summary)
     return summary
@@ -269,6 +302,9 @@ def add_arguments(p) -> None:
                    help="a book without Project Gutenberg markers: skip it (counted) or read it whole")
     p.add_argument("--seed", type=int, default=0, help="seeds the book split, sentences and voices")
     p.add_argument("--num-jobs", type=int, default=2, help="synthesis processes")
+    p.add_argument("--num-unlabeled", type=int, default=0,
+                   help="utterances of the split 'unlabeled': other training-book sentences by the training "
+                        "voices, no transcript (audio for SSL pretraining; default: %(default)s)")
 
 
 def prepare(args) -> str:
@@ -277,10 +313,11 @@ def prepare(args) -> str:
         num_test=args.num_test, engines=args.engines, test_models=args.test_models,
         dev_models=args.dev_models, num_dev_voices=args.num_dev_voices, num_test_voices=args.num_test_voices,
         num_dev_books=args.num_dev_books, num_test_books=args.num_test_books, min_words=args.min_words,
-        max_words=args.max_words, unmarked=args.unmarked, seed=args.seed, num_jobs=args.num_jobs)
+        max_words=args.max_words, unmarked=args.unmarked, seed=args.seed, num_jobs=args.num_jobs,
+        num_unlabeled=args.num_unlabeled)
     splits = "; ".join(f"{s}={info[f'num_{s}']} ({info[f'hours_{s}']} h, {info[f'num_{s}_voices']} voices: "
                        f"{', '.join(info[f'{s}_models'][:6])}{' ...' if len(info[f'{s}_models']) > 6 else ''})"
-                       for s in SPLITS)
+                       for s in SPLITS + (("unlabeled",) if args.num_unlabeled else ()))
     books = ", ".join(f"{k}={v}" for k, v in info["books"].items())
     skipped = "".join(f"; book skipped: {name} ({why})" for name, why in info["books_skipped"][:5])
     more = len(info["books_skipped"]) - 5
