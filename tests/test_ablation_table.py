@@ -77,3 +77,33 @@ def test_tts_table(tmp_path):
                           "- pretrained, 2 seeds: MCD-DTW 2.24 (2.19-2.29) dB; round-trip hlg-1best 5.64 (5.14-6.14)%"]
     with pytest.raises(SpeechlmError, match="tts-summary.json missing"):
         tts_ablation_table(tmp_path, ["frozen"])
+
+
+def test_asr_table_over_seeds_means_best_methods_and_reductions(tmp_path, capsys):
+    s42, s1 = tmp_path / "ablation_s42", tmp_path / "ablation_s1"
+    _runs(s42, {"low-random": [("ctc-greedy", 60.0, 0.01), ("attention-beam", 50.0, 0.03)],
+                "low-pretrained": [("ctc-greedy", 55.0, 0.01), ("attention-beam", 40.0, 0.04)],
+                "low-llm": [("ctc-greedy", 70.0, 0.01), ("attention-beam", 20.0, 0.2)]})
+    _runs(s1, {"low-random": [("ctc-greedy", 44.0, 0.01), ("attention-beam", 54.0, 0.03)],
+               "low-pretrained": [("ctc-greedy", 45.0, 0.01), ("attention-beam", 30.0, 0.04)]})
+    lines = asr_ablation_table([s42, s1]).splitlines()
+    # an arm only one seed has says so; cells are mean (min-max) over the seeds that have it
+    assert lines[0] == "| method | low / random | low / llm (1 of 2 seeds) | low / pretrained |"
+    assert lines[2] == "| ctc-greedy | 52.00 (44.00-60.00) | 70.00 (70.00-70.00) | 50.00 (45.00-55.00) |"
+    assert lines[3] == "| attention-beam | 52.00 (50.00-54.00) | 20.00 (20.00-20.00) | 35.00 (30.00-40.00) |"
+    # best method per seed, then the mean of those: random (50 + 44) / 2 = 47, pretrained 35
+    assert ("- low / random: best method per seed ablation_s42 50.00 (attention-beam), "
+            "ablation_s1 44.00 (ctc-greedy); mean 47.00 (44.00-50.00)") in lines
+    # pretrained vs random (47 - 35) / 47 = 25.5 %; llm vs random (47 - 20) / 47 = 57.4 %,
+    # vs the best other init (pretrained 35): (35 - 20) / 35 = 42.9 %
+    assert ("- low / pretrained: relative WER reduction of the mean best, 25.5% against random; "
+            "-75.0% against the best other init (llm, 20.00)") in lines
+    assert not any(line.startswith("- low / random: relative") for line in lines)
+    assert ("- low / llm: relative WER reduction of the mean best, 57.4% against random; "
+            "42.9% against the best other init (pretrained, 35.00)") in lines
+    assert main(["ablation-table", "--dir", str(s42), str(s1)]) == 0
+    assert capsys.readouterr().out.splitlines()[3] == lines[3]
+    with pytest.raises(SpeechlmError, match=str(tmp_path / "nothing")):
+        asr_ablation_table([s42, tmp_path / "nothing"])
+    assert main(["ablation-table", "--kind", "tts", "--dir", str(s42), str(s1)]) != 0
+    assert "give one --dir" in capsys.readouterr().err

@@ -896,3 +896,29 @@ def test_relative_feature_paths_resolve_from_the_manifest_and_errors_are_whole(t
     assert message.endswith("re-run the feature stage (recipe stage 1) if the file is gone")
     assert "Traceback" not in message and "[extra info]" not in message
 
+
+
+def test_the_ablation_repeats_every_run_per_seed_and_tables_the_means(tmp_path):
+    """run_ablation.sh --seeds "42 1": every run once per seed in exp/ablation_s<seed>/ with
+    train.seed=<seed> as the last override (after --low-args), one low-resource subset and one text
+    LM for all; a table per seed dir and the table of means over both dirs; a bad seed is one
+    message before anything runs."""
+    from speechlm.base.config import load_config
+
+    proc, calls = run_stub_ablation(tmp_path, "--conditions", "low", "--inits", "random pretrained",
+                                    "--seeds", "42 1", "--low-args", "train.num_epochs=3 train.seed=7")
+    assert proc.returncode == 0, proc.stderr
+    trains = [c for c in calls if c[0] == "train"]
+    assert [c[c.index("--exp-dir") + 1] for c in trains] == [
+        f"exp/ablation_s{s}/low-{i}" for s in (42, 1) for i in ("random", "pretrained")]
+    assert [load_config(None, c[c.index("--set") + 1:]).train.seed for c in trains] == [42, 42, 1, 1]
+    assert {c[c.index("--train-cuts") + 1] for c in trains} == {"exp/ablation/train_low.jsonl.gz"}
+    assert sum(c[0] == "train-lm" for c in calls) == 1 and sum(c[0] == "subset-cuts" for c in calls) == 1
+    tables = [c[c.index("--dir") + 1: c.index("--set-name")] for c in calls if c[0] == "ablation-table"]
+    assert tables == [["exp/ablation_s42"], ["exp/ablation_s1"], ["exp/ablation_s42", "exp/ablation_s1"]]
+    recipe = tmp_path / "egs" / "synth_en"
+    assert all((recipe / d / "table.md").is_file() for d in ("exp/ablation", "exp/ablation_s42", "exp/ablation_s1"))
+
+    proc, calls = run_stub_ablation(tmp_path / "bad", "--seeds", "42 one")
+    assert proc.returncode == 2 and calls == []
+    assert proc.stderr == 'run_ablation.sh: --seeds: one is not a seed (non-negative integers, e.g. "42 1 2")\n'

@@ -25,6 +25,7 @@ decode_args="decode.ctc_weight=0.5"  # decoding overrides, the same for every ru
 test_sets=test               # decoded test sets (<corpus>_cuts_<set>); the table compares the first
 tokenizer=data/lang_bpe/bpe.model  # sentencepiece model (stage 2)
 out=exp/ablation             # where the runs and table.md go
+seeds=""                     # e.g. "42 1 2": the runs once per seed (train.seed, last override) in ${out}_s<seed>/, the table of means in $out
 lm=exp/ablation/lm/final.pt  # text LM (on $tokenizer); trained here with conf/lm.yaml + lm_args when missing
 lm_args=""                   # text-LM overrides when it is trained here, e.g. "train.num_epochs=6"
 encoders=random              # encoder init: random | ssl (from $ssl), e.g. "random ssl" for both

@@ -42,12 +42,16 @@ def cmd_subset_cuts(args) -> None:
 
 
 def cmd_ablation_table(args) -> None:
+    from speechlm.base.errors import SpeechlmError
     from speechlm.scoring.ablation import asr_ablation_table, tts_ablation_table
 
     if args.kind == "asr":
         table = asr_ablation_table(args.dir, args.set_name)
     else:
-        table = tts_ablation_table(args.dir, args.inits.split())
+        if len(args.dir) > 1:
+            raise SpeechlmError("ablation-table --kind tts: give one --dir (its seeds are <init>-s<seed> "
+                                "run dirs listed in --inits)")
+        table = tts_ablation_table(args.dir[0], args.inits.split())
     if args.command:
         table += f"\ncommand: `{args.command}`\n"
     print(table, end="")
@@ -87,7 +91,9 @@ def register(sub, fmt) -> None:
     s.add_argument("--kind", choices=["asr", "tts"], default="asr",
                    help="asr: DIR/<condition>-<init>/decode-SET/wer-summary-SET.txt; "
                         "tts: DIR/<init>/eval-test/tts-summary.json")
-    s.add_argument("--dir", required=True, help="the ablation's output dir, e.g. exp/ablation")
+    s.add_argument("--dir", required=True, nargs="+",
+                   help="the ablation's output dir, e.g. exp/ablation; asr: several dirs (one per "
+                        "seed, same arms) give means over the seeds with their range")
     s.add_argument("--set-name", default="test", help="asr: which decoded set to tabulate")
     s.add_argument("--inits", default="random pretrained", help="tts: the run dirs, in row order")
     s.add_argument("--command", default="", help="command line to print under the table")

@@ -4,7 +4,8 @@ ASR (``egs/synth_en/local/run_ablation.sh``): one run per ``<condition>-<init>``
 (e.g. ``low-random``, ``low-pretrained``, ``full-pretrained-frozen``), each decoded with every
 method into ``decode-<set>/wer-summary-<set>.txt``. The table has one row per method and one
 column per run; below it, per condition, the best method of each init and the relative WER
-reduction of every other init against random init.
+reduction of every other init against random init. Several dirs (one per seed, e.g.
+``exp/ablation_s42 exp/ablation_s1``): means over the seeds with their range.
 
 TTS (``egs/synth_en/local/run_tts_ablation.sh``): one run per init directory with
 ``eval-test/tts-summary.json`` (from ``speechlm eval-tts``) and ``log/train.log``.
@@ -38,9 +39,8 @@ def _order(values: Sequence[str], first: Sequence[str]) -> List[str]:
     return head + sorted(v for v in set(values) if v not in head)
 
 
-def asr_ablation_table(out_dir: str | Path, set_name: str = "test") -> str:
-    """Method x run table of WER % (RTF), then best-per-init and relative reductions."""
-    out_dir = Path(out_dir)
+def _asr_runs(out_dir: Path, set_name: str) -> Dict[Tuple[str, str], Dict[str, Tuple[float, str]]]:
+    """``(condition, init) -> {method: (WER %, RTF)}`` of one ablation output dir."""
     summaries = sorted(out_dir.glob(f"*-*/decode-{set_name}/wer-summary-{set_name}.txt"))
     if not summaries:
         raise SpeechlmError(f"no {out_dir}/<condition>-<init>/decode-{set_name}/"
@@ -49,8 +49,28 @@ def asr_ablation_table(out_dir: str | Path, set_name: str = "test") -> str:
     for path in summaries:
         key = _run_key(path.parent.parent.name)
         runs[key] = {m: (wer, extra.get("RTF", "-")) for m, wer, extra in read_wer_summary(path)}
-    conds = _order([c for c, _ in runs], CONDITION_ORDER)
-    cols = [(c, i) for c in conds for i in _order([i for cc, i in runs if cc == c], [BASELINE_INIT])]
+    return runs
+
+
+def _columns(keys) -> List[Tuple[str, str]]:
+    conds = _order([c for c, _ in keys], CONDITION_ORDER)
+    return [(c, i) for c in conds for i in _order([i for cc, i in keys if cc == c], [BASELINE_INIT])]
+
+
+def _relative(base: float, wer: float) -> float:
+    return 100.0 * (base - wer) / base if base else 0.0
+
+
+def asr_ablation_table(out_dirs, set_name: str = "test") -> str:
+    """Method x run table of WER % (RTF), then best-per-init and relative reductions. Several
+    ``out_dirs`` (one per seed, same arms): cells and best methods become means over the seeds
+    (:func:`_seed_table`)."""
+    dirs = [Path(out_dirs)] if isinstance(out_dirs, (str, Path)) else [Path(d) for d in out_dirs]
+    if len(dirs) > 1:
+        return _seed_table(dirs, set_name)
+    runs = _asr_runs(dirs[0], set_name)
+    cols = _columns(runs)
+    conds = _order([c for c, _ in cols], CONDITION_ORDER)
     methods = _order([m for key in cols for m in runs[key]], DECODING_METHODS.names())
     lines = ["| method | " + " | ".join(f"{c} / {i}" for c, i in cols) + " |",
              "|---|" + "---|" * len(cols)]
@@ -67,9 +87,55 @@ def asr_ablation_table(out_dir: str | Path, set_name: str = "test") -> str:
         for i, (wer, m) in best.items():
             if i == BASELINE_INIT:
                 continue
-            rel = 100.0 * (base_wer - wer) / base_wer if base_wer else 0.0
             lines.append(f"- {c}: best {BASELINE_INIT}-init {base_wer:.2f}% ({base_m}) -> best {i} "
-                         f"{wer:.2f}% ({m}): {rel:.1f}% relative WER reduction")
+                         f"{wer:.2f}% ({m}): {_relative(base_wer, wer):.1f}% relative WER reduction")
+    return "\n".join(lines) + "\n"
+
+
+def _seed_table(dirs: Sequence[Path], set_name: str) -> str:
+    """One ablation repeated with several seeds (one output dir each): per method and run the mean
+    WER over the seeds that have it (min-max); per condition and init the best method of each
+    seed, their mean, and the relative reduction of that mean against random init and against
+    the best other init. An arm some seeds lack is counted over the seeds that have it (said)."""
+    per_dir = [_asr_runs(d, set_name) for d in dirs]
+    cols = _columns({k for runs in per_dir for k in runs})
+    n_of = {k: sum(k in runs for runs in per_dir) for k in cols}
+    methods = _order([m for runs in per_dir for k in runs for m in runs[k]], DECODING_METHODS.names())
+
+    def spread(values: Sequence[float]) -> str:
+        return f"{sum(values) / len(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+    lines = ["| method | " + " | ".join(f"{c} / {i}" + (f" ({n_of[(c, i)]} of {len(dirs)} seeds)"
+                                                          if n_of[(c, i)] < len(dirs) else "") for c, i in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for m in methods:
+        cells = []
+        for k in cols:
+            values = [runs[k][m][0] for runs in per_dir if k in runs and m in runs[k]]
+            cells.append(spread(values) if values else "-")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", f"{set_name} WER %, mean over {len(dirs)} seeds ({', '.join(d.name for d in dirs)}; "
+              "min-max in brackets).", ""]
+    for c in _order([c for c, _ in cols], CONDITION_ORDER):
+        best = {}
+        for cc, i in cols:
+            if cc != c:
+                continue
+            picks = [(d.name, *min((wer, m) for m, (wer, _) in runs[(c, i)].items()))
+                     for d, runs in zip(dirs, per_dir) if (c, i) in runs]
+            best[i] = sum(w for _, w, _ in picks) / len(picks)
+            each = ", ".join(f"{name} {w:.2f} ({m})" for name, w, m in picks)
+            lines.append(f"- {c} / {i}: best method per seed {each}; mean {spread([w for _, w, _ in picks])}")
+        for i, mean in best.items():
+            if i == BASELINE_INIT:
+                continue
+            notes = [f"{_relative(best[BASELINE_INIT], mean):.1f}% against {BASELINE_INIT}"] if BASELINE_INIT in best else []
+            others = {o: w for o, w in best.items() if o != i}
+            if len(others) > (BASELINE_INIT in others):
+                o, w = min(others.items(), key=lambda kv: kv[1])
+                notes.append(f"{_relative(w, mean):.1f}% against the best other init ({o}, {w:.2f})")
+            if notes:
+                lines.append(f"- {c} / {i}: relative WER reduction of the mean best, " + "; ".join(notes))
     return "\n".join(lines) + "\n"
 
 

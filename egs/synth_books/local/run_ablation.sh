@@ -8,9 +8,11 @@
 # with synth_en); every option: --help.
 #   ./run.sh --num-train 2000 --num-dev 100 --num-test 300 --num-unlabeled 12000 --stop-stage 2
 #   local/run_ablation.sh --conditions low --inits "random pretrained llm" --encoders ssl \
-#     --ssl-cuts "data/fbank/synth_books_cuts_train.jsonl.gz data/fbank/synth_books_cuts_unlabeled.jsonl.gz"
-# Outputs: exp/ablation/<condition>-<init>[+ssl]/ (checkpoints, decode-<set>/ reports),
-# exp/ablation/lm/, exp/ablation/ssl/, exp/ablation/table.md; the table is appended to RESULTS.md.
+#     --ssl-cuts "data/fbank/synth_books_cuts_train.jsonl.gz data/fbank/synth_books_cuts_unlabeled.jsonl.gz" \
+#     --low-speed-perturb 0.9,1.1 --seeds "42 1 2"
+# Outputs: exp/ablation_s<seed>/<condition>-<init>[+ssl]/ (checkpoints, decode-<set>/ reports, and
+# each seed's table.md; without --seeds: exp/ablation/<condition>-<init>[+ssl]/), exp/ablation/lm/,
+# exp/ablation/ssl/, exp/ablation/table.md (means over the seeds); the table is appended to RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . ../../tools/ablation_options.sh
