@@ -487,3 +487,24 @@ def test_speechlm_llm_decoder_loss_equals_the_full_logits_loss(tiny):
         full = SpeechLMAsr.decoder_loss(model, prefix, lens, texts)  # logits at every position
         scored = model.score_hyps(prefix, lens, texts).sum()
     assert torch.allclose(fast, full, rtol=1e-5) and torch.allclose(-scored, full, rtol=1e-5)
+
+
+def test_speechlm_llm_prefix_starts_at_the_llm_scale_and_with_its_document_start(tiny):
+    """speechlm.adapter_norm / prefix_bos on the LLM family: the prefix enters at the RMS of the
+    LLM's embedding rows, after the LLM's own <|endoftext|> row."""
+    from speechlm.base.config import EncoderConfig, SpeechLMConfig
+    from speechlm.models.speechlm_llm import SpeechLLMAsr
+    from speechlm.text.llm_tokenizer import SpeechTokenView
+
+    llm, tok = load_llm(str(tiny["gguf"]), cache=tiny["cache"])
+    llm.grow_vocab(tok.vocab_size, init_from={tok.asr_id: tok.sos_eos_id})
+    enc = EncoderConfig(d_model=32, num_layers=1, num_heads=2, subsampling_channels=8, dropout=0.0)
+    model = SpeechLLMAsr(enc, SpeechLMConfig(adapter_norm=True, prefix_bos=True), llm,
+                         SpeechTokenView(tok).llm_rows()).eval()
+    with torch.no_grad():
+        _, _, prefix, lens = model.encode_all(torch.randn(1, 33, 80), torch.tensor([33]))
+    assert torch.equal(prefix[0, 0], llm.embed_tokens.weight[tok.sos_eos_id])
+    rms = float(llm.embed_tokens.weight.detach()[: tok.llm_vocab_size].pow(2).mean().sqrt())
+    assert abs(float(model.adapter.out_scale.detach()) - rms) < 0.05 * rms
+    scale = torch.full((int(lens) - 1,), float(model.adapter.out_scale.detach()))
+    assert torch.allclose(prefix[0, 1:].pow(2).mean(-1).sqrt(), scale, rtol=1e-3)

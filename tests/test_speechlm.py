@@ -226,3 +226,29 @@ def test_text_rehearsal_needs_a_text_file(tiny_asr, tmp_path):
         "speechlm.text_weight=1.0", f"speechlm.text={tmp_path / 'missing.txt'}"])
     with pytest.raises(SpeechlmError, match="missing.txt not found"):
         SpeechLMTrainer(cfg, tmp_path / "asr", tiny_asr["train"], None, tiny_asr["tokenizer"])
+
+
+@pytest.mark.parametrize("adapter_norm, prefix_bos", [(True, False), (False, True), (True, True)])
+def test_prefix_options_scale_and_start_the_speech_prefix(adapter_norm, prefix_bos):
+    """speechlm.adapter_norm: every prefix vector has the RMS of the decoder's token embeddings
+    when the model is built; speechlm.prefix_bos: the prefix starts with <sos/eos>'s embedding,
+    one position longer, and the model still trains and decodes through it."""
+    enc = EncoderConfig(d_model=32, num_layers=1, num_heads=2, subsampling_channels=8, dropout=0.0)
+    cfg = SpeechLMConfig(adapter_norm=adapter_norm, prefix_bos=prefix_bos)
+    model = SpeechLMAsr(enc, LMConfig(d_model=32, num_layers=2, num_heads=2, dropout=0.0), cfg, 40).eval()
+    plain = SpeechLMAsr(enc, LMConfig(d_model=32, num_layers=2, num_heads=2, dropout=0.0), SpeechLMConfig(), 40)
+    feats, lengths = torch.randn(2, 61, 80), torch.tensor([61, 40])
+    _, _, prefix, prefix_lens = model.encode_all(feats, lengths)
+    _, _, plain_prefix, plain_lens = plain.encode_all(feats, lengths)
+    assert torch.equal(prefix_lens, plain_lens + int(prefix_bos))
+    speech = prefix[:, int(prefix_bos):]
+    if prefix_bos:
+        assert torch.allclose(prefix[:, 0], model.lm.embed.weight[SOS_EOS_ID].expand(2, -1))
+    rms = model.lm.embed.weight.pow(2).mean().sqrt()
+    got = speech[0].pow(2).mean(-1).sqrt()  # per position (row 0 is unpadded)
+    assert torch.allclose(got, rms.expand_as(got), rtol=1e-3) == adapter_norm
+    model.train()
+    ctc, dec = model(feats, lengths, [[5, 6, 7], [8]])
+    (ctc + dec).backward()
+    if adapter_norm:
+        assert model.adapter.out_scale.grad is not None

@@ -249,6 +249,10 @@ class SpeechLMConfig:
     adapter: str = checked("stack", Allowed(choices=("stack", "conv")))  # stack (frame stacking +
     #   projection) | conv (strided conv + projection)
     adapter_stride: int = checked(2, AT_LEAST_1)  # encoder frames per prefix position
+    adapter_norm: bool = False  # prefix vectors layer-normalised, times a learned scale that starts at
+    #   the RMS of the decoder's token embeddings when the model is built (an LLM's own scale)
+    prefix_bos: bool = False  # the decoder input starts with its <sos/eos> embedding (an LLM's
+    #   document start, <|endoftext|> for SmolLM2) before the speech prefix
     ctc_weight: float = checked(0.3, FRACTION)  # loss = w * CTC + (1 - w) * decoder cross-entropy
     lm_init: str = ""  # stage-3 LM checkpoint (e.g. exp/lm/final.pt); "" = random init
     llm_layers: int = checked(0, NON_NEGATIVE)  # > 0: each token's embedding also gets its word's

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class Adapter(nn.Module):
     """Encoder frames ``(B, T, De)`` -> prefix ``(B, ceil(T / stride), Dlm)``."""
 
-    def __init__(self, kind: str, d_in: int, d_out: int, stride: int):
+    def __init__(self, kind: str, d_in: int, d_out: int, stride: int, norm: bool = False):
         super().__init__()
         if kind not in ("stack", "conv"):
             raise SpeechlmError(f"speechlm.adapter = {kind!r}: expected 'stack' or 'conv'")
@@ -48,6 +48,15 @@ class Adapter(nn.Module):
         else:
             d_in_proj = d_in * stride
         self.proj = nn.Sequential(nn.Linear(d_in_proj, d_out), nn.GELU(), nn.Linear(d_out, d_out))
+        # speechlm.adapter_norm: layer norm, then one learned scale (set by :meth:`start_scale`)
+        self.out_scale = nn.Parameter(torch.ones(())) if norm else None
+
+    @torch.no_grad()
+    def start_scale(self, embeddings: torch.Tensor) -> None:
+        """With ``adapter_norm``: start the output scale at the RMS of ``embeddings`` (the
+        decoder's token embeddings), so the prefix enters the decoder at its tokens' scale."""
+        if self.out_scale is not None:
+            self.out_scale.fill_(float(embeddings.float().pow(2).mean().sqrt()))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor):
         b, t, d = x.shape
@@ -60,7 +69,10 @@ class Adapter(nn.Module):
         else:
             x = x.reshape(b, (t + pad) // self.stride, d * self.stride)
         out_lens = (lengths + self.stride - 1) // self.stride
-        return self.proj(x), out_lens
+        out = self.proj(x)
+        if self.out_scale is not None:
+            out = F.layer_norm(out, out.shape[-1:]) * self.out_scale
+        return out, out_lens
 
 
 class SpeechLMAsr(CTCModel):
@@ -69,8 +81,17 @@ class SpeechLMAsr(CTCModel):
     def __init__(self, encoder_cfg: EncoderConfig, lm_cfg: LMConfig, cfg: SpeechLMConfig,
                  vocab_size: int, blank_bias: float = 0.0):
         super().__init__(encoder_cfg, vocab_size, blank_bias)
-        self.adapter = Adapter(cfg.adapter, encoder_cfg.d_model, lm_cfg.d_model, cfg.adapter_stride)
+        self.adapter = Adapter(cfg.adapter, encoder_cfg.d_model, lm_cfg.d_model, cfg.adapter_stride,
+                               cfg.adapter_norm)
         self.lm = TransformerLM(lm_cfg, vocab_size)
+        self.prefix_bos = self._start_prefix(cfg)
+
+    def _start_prefix(self, cfg: SpeechLMConfig) -> bool:
+        """The adapter's output scale from the decoder's embeddings (``adapter_norm``); whether the
+        prefix starts with ``<sos/eos>`` (``prefix_bos``)."""
+        with torch.no_grad():
+            self.adapter.start_scale(self.lm.embed(torch.arange(self.lm.vocab_size)))
+        return cfg.prefix_bos
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, targets=None):
         """Without ``targets``: CTC log-probs and lengths (as :class:`CTCModel`). With them: the
@@ -85,6 +106,9 @@ class SpeechLMAsr(CTCModel):
         """CTC log-probs, their lengths, the speech prefix and its lengths."""
         enc, enc_lens = self.encode(feats, lengths)
         prefix, prefix_lens = self.adapter(enc, enc_lens)
+        if self.prefix_bos:  # [<sos/eos>] [speech]: rows stay left-aligned
+            bos = self.lm.embed(torch.full((prefix.size(0), 1), SOS_EOS_ID, device=prefix.device))
+            prefix, prefix_lens = torch.cat([bos.to(prefix.dtype), prefix], 1), prefix_lens + 1
         return self.ctc_head(enc).log_softmax(-1), enc_lens, prefix, prefix_lens
 
     def encode_for_decoding(self, feats: torch.Tensor, lengths: torch.Tensor) -> Encoded:
@@ -172,6 +196,7 @@ def load_lm_into(model: SpeechLMAsr, path: str | Path, lm_cfg: LMConfig) -> None
         # an LM that never saw <asr>: it plays the sentence-start role, so start it from <sos/eos>
         with torch.no_grad():
             model.lm.embed.weight[ASR_ID] = model.lm.embed.weight[SOS_EOS_ID]
+    model.adapter.start_scale(model.lm.embed.weight)  # adapter_norm: the loaded embeddings' scale
     log.info("LM part initialised from %s", path)
 
 

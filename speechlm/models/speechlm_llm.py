@@ -81,8 +81,10 @@ class SpeechLLMAsr(SpeechLMAsr):
     def __init__(self, encoder_cfg: EncoderConfig, cfg: SpeechLMConfig, llm: LlamaLM, rows: Sequence[int],
                  blank_bias: float = 0.0):
         CTCModel.__init__(self, encoder_cfg, len(rows), blank_bias)  # not SpeechLMAsr's tiny text LM
-        self.adapter = Adapter(cfg.adapter, encoder_cfg.d_model, llm.d_model, cfg.adapter_stride)
+        self.adapter = Adapter(cfg.adapter, encoder_cfg.d_model, llm.d_model, cfg.adapter_stride,
+                               cfg.adapter_norm)
         self.lm = SpeechSpaceLM(llm, rows)
+        self.prefix_bos = self._start_prefix(cfg)
 
     def decoder_loss(self, prefix, prefix_lens, texts: Sequence[Sequence[int]]) -> torch.Tensor:
         """:meth:`SpeechLMAsr.decoder_loss`, with the logits (a ~50k-word vocabulary) computed at
