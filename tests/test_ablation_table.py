@@ -107,3 +107,20 @@ def test_asr_table_over_seeds_means_best_methods_and_reductions(tmp_path, capsys
         asr_ablation_table([s42, tmp_path / "nothing"])
     assert main(["ablation-table", "--kind", "tts", "--dir", str(s42), str(s1)]) != 0
     assert "give one --dir" in capsys.readouterr().err
+
+
+def test_asr_table_compares_ssl_encoder_arms_with_random_init_on_that_encoder(tmp_path):
+    _runs(tmp_path, {"low-random": [("ctc-greedy", 50.0, 0.01)], "low-pretrained": [("ctc-greedy", 40.0, 0.01)],
+                     "low-random+ssl": [("ctc-greedy", 20.0, 0.01)], "low-llm+ssl": [("ctc-greedy", 15.0, 0.1)]})
+    lines = asr_ablation_table(tmp_path).splitlines()
+    assert lines[0] == "| method | low / random | low / random+ssl | low / llm+ssl | low / pretrained |"
+    # (20 - 15) / 20 = 25 % on the SSL encoder; (50 - 40) / 50 = 20 % on the random one
+    assert ("- low: best random+ssl-init 20.00% (ctc-greedy) -> best llm+ssl 15.00% (ctc-greedy): "
+            "25.0% relative WER reduction") in lines
+    assert ("- low: best random-init 50.00% (ctc-greedy) -> best pretrained 40.00% (ctc-greedy): "
+            "20.0% relative WER reduction") in lines
+    assert ("- low: best random-init 50.00% (ctc-greedy) -> best random+ssl 20.00% (ctc-greedy): "
+            "60.0% relative WER reduction") in lines  # the SSL encoder's own gain
+    lines = asr_ablation_table([tmp_path, tmp_path]).splitlines()
+    assert ("- low / llm+ssl: relative WER reduction of the mean best, 25.0% against random+ssl; "
+            "25.0% against the best other init (random+ssl, 20.00)") in lines

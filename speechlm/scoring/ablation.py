@@ -24,6 +24,16 @@ from speechlm.scoring.report import read_wer_summary
 
 CONDITION_ORDER = ("low", "full")  # others follow, sorted
 BASELINE_INIT = "random"
+SSL = "+ssl"  # <init>+ssl: that init on the BEST-RQ encoder; its baseline is random+ssl
+
+
+def _baseline(init: str, inits) -> str | None:
+    """The run ``init`` is compared with: random init on the same encoder (random+ssl for an
+    SSL-encoder arm when there is one), else random (so random+ssl against random: the SSL
+    encoder's own gain); None when neither ran."""
+    if init.endswith(SSL) and init != BASELINE_INIT + SSL and BASELINE_INIT + SSL in inits:
+        return BASELINE_INIT + SSL
+    return BASELINE_INIT if BASELINE_INIT in inits else None
 
 
 def _run_key(name: str) -> Tuple[str, str]:
@@ -54,7 +64,7 @@ def _asr_runs(out_dir: Path, set_name: str) -> Dict[Tuple[str, str], Dict[str, T
 
 def _columns(keys) -> List[Tuple[str, str]]:
     conds = _order([c for c, _ in keys], CONDITION_ORDER)
-    return [(c, i) for c in conds for i in _order([i for cc, i in keys if cc == c], [BASELINE_INIT])]
+    return [(c, i) for c in conds for i in _order([i for cc, i in keys if cc == c], [BASELINE_INIT, BASELINE_INIT + SSL])]
 
 
 def _relative(base: float, wer: float) -> float:
@@ -81,13 +91,12 @@ def asr_ablation_table(out_dirs, set_name: str = "test") -> str:
     for c in conds:
         best = {i: min((wer, m) for m, (wer, _) in runs[(cc, i)].items())
                 for cc, i in cols if cc == c}
-        if BASELINE_INIT not in best:
-            continue
-        base_wer, base_m = best[BASELINE_INIT]
         for i, (wer, m) in best.items():
-            if i == BASELINE_INIT:
+            base = _baseline(i, best)
+            if base is None or base == i:
                 continue
-            lines.append(f"- {c}: best {BASELINE_INIT}-init {base_wer:.2f}% ({base_m}) -> best {i} "
+            base_wer, base_m = best[base]
+            lines.append(f"- {c}: best {base}-init {base_wer:.2f}% ({base_m}) -> best {i} "
                          f"{wer:.2f}% ({m}): {_relative(base_wer, wer):.1f}% relative WER reduction")
     return "\n".join(lines) + "\n"
 
@@ -127,11 +136,12 @@ def _seed_table(dirs: Sequence[Path], set_name: str) -> str:
             each = ", ".join(f"{name} {w:.2f} ({m})" for name, w, m in picks)
             lines.append(f"- {c} / {i}: best method per seed {each}; mean {spread([w for _, w, _ in picks])}")
         for i, mean in best.items():
-            if i == BASELINE_INIT:
+            base = _baseline(i, best)
+            if base == i:
                 continue
-            notes = [f"{_relative(best[BASELINE_INIT], mean):.1f}% against {BASELINE_INIT}"] if BASELINE_INIT in best else []
+            notes = [f"{_relative(best[base], mean):.1f}% against {base}"] if base else []
             others = {o: w for o, w in best.items() if o != i}
-            if len(others) > (BASELINE_INIT in others):
+            if len(others) > (base in others):
                 o, w = min(others.items(), key=lambda kv: kv[1])
                 notes.append(f"{_relative(w, mean):.1f}% against the best other init ({o}, {w:.2f})")
             if notes:
