@@ -89,8 +89,9 @@ class SpeechLMAsr(CTCModel):
     def _start_prefix(self, cfg: SpeechLMConfig) -> bool:
         """The adapter's output scale from the decoder's embeddings (``adapter_norm``); whether the
         prefix starts with ``<sos/eos>`` (``prefix_bos``)."""
-        with torch.no_grad():
-            self.adapter.start_scale(self.lm.embed(torch.arange(self.lm.vocab_size)))
+        if cfg.adapter_norm:  # (the LLM's ~50k rows are only read when needed)
+            with torch.no_grad():
+                self.adapter.start_scale(self.lm.embed(torch.arange(self.lm.vocab_size)))
         return cfg.prefix_bos
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, targets=None):
