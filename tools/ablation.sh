@@ -5,8 +5,9 @@
 # every method in one pass, and one table (best method per arm, relative to random init) goes to
 # $out/table.md and RESULTS.md. --seeds "42 1 2" repeats every run per seed (train.seed; the same
 # low-resource subset, LM and SSL encoder) in ${out}_s<seed>/, each with its own table.md, and the
-# table in $out is the mean over the seeds (speechlm ablation-table --dir DIR...). Sourced by a recipe's local/run_ablation.sh after
-# tools/ablation_options.sh, its own options, parse_options.sh and stage_lib.sh (which see).
+# table in $out is the mean over the seeds (speechlm ablation-table --dir DIR...). Sourced by a
+# recipe's local/run_ablation.sh after tools/ablation_options.sh, its own options, parse_options.sh
+# and stage_lib.sh (which see).
 [ -n "$corpus" ] || { echo "$(basename "$0"): --corpus is empty (the recipe sets it)" >&2; exit 2; }
 cmd="cd egs/$(basename "$PWD") && local/$(basename "$0")$(quote_args "${ablation_args[@]}")"
 
