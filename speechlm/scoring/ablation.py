@@ -71,6 +71,16 @@ def _relative(base: float, wer: float) -> float:
     return 100.0 * (base - wer) / base if base else 0.0
 
 
+def _spread(values: Sequence[float]) -> str:
+    """``mean (min-max)`` of figures over seeds."""
+    return f"{sum(values) / len(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def _best_method(run: Dict[str, Tuple[float, str]]) -> Tuple[float, str]:
+    """(WER, method) of a run's best decoding method."""
+    return min((wer, m) for m, (wer, _) in run.items())
+
+
 def asr_ablation_table(out_dirs, set_name: str = "test") -> str:
     """Method x run table of WER % (RTF), then best-per-init and relative reductions. Several
     ``out_dirs`` (one per seed, same arms): cells and best methods become means over the seeds
@@ -89,8 +99,7 @@ def asr_ablation_table(out_dirs, set_name: str = "test") -> str:
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", f"{set_name} WER % (decoding real-time factor in brackets)."]
     for c in conds:
-        best = {i: min((wer, m) for m, (wer, _) in runs[(cc, i)].items())
-                for cc, i in cols if cc == c}
+        best = {i: _best_method(runs[(cc, i)]) for cc, i in cols if cc == c}
         for i, (wer, m) in best.items():
             base = _baseline(i, best)
             if base is None or base == i:
@@ -110,10 +119,6 @@ def _seed_table(dirs: Sequence[Path], set_name: str) -> str:
     cols = _columns({k for runs in per_dir for k in runs})
     n_of = {k: sum(k in runs for runs in per_dir) for k in cols}
     methods = _order([m for runs in per_dir for k in runs for m in runs[k]], DECODING_METHODS.names())
-
-    def spread(values: Sequence[float]) -> str:
-        return f"{sum(values) / len(values):.2f} ({min(values):.2f}-{max(values):.2f})"
-
     lines = ["| method | " + " | ".join(f"{c} / {i}" + (f" ({n_of[(c, i)]} of {len(dirs)} seeds)"
                                                           if n_of[(c, i)] < len(dirs) else "") for c, i in cols) + " |",
              "|---|" + "---|" * len(cols)]
@@ -121,7 +126,7 @@ def _seed_table(dirs: Sequence[Path], set_name: str) -> str:
         cells = []
         for k in cols:
             values = [runs[k][m][0] for runs in per_dir if k in runs and m in runs[k]]
-            cells.append(spread(values) if values else "-")
+            cells.append(_spread(values) if values else "-")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", f"{set_name} WER %, mean over {len(dirs)} seeds ({', '.join(d.name for d in dirs)}; "
               "min-max in brackets).", ""]
@@ -130,11 +135,11 @@ def _seed_table(dirs: Sequence[Path], set_name: str) -> str:
         for cc, i in cols:
             if cc != c:
                 continue
-            picks = [(d.name, *min((wer, m) for m, (wer, _) in runs[(c, i)].items()))
+            picks = [(d.name, *_best_method(runs[(c, i)]))
                      for d, runs in zip(dirs, per_dir) if (c, i) in runs]
             best[i] = sum(w for _, w, _ in picks) / len(picks)
             each = ", ".join(f"{name} {w:.2f} ({m})" for name, w, m in picks)
-            lines.append(f"- {c} / {i}: best method per seed {each}; mean {spread([w for _, w, _ in picks])}")
+            lines.append(f"- {c} / {i}: best method per seed {each}; mean {_spread([w for _, w, _ in picks])}")
         for i, mean in best.items():
             base = _baseline(i, best)
             if base == i:
@@ -179,14 +184,11 @@ def tts_ablation_table(out_dir: str | Path, inits: Sequence[str]) -> str:
         groups.setdefault(re.sub(r"-s\d+$", "", init), []).append(s)
     if any(len(g) > 1 for g in groups.values()):
         lines += ["", "Mean over seeds (min-max):", ""]
-        def spread(values):
-            return f"{sum(values) / len(values):.2f} ({min(values):.2f}-{max(values):.2f})"
-
         for init, ss in groups.items():
-            wers = "; ".join(f"round-trip {m} {spread([s['wer_synthesised'][m] for s in ss])}%"
+            wers = "; ".join(f"round-trip {m} {_spread([s['wer_synthesised'][m] for s in ss])}%"
                              for m in methods)
             lines.append(f"- {init}, {len(ss)} seed{'s' if len(ss) > 1 else ''}: MCD-DTW "
-                         f"{spread([s['mcd_db'] for s in ss])} dB; {wers}")
+                         f"{_spread([s['mcd_db'] for s in ss])} dB; {wers}")
     return "\n".join(lines) + "\n"
 
 
