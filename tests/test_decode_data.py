@@ -135,3 +135,40 @@ def test_tune_options_are_checked(tiny_ctc, tiny_asr, tmp_path, capsys):
         assert main(["decode", "--exp-dir", str(tiny_ctc), "--cuts", test, "--out-dir",
                      str(tmp_path / "o"), *args]) == 2, args
         assert msg in capsys.readouterr().err, args
+
+
+def test_subsets_are_scored_from_the_decode_of_the_whole_set(tiny_ctc, tiny_asr, tmp_path, capsys):
+    """--subset NAME=CUTS: reports of some of the decoded cuts, without decoding them again, equal
+    to those of decoding them on their own; a cut outside the set or a bad name is refused first."""
+    from lhotse import CutSet
+
+    from speechlm.scoring.report import read_wer_summary
+
+    cuts = CutSet.from_file(tiny_asr["test"]).to_eager()
+    part = tmp_path / "part.jsonl.gz"
+    CutSet.from_cuts(list(cuts)[3:7]).to_file(part)
+    exp = tmp_path / "exp"
+    shutil.copytree(tiny_ctc, exp)
+    methods = ["--methods", "ctc-greedy,ctc-prefix-beam"]
+    md = tmp_path / "RESULTS.md"
+    assert main(["decode", "--exp-dir", str(exp), "--cuts", str(tiny_asr["test"]), *methods,
+                 "--subset", f"part={part}", "--results-md", str(md), "--command", "c"]) == 0
+    assert main(["decode", "--exp-dir", str(exp), "--cuts", str(part), "--set-name", "part",
+                 "--out-dir", str(tmp_path / "alone"), *methods]) == 0
+    for m in ("ctc-greedy", "ctc-prefix-beam"):
+        name = f"recogs-part-{m}.txt"
+        recogs = (exp / "decode-part" / name).read_text()
+        assert recogs == (tmp_path / "alone" / name).read_text() and recogs.count("ref=") == 4
+    wers = [r[:2] for r in read_wer_summary(exp / "decode-part" / "wer-summary-part.txt")]
+    assert wers == [r[:2] for r in read_wer_summary(tmp_path / "alone" / "wer-summary-part.txt")]
+    assert "scored from the decode of test" in md.read_text() and "| part |" in md.read_text()
+    # refused before decoding: a cut the set lacks, the set's own name, no '='
+    other = tmp_path / "other.jsonl.gz"
+    CutSet.from_file(tiny_asr["train"]).subset(first=2).to_file(other)
+    capsys.readouterr()
+    for arg, msg in ((f"o={other}", "is not in the decoded set"), (f"test={part}", "a name of its own"),
+                     (str(part), "expected NAME=CUTS"), (f"x={tmp_path / 'none.jsonl.gz'}", "not found")):
+        assert main(["decode", "--exp-dir", str(exp), "--cuts", str(tiny_asr["test"]), *methods,
+                     "--out-dir", str(tmp_path / "bad"), "--subset", arg]) == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

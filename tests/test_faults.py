@@ -339,7 +339,12 @@ if args[0] in ("train", "train-lm"):
     Path(value("--exp-dir")).mkdir(parents=True, exist_ok=True)
     (Path(value("--exp-dir")) / ("final.pt" if args[0] == "train" else "perplexity.txt")).write_text("")
 elif args[0] == "decode":
-    (Path(value("--exp-dir")) / ("decode-" + value("--set-name"))).mkdir(parents=True, exist_ok=True)
+    names = [value("--set-name")]
+    if "--subset" in args:
+        rest = args[args.index("--subset") + 1:]
+        names += [a.split("=")[0] for a in rest[:next((i for i, a in enumerate(rest) if a[:2] == "--"), len(rest))]]
+    for name in names:
+        (Path(value("--exp-dir")) / ("decode-" + name)).mkdir(parents=True, exist_ok=True)
 elif "--out" in args:
     Path(value("--out")).parent.mkdir(parents=True, exist_ok=True)
     Path(value("--out")).write_text("")
@@ -437,10 +442,11 @@ def test_every_recipe_config_loads_and_each_speech_lm_decoder_fits_its_recipe_lm
         assert arch(load_config(conf)) == arch(load_config(conf.parent / "lm.yaml")), conf
 
 
-def test_synth_books_ablation_decodes_every_engine_test_set_and_tables_each(tmp_path):
+def test_synth_books_ablation_scores_every_engine_test_set_and_tables_each(tmp_path):
     """synth_books' run_ablation.sh (the shared tools/ablation.sh): each run decodes the whole test
-    set and each engine's, one table per set (the first with the command); a test set that stage 0
-    did not write (an engine not installed) is one message naming it, before anything trains."""
+    set once and scores each engine's from it (--subset-sets), one table per set (the first with the
+    command); a test set that stage 0 did not write (an engine not installed) is one message naming
+    it, and a subset set that is not a later test set another, before anything trains."""
     sets = ("test", "test_espeak", "test_flite", "test_piper")
     proc, calls = run_stub_ablation(tmp_path, "--conditions", "full", "--inits", "random llm",
                                     corpus="synth_books", test_sets=sets)
@@ -448,19 +454,33 @@ def test_synth_books_ablation_decodes_every_engine_test_set_and_tables_each(tmp_
     train_lm = next(c for c in calls if c[0] == "train-lm")
     assert train_lm[train_lm.index("--set") + 1:] == ["train.num_epochs=1", "lm.sentences_per_epoch=20000",
                                                      "optim.warmup_steps=30"]
-    decodes = [(c[c.index("--exp-dir") + 1], c[c.index("--set-name") + 1], c[c.index("--cuts") + 1])
-               for c in calls if c[0] == "decode"]
-    assert decodes == [(f"exp/ablation/full-{init}", s, f"data/fbank/synth_books_cuts_{s}.jsonl.gz")
-                       for init in ("random", "llm") for s in sets]
+    decodes = [(c[c.index("--exp-dir") + 1], c[c.index("--set-name") + 1], c[c.index("--cuts") + 1],
+                c[c.index("--subset") + 1: c.index("--subset") + 4]) for c in calls if c[0] == "decode"]
+    assert decodes == [(f"exp/ablation/full-{init}", "test", "data/fbank/synth_books_cuts_test.jsonl.gz",
+                        [f"{s}=data/fbank/synth_books_cuts_{s}.jsonl.gz" for s in sets[1:]])
+                       for init in ("random", "llm")]
+    for init in ("random", "llm"):
+        assert all((tmp_path / f"egs/synth_books/exp/ablation/full-{init}/decode-{s}/.done").is_file() for s in sets)
     tables = [c for c in calls if c[0] == "ablation-table"]
     assert [t[t.index("--set-name") + 1] for t in tables] == list(sets)
     assert "--command" in tables[0] and all("--command" not in t for t in tables[1:])
     assert "cd egs/synth_books && local/run_ablation.sh --conditions full" in tables[0][-1]
+    # without --subset-sets every set is decoded on its own
+    proc, calls = run_stub_ablation(tmp_path / "alone", "--conditions", "full", "--inits", "random",
+                                    "--subset-sets", "", corpus="synth_books", test_sets=sets)
+    assert proc.returncode == 0, proc.stderr
+    assert [c[c.index("--set-name") + 1] for c in calls if c[0] == "decode"] == list(sets)
+    assert not any("--subset" in c for c in calls)
 
     proc, calls = run_stub_ablation(tmp_path / "again", corpus="synth_books", test_sets=sets[:3])
     assert proc.returncode == 1 and calls == []
     assert proc.stderr == ("run_ablation.sh: --test-sets: data/fbank/synth_books_cuts_test_piper.jsonl.gz "
                            "missing: run ./run.sh --stop-stage 2 first, or leave test_piper out\n")
+    proc, calls = run_stub_ablation(tmp_path / "sub", "--test-sets", "test test_flite", corpus="synth_books",
+                                    test_sets=sets)
+    assert proc.returncode == 2 and calls == []
+    assert proc.stderr == ("run_ablation.sh: --subset-sets: test_espeak is not one of the test sets after "
+                           "the first (test_flite)\n")
 
 
 # ---- audio checked at import ----------------------------------------------------------------

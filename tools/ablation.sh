@@ -22,6 +22,13 @@ done
 run_dirs=("$out")  # one ablation per seed, or one
 [ ${#seed_list[@]} -eq 0 ] || { run_dirs=(); for s in "${seed_list[@]}"; do run_dirs+=("${out}_s$s"); done; }
 [ ${#test_list[@]} -gt 0 ] || { echo "$(basename "$0"): --test-sets is empty" >&2; exit 2; }
+subset_args=()  # --subset-sets: scored from the decode of the first test set
+for s in $subset_sets; do
+  case " ${test_list[*]:1} " in *" $s "*) ;; *)
+    echo "$(basename "$0"): --subset-sets: $s is not one of the test sets after the first (${test_list[*]:1})" >&2; exit 2 ;;
+  esac
+  subset_args+=("$s=${fbank}_$s.jsonl.gz")
+done
 for f in "$train_full" "$tokenizer"; do
   [ -f "$f" ] || { echo "$(basename "$0"): $f missing: run ./run.sh --stop-stage 2 first" >&2; exit 1; }
 done
@@ -106,16 +113,22 @@ for r in "${!run_dirs[@]}"; do
       fi
       for set in "${test_list[@]}"; do
         [ ! -f "$exp_dir/decode-$set/.done" ] || continue
+        case " $subset_sets " in *" $set "*) continue ;; esac  # scored with the first set
+        sub=()
+        if [ "$set" = "${test_list[0]}" ] && [ ${#subset_args[@]} -gt 0 ]; then sub=(--subset "${subset_args[@]}"); fi
         if [ "$init" = llm ]; then  # the methods on the LLM's own tokenizer (no tiny-LM fusion)
           # shellcheck disable=SC2086
           speechlm decode --exp-dir "$exp_dir" --cuts "${fbank}_$set.jsonl.gz" --set-name "$set" \
-            --methods "$(llm_decoding_methods "$methods")" --set $decode_args
+            --methods "$(llm_decoding_methods "$methods")" "${sub[@]}" --set $decode_args
         else
           # shellcheck disable=SC2086
           speechlm decode --exp-dir "$exp_dir" --cuts "${fbank}_$set.jsonl.gz" --set-name "$set" \
-            --methods "$methods" --lm-checkpoint "$lm" --set $decode_args
+            --methods "$methods" --lm-checkpoint "$lm" "${sub[@]}" --set $decode_args
         fi
         touch "$exp_dir/decode-$set/.done"
+        for s in $subset_sets; do
+          [ "$set" != "${test_list[0]}" ] || touch "$exp_dir/decode-$s/.done"
+        done
       done
     done
     done
@@ -145,7 +158,7 @@ tables "${run_dirs[@]}" | tee "$out/table.md"
   [ -z "$random_args" ] || echo "random-init runs also: $random_args."
   [ -z "$pretrained_args" ] || echo "pretrained runs also: $pretrained_args."
   [ ${#seed_list[@]} -eq 0 ] || echo "Seeds ${seed_list[*]} (train.seed; runs in ${out}_s<seed>/): means over them."
-  echo "Every method decodes ${test_list[*]} in one pass ($decode_args; the rest of the decode section of $conf); RTF on a shared 2-core CPU."
+  echo "Every method decodes ${test_list[*]} in one pass ($decode_args; the rest of the decode section of $conf)${subset_sets:+; $subset_sets scored from the decode of ${test_list[0]}}; RTF on a shared 2-core CPU."
   echo
   cat "$out/table.md"
 } | speechlm results-md --section "$out" --title "speech-language pretraining ablation"

@@ -23,6 +23,7 @@ low_speed_perturb=""         # e.g. 0.9,1.1: the low-resource runs train on the 
 methods=ctc-greedy,ctc-prefix-beam,attention-rescoring,attention-beam,lm-shallow-fusion  # decoded in one pass
 decode_args="decode.ctc_weight=0.5"  # decoding overrides, the same for every run (choose them on dev)
 test_sets=test               # decoded test sets (<corpus>_cuts_<set>); the table compares the first
+subset_sets=""               # those of the other test sets that are subsets of the first (e.g. one engine's): scored from its decode, not decoded again
 tokenizer=data/lang_bpe/bpe.model  # sentencepiece model (stage 2)
 out=exp/ablation             # where the runs and table.md go
 seeds=""                     # e.g. "42 1 2": the runs once per seed (train.seed, last override) in ${out}_s<seed>/, the table of means in $out

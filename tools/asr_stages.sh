@@ -5,7 +5,8 @@
 # lm_text (extra tokenizer text, may be empty), splits (e.g. "train dev test"); optional:
 # tokenizer_args (more train-tokenizer options, e.g. --languages), lang_max_lines (stage 2: the
 # HLG n-gram from a seeded sample of that many lm_text lines), test_sets (the splits stage 5
-# decodes, default "test"), tune (stage 5: decode.* values chosen on dev), streaming, ssl_conf / ssl_splits / ssl_args / ssl_extra (stage 3 self-supervised
+# decodes, default "test"), subset_sets (those of test_sets after the first that are subsets of
+# it, e.g. one voice's: scored from its decode, not decoded again), tune (stage 5: decode.* values chosen on dev), streaming, ssl_conf / ssl_splits / ssl_args / ssl_extra (stage 3 self-supervised
 # encoder pretraining; stage 4 then fine-tunes from $exp/ssl/final.pt).
 # Reads  $data/manifests/${corpus}_cuts_<split>.jsonl.gz  (written by stage 0).
 
@@ -104,11 +105,18 @@ stage_decode() {
   local tune_args=()  # --tune: values chosen on the dev split, per method and per stream/full
   # shellcheck disable=SC2206
   if [ -n "${tune:-}" ]; then tune_args=(--tune $tune --tune-cuts "$(_sl_cuts dev)"); fi
-  local s
-  for s in ${test_sets:-test}; do
+  local s sets=${test_sets:-test} first sub=() scored=" "
+  read -r first _ <<< "$sets"
+  for s in ${subset_sets:-}; do  # scored from the decode of the first test set
+    case " ${sets#"$first"} " in *" $s "*) sub+=("$s=$(_sl_cuts "$s")") scored+="$s " ;; esac
+  done
+  for s in $sets; do
+    case "$scored" in *" $s "*) continue ;; esac
+    local subset_args=()
+    if [ "$s" = "$first" ] && [ ${#sub[@]} -gt 0 ]; then subset_args=(--subset "${sub[@]}"); fi
     speechlm decode --exp-dir "$exp/asr" --cuts "$(_sl_cuts "$s")" --set-name "$s" \
       --methods "$methods" --lang-dir "$data/lang_bpe" --results-md RESULTS.md --command "$cmd" \
-      "${lm_args[@]}" "${tune_args[@]}" || return 1
+      "${lm_args[@]}" "${tune_args[@]}" "${subset_args[@]}" || return 1
     if [ -n "${streaming:-}" ]; then  # the same model as a stream: the CTC methods
       local ctc_methods
       ctc_methods=$(echo "$methods" | tr ',' '\n' | grep -E '^(ctc|hlg)-' | paste -sd, -)
@@ -116,7 +124,7 @@ stage_decode() {
       speechlm decode --exp-dir "$exp/asr" --cuts "$(_sl_cuts "$s")" --set-name "$s" \
         --methods "$ctc_methods" --lang-dir "$data/lang_bpe" --results-md RESULTS.md \
         --command "$cmd" --tag "stream$streaming" --set "decode.streaming_chunk=$streaming" \
-        "${tune_args[@]}" || return 1
+        "${tune_args[@]}" "${subset_args[@]}" || return 1
     fi
   done
 }

@@ -48,10 +48,11 @@ run_stage 0 "data prep (book text + synthesis)" "$data/manifests/, $data/wav/, $
     --test-models "$test_models" --dev-models "$dev_models" --min-words "$min_words" \
     --max-words "$max_words" --seed "$seed" --num-jobs "$nj" --num-unlabeled "$num_unlabeled"
 # stage 0 also wrote one test set per engine of the test split (test_espeak, test_piper ...):
-# stage 5 decodes each, so a held-out engine has its own WER
+# stage 5 scores each from the decode of test, so a held-out engine has its own WER
 engine_tests=$(cd "$data/manifests" 2>/dev/null && ls ${corpus}_cuts_test_*.jsonl.gz 2>/dev/null |
   sed -E "s/^${corpus}_cuts_(test_[a-z0-9]+)\.jsonl\.gz$/\1/" | tr '\n' ' ' || true)
 test_sets="test${engine_tests:+ ${engine_tests% }}"
+subset_sets=$engine_tests   # parts of test: scored from its decode, not decoded again
 splits="train dev $test_sets"
 if [ "$num_unlabeled" -gt 0 ]; then splits="$splits unlabeled"; fi   # fbank for pretraining (stage 1)
 asr_stages

@@ -138,6 +138,13 @@ def cmd_decode(args) -> None:
         cache = args.data_cache or Path(args.exp_dir) / f"decode-{args.set_name}" / "data"
         cuts = prepare_eval_set(args.data_kind, args.data, cache, on_error=args.data_on_error)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    subsets = {}
+    for item in args.subset:
+        name, eq, path = item.partition("=")
+        if not eq or not path or name in subsets:
+            raise SpeechlmError(f"--subset {item}: expected NAME=CUTS (a name of its own and the cut "
+                                "manifest of some of the decoded cuts), e.g. test_espeak=data/fbank/x.jsonl.gz")
+        subsets[name] = path
     command = args.command or " ".join(shlex.quote(a) for a in ["speechlm"] + sys.argv[1:])
     common = dict(lang_dir=args.lang_dir, device=args.device, overrides=args.set or [],
                   lm_checkpoint=args.lm_checkpoint, avg=args.avg)
@@ -161,7 +168,7 @@ def cmd_decode(args) -> None:
             print(f"  {m}: {' '.join(point)}")
     res = decode_and_score(args.exp_dir, cuts, args.set_name, methods, out_dir=out_dir,
                            results_md=args.results_md, command=command, tag=args.tag,
-                           method_overrides=chosen, method_notes=notes, **common)
+                           method_overrides=chosen, method_notes=notes, subsets=subsets, **common)
     for m, r in res.items():
         print(f"{args.set_name}\t{m}\tWER {r['wer']:.2f}%\tCER {r['cer']:.2f}%\tRTF {r['rtf']:.4f}")
 
@@ -253,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-on-error", default="raise", choices=["raise", "skip"],
                    help="bad utterances in --data: stop listing them, or leave them out")
     s.add_argument("--set-name", default="test", help="name used in report file names")
+    s.add_argument("--subset", nargs="*", default=[], metavar="NAME=CUTS",
+                   help="also score these subsets of the set (cut manifests of some of its cuts, "
+                        "e.g. one voice's) from this decode, each in decode-NAME/ beside the set's "
+                        "reports, as if decoded on their own")
     s.add_argument("--methods", default="",
                    help="comma-separated decoding methods (listed below); default: decode.methods "
                         "of the exp dir's config")

@@ -34,6 +34,7 @@ def decode_and_score(
     avg: int = 0,
     method_overrides: Optional[Mapping[str, Sequence[str]]] = None,
     method_notes: Optional[Mapping[str, str]] = None,
+    subsets: Optional[Mapping[str, str | Path]] = None,
 ) -> Dict[str, Dict[str, float]]:
     """Decode ``cuts_path`` with every method; write icefall-style reports; return WER, CER and RTF.
 
@@ -45,13 +46,16 @@ def decode_and_score(
     A lang dir or text LM not given is looked up from the exp dir, and the ones used are
     recorded there (:mod:`speechlm.decode.resources`). ``method_overrides`` adds overrides for
     some methods (e.g. the ones :func:`tune_on_dev` chose; each distinct set is one pass over the
-    cuts) and ``method_notes`` a note to their RESULTS.md rows.
+    cuts) and ``method_notes`` a note to their RESULTS.md rows. ``subsets`` (name -> cut manifest
+    of some of ``cuts_path``'s cuts, e.g. one synthesis engine's) are scored from this decode, each
+    in ``decode-<name>/`` beside ``out_dir`` with its own reports and rows, as if decoded alone.
     """
     exp_dir = Path(exp_dir)
     if avg:
         tag = f"{tag}-avg{avg}" if tag else f"avg{avg}"
     out_dir = Path(out_dir) if out_dir else exp_dir / f"decode-{set_name}"
     method_overrides = dict(method_overrides or {})
+    subset_ids = subset_cuts(subsets or {}, set_name, cuts_path)
     groups: Dict[Tuple[str, ...], List[str]] = {}  # extra overrides -> the methods decoded with them
     results, rtf, notes = {}, {}, {}
     for method in methods or [None]:
@@ -76,7 +80,68 @@ def decode_and_score(
     for m in rtf:
         log.info("%s %s: WER %.2f%%, CER %.2f%%, RTF %.4f", set_name, m, scores[m]["wer"],
                  scores[m]["cer"], rtf[m])
+    for name, pairs in subset_ids.items():
+        sub_scores = score_methods(
+            out_dir.parent / f"decode-{name}", name, tag, subset_results(results, pairs),
+            extras={m: {"RTF": round(rtf[m], 4)} for m in rtf}, results_md=results_md, command=command,
+            section=exp_dir, notes={m: f"{notes[m]}, scored from the decode of {set_name}" for m in rtf},
+        )
+        for m in rtf:
+            log.info("%s %s (of %s): WER %.2f%%, CER %.2f%%", name, m, set_name, sub_scores[m]["wer"],
+                     sub_scores[m]["cer"])
     return {m: {**scores[m], "rtf": rtf[m]} for m in rtf}
+
+
+def _same_cut_key(cut) -> tuple:
+    """What makes two cuts the same audio whatever their ids (manifests written apart number their
+    cuts apart): recording, channel, start and duration; a cut of several tracks by its id."""
+    rec = getattr(cut, "recording_id", None)
+    if rec is None:
+        return ("id", cut.id)
+    return (rec, str(cut.channel), round(cut.start, 3), round(cut.duration, 3))
+
+
+def subset_cuts(subsets: Mapping[str, str | Path], set_name: str,
+                whole: str | Path) -> Dict[str, List[Tuple[str, str]]]:
+    """``name -> [(cut id in the subset, cut id in the decoded set)]`` of each ``--subset
+    name=path``, checked before decoding so that a bad one stops the command before the work: a name
+    of its own, and every cut one of ``whole``'s (the same audio, the same transcript)."""
+    from speechlm.data.features import load_cuts
+
+    if not subsets:
+        return {}
+    decoded = {_same_cut_key(c): c for c in load_cuts(whole)}
+    out = {}
+    for name, path in subsets.items():
+        if not name or name == set_name or "/" in name:
+            raise SpeechlmError(f"--subset {name}={path}: the subset needs a name of its own (not empty, "
+                                f"not the decoded set's {set_name!r}, no '/'), e.g. test_espeak=CUTS")
+        pairs = []
+        for cut in load_cuts(path):
+            match = decoded.get(_same_cut_key(cut))
+            if match is None:
+                raise SpeechlmError(f"--subset {name}={path}: cut {cut.id} is not in the decoded set "
+                                    f"{whole}; a subset is scored from the decode of the whole set, so "
+                                    "all its cuts must be there (decode it on its own with --cuts instead)")
+            if [s.text for s in cut.supervisions] != [s.text for s in match.supervisions]:
+                raise SpeechlmError(f"--subset {name}={path}: cut {cut.id} has another transcript there "
+                                    f"than in {whole} ({match.id}): not the same utterance")
+            pairs.append((cut.id, match.id))
+        if not pairs:
+            raise SpeechlmError(f"--subset {name}={path}: the manifest has no cuts")
+        out[name] = pairs
+    return out
+
+
+def subset_results(results: Mapping[str, Sequence[Tuple[str, List[str], List[str]]]],
+                   pairs: Sequence[Tuple[str, str]]) -> Dict[str, list]:
+    """Each method's results for the subset ``pairs`` (:func:`subset_cuts`), in its order and
+    under its cut ids."""
+    out = {}
+    for method, rows in results.items():
+        by_id = {r[0]: r for r in rows}
+        out[method] = [(own, *by_id[decoded][1:]) for own, decoded in pairs]
+    return out
 
 
 def _notes(exp, exp_dir: Path, avg: int) -> str:

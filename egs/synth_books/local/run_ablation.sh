@@ -22,6 +22,7 @@ corpus=synth_books           # manifests data/fbank/synth_books_cuts_<split>.jso
 methods=ctc-greedy,ctc-prefix-beam,attention-rescoring,attention-beam,lm-shallow-fusion  # decoded in one pass
 decode_args="decode.ctc_weight=0.5 decode.lm_weight=0.5"  # untuned (conf/speechlm.yaml), the same for every run
 test_sets="test test_espeak test_flite test_piper"  # the whole test set, then each engine's (stage 0 writes them)
+subset_sets="test_espeak test_flite test_piper"     # the engines' sets are parts of test: scored from its decode
 low_args="train.num_epochs=20 optim.warmup_steps=100"  # low-resource schedule (same for every init)
 lm_args="train.num_epochs=1 lm.sentences_per_epoch=20000 optim.warmup_steps=30"  # the text LM of RESULTS.md's run
 # end options
