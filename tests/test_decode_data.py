@@ -162,11 +162,16 @@ def test_subsets_are_scored_from_the_decode_of_the_whole_set(tiny_ctc, tiny_asr,
     wers = [r[:2] for r in read_wer_summary(exp / "decode-part" / "wer-summary-part.txt")]
     assert wers == [r[:2] for r in read_wer_summary(tmp_path / "alone" / "wer-summary-part.txt")]
     assert "scored from the decode of test" in md.read_text() and "| part |" in md.read_text()
-    # refused before decoding: a cut the set lacks, the set's own name, no '='
+    # refused before decoding: a cut the set lacks, another transcript, the set's own name, no '='
     other = tmp_path / "other.jsonl.gz"
     CutSet.from_file(tiny_asr["train"]).subset(first=2).to_file(other)
+    relabelled = tmp_path / "relabelled.jsonl.gz"
+    cut = list(cuts)[3]
+    cut.supervisions[0].text = "something else"
+    CutSet.from_cuts([cut]).to_file(relabelled)
     capsys.readouterr()
     for arg, msg in ((f"o={other}", "is not in the decoded set"), (f"test={part}", "a name of its own"),
+                     (f"r={relabelled}", "has another transcript there"),
                      (str(part), "expected NAME=CUTS"), (f"x={tmp_path / 'none.jsonl.gz'}", "not found")):
         assert main(["decode", "--exp-dir", str(exp), "--cuts", str(tiny_asr["test"]), *methods,
                      "--out-dir", str(tmp_path / "bad"), "--subset", arg]) == 2
