@@ -3,6 +3,8 @@ run end to end from the exp dir, batching does not change the loss."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from conftest import tiny_overrides
@@ -129,6 +131,9 @@ def test_speechlm_train_and_decode_every_method(tiny_asr, lm_ckpt, tmp_path):
     assert rc == 0
     cfg = load_config(exp / "config.yaml")
     assert cfg.model.kind == "speechlm" and cfg.lm.num_layers == 2  # LM architecture adopted
+    # each epoch's line gives the two losses apart
+    epochs = [line for line in (exp / "log" / "train.log").read_text().splitlines() if "/2: train loss" in line]
+    assert len(epochs) == 2 and all(re.search(r"train loss [\d.]+ \(ctc [\d.]+, decoder [\d.]+\)", e) for e in epochs)
     rc = main(["decode", "--exp-dir", str(exp), "--cuts", str(tiny_asr["test"]),
                "--methods", ",".join(ALL_METHODS), "--set", "decode.lm_weight=0.2"])
     assert rc == 0
@@ -201,13 +206,17 @@ def test_text_rehearsal_adds_the_lm_loss_of_a_text_batch(tiny_asr, lm_ckpt, tmp_
     loader, _ = trainer.make_loader(train=True)
     batch = next(iter(loader))
     trainer.model.train()
-    with_text, n = trainer.batch_loss(batch, trainer.model)
+    with_text, n, parts = trainer.batch_loss(batch, trainer.model)
     trainer._text_batches, trainer._text_pass = None, 0  # replay: the batch it must have used
     text_batch = trainer.next_text_batch()
     sents, trainer.text_sents = trainer.text_sents, []
-    without, _ = trainer.batch_loss(batch, trainer.model)
-    expected = 2.0 * (1 - 0.3) * n * sentence_nll(trainer.model.lm, text_batch, trainer.device).mean()
-    assert torch.allclose(with_text - without, expected, rtol=1e-4)
+    without, _, parts_without = trainer.batch_loss(batch, trainer.model)
+    text_nll = n * sentence_nll(trainer.model.lm, text_batch, trainer.device).mean()
+    assert torch.allclose(with_text - without, 2.0 * (1 - 0.3) * text_nll, rtol=1e-4)
+    # the parts, unweighted sums over the batch: the loss is their weighted sum
+    assert set(parts) == {"ctc", "decoder", "text"} and set(parts_without) == {"ctc", "decoder"}
+    assert torch.allclose(parts["text"], text_nll, rtol=1e-4)
+    assert torch.allclose(without, 0.3 * parts["ctc"] + 0.7 * parts["decoder"], rtol=1e-5)
     # batches go on past the end of the text: every sentence comes round, none is empty
     trainer.text_sents = sents
     seen = [s for _ in range(60) for s in trainer.next_text_batch()]

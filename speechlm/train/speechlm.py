@@ -78,10 +78,13 @@ class SpeechLMTrainer(CtcTrainer):
         ctc, att = model(feats, lens, targets)  # through DDP's forward when distributed
         w = self.cfg.speechlm.ctc_weight
         loss = w * ctc + (1 - w) * att
+        # logged apart, unweighted (per utterance): which of the two losses a model does not learn
+        parts = {"ctc": ctc.detach(), "decoder": att.detach()}
         if self.text_sents and self.model.training:
             # Rehearsal: the decoder keeps modelling plain text (<sos/eos> y <sos/eos>) while it
             # learns to read speech; mean NLL per sentence, scaled to the speech batch.
             text = self.next_text_batch()
             text_nll = sentence_nll(self.model.lm, text, self.device).mean()
             loss = loss + self.cfg.speechlm.text_weight * (1 - w) * len(targets) * text_nll
-        return loss, len(targets)
+            parts["text"] = text_nll.detach() * len(targets)
+        return loss, len(targets), parts

@@ -61,6 +61,20 @@ class DistInfo:
         return t.tolist()
 
 
+def _add_parts(sums: Dict[str, float], parts: list) -> Dict[str, float]:
+    """Add a batch's loss parts (``batch_loss``'s optional third item) to the epoch's ``sums``;
+    returns them as floats."""
+    values = {k: float(v) for k, v in (parts[0] if parts else {}).items()}
+    for k, v in values.items():
+        sums[k] = sums.get(k, 0.0) + v
+    return values
+
+
+def _parts_text(parts: Dict[str, float]) -> str:
+    """`` (ctc 1.2345, decoder 0.5432)``, or nothing without parts."""
+    return f" ({', '.join(f'{k} {v:.4f}' for k, v in parts.items())})" if parts else ""
+
+
 def lr_factor(step: int, warmup: int, total: int, final_ratio: float) -> float:
     """Linear warm-up, then cosine decay to ``final_ratio`` at step ``total``."""
     warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
@@ -145,7 +159,9 @@ class Trainer:
     """The generic loop. Subclasses say what a model, a batch and a loss are:
 
     ``build_model()``, ``make_loader(train: bool) -> (loader, sampler or None)`` and
-    ``batch_loss(batch, model) -> (summed loss, number of items)``; ``has_dev`` tells whether a
+    ``batch_loss(batch, model) -> (summed loss, number of items[, {part: summed value}])`` (the
+    parts, e.g. a joint model's CTC and decoder losses, are averaged per item and logged beside
+    the loss each epoch, and go to tensorboard); ``has_dev`` tells whether a
     dev set exists; ``special_param_groups()`` may give parts of the model their own learning
     rate or frozen steps. A family without text (self-supervised pretraining) passes no
     tokenizer. Everything else (devices, DDP, seeding, schedule, checkpoints, resume,
@@ -213,6 +229,7 @@ class Trainer:
             )
         self.epoch = 0  # last completed epoch
         self.step = 0
+        self.loss_parts: Dict[str, Dict[str, float]] = {"train": {}, "dev": {}}  # of the last epoch
         self.tb = None
         self.stall = StallMonitor(cfg.train.stall_epochs, cfg.train.stall_min_drop,
                                   cfg.train.num_epochs)
@@ -336,13 +353,14 @@ class Trainer:
             epoch = self.epoch + 1
             torch.manual_seed(cfg.train.seed + epoch)
             sampler.set_epoch(epoch)
+            self.loss_parts = {"train": {}, "dev": {}}  # per item, from batch_loss's parts
             train_loss = self.train_epoch(loader, epoch)
             dev_loss = self.validate() if self.has_dev else float("nan")
             self.epoch = epoch
-            log.info("epoch %d/%d: train loss %.4f, dev loss %s, lr %.2e, %.0f s elapsed",
-                     epoch, cfg.train.num_epochs, train_loss,
-                     f"{dev_loss:.4f}" if self.has_dev else "- (no dev set)",
-                     self.scheduler.get_last_lr()[0], time.time() - start)
+            log.info("epoch %d/%d: train loss %.4f%s, dev loss %s, lr %.2e, %.0f s elapsed",
+                     epoch, cfg.train.num_epochs, train_loss, _parts_text(self.loss_parts["train"]),
+                     f"{dev_loss:.4f}{_parts_text(self.loss_parts['dev'])}" if self.has_dev
+                     else "- (no dev set)", self.scheduler.get_last_lr()[0], time.time() - start)
             stalled = self.stall.update(dev_loss if self.has_dev else train_loss)
             if stalled and self.dist.is_main:
                 log.warning("%s: the model may be stuck (e.g. a CTC model that ignores the audio). "
@@ -350,6 +368,8 @@ class Trainer:
             if self.dist.is_main:
                 if self.has_dev:
                     self.tb.add_scalar("dev/loss", dev_loss, self.step)
+                for name, value in self.loss_parts["dev"].items():
+                    self.tb.add_scalar(f"dev/{name}", value, self.step)
                 ckpt.save_atomic(self.state(), self.exp_dir / f"epoch-{epoch}.pt")
                 ckpt.prune_checkpoints(self.exp_dir, max(cfg.train.keep_last, cfg.train.average_last),
                                       self.run_id)
@@ -373,11 +393,12 @@ class Trainer:
 
     def train_epoch(self, loader, epoch: int) -> float:
         self.ddp_model.train()
-        total, count = 0.0, 0
+        total, count, sums = 0.0, 0, {}
         show_bar = self.dist.is_main and sys.stderr.isatty()
         bar = tqdm(loader, desc=f"epoch {epoch}", disable=not show_bar, leave=False)
         for batch in bar:
-            loss, n = self.batch_loss(batch, self.ddp_model)
+            loss, n, *parts = self.batch_loss(batch, self.ddp_model)
+            parts = _add_parts(sums, parts)
             self.optimizer.zero_grad(set_to_none=True)
             (loss / n).backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
@@ -388,20 +409,28 @@ class Trainer:
             if self.dist.is_main:
                 self.tb.add_scalar("train/loss", loss.item() / n, self.step)
                 self.tb.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+                for name, value in parts.items():
+                    self.tb.add_scalar(f"train/{name}", value / n, self.step)
                 bar.set_postfix(loss=f"{loss.item() / n:.3f}")
                 if not show_bar and self.step % self.cfg.train.log_interval == 0:
                     log.info("epoch %d step %d: loss %.4f grad-norm %.2f", epoch, self.step,
                              loss.item() / n, float(grad_norm))
-        total, count = self.dist.all_reduce_sum([total, float(count)])
+        return self._epoch_mean(total, count, sums, "train")
+
+    def _epoch_mean(self, total: float, count: int, sums: Dict[str, float], split: str) -> float:
+        """The loss per item over all ranks; the parts' means go to ``self.loss_parts[split]``."""
+        names = sorted(sums)
+        total, count, *values = self.dist.all_reduce_sum([total, float(count), *(sums[k] for k in names)])
+        self.loss_parts[split] = {k: v / max(count, 1) for k, v in zip(names, values)}
         return total / max(count, 1)
 
     @torch.no_grad()
     def validate(self) -> float:
         self.model.eval()
         loader, _ = self.make_loader(train=False)
-        total, count = 0.0, 0
+        total, count, sums = 0.0, 0, {}
         for batch in loader:
-            loss, n = self.batch_loss(batch, self.model)
+            loss, n, *parts = self.batch_loss(batch, self.model)
+            _add_parts(sums, parts)
             total, count = total + loss.item(), count + n
-        total, count = self.dist.all_reduce_sum([total, float(count)])
-        return total / max(count, 1)
+        return self._epoch_mean(total, count, sums, "dev")
