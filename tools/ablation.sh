@@ -22,13 +22,12 @@ done
 run_dirs=("$out")  # one ablation per seed, or one
 [ ${#seed_list[@]} -eq 0 ] || { run_dirs=(); for s in "${seed_list[@]}"; do run_dirs+=("${out}_s$s"); done; }
 [ ${#test_list[@]} -gt 0 ] || { echo "$(basename "$0"): --test-sets is empty" >&2; exit 2; }
-subset_args=()  # --subset-sets: scored from the decode of the first test set
-for s in $subset_sets; do
+for s in $subset_sets; do  # scored from the decode of the first test set
   case " ${test_list[*]:1} " in *" $s "*) ;; *)
     echo "$(basename "$0"): --subset-sets: $s is not one of the test sets after the first (${test_list[*]:1})" >&2; exit 2 ;;
   esac
-  subset_args+=("$s=${fbank}_$s.jsonl.gz")
 done
+subset_decode_args "${test_list[*]}" "$subset_sets" "$fbank"
 for f in "$train_full" "$tokenizer"; do
   [ -f "$f" ] || { echo "$(basename "$0"): $f missing: run ./run.sh --stop-stage 2 first" >&2; exit 1; }
 done
@@ -114,8 +113,7 @@ for r in "${!run_dirs[@]}"; do
       for set in "${test_list[@]}"; do
         [ ! -f "$exp_dir/decode-$set/.done" ] || continue
         case " $subset_sets " in *" $set "*) continue ;; esac  # scored with the first set
-        sub=()
-        if [ "$set" = "${test_list[0]}" ] && [ ${#subset_args[@]} -gt 0 ]; then sub=(--subset "${subset_args[@]}"); fi
+        sub=(); [ "$set" != "${test_list[0]}" ] || sub=("${subset_args[@]}")
         if [ "$init" = llm ]; then  # the methods on the LLM's own tokenizer (no tiny-LM fusion)
           # shellcheck disable=SC2086
           speechlm decode --exp-dir "$exp_dir" --cuts "${fbank}_$set.jsonl.gz" --set-name "$set" \

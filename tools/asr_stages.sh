@@ -105,18 +105,15 @@ stage_decode() {
   local tune_args=()  # --tune: values chosen on the dev split, per method and per stream/full
   # shellcheck disable=SC2206
   if [ -n "${tune:-}" ]; then tune_args=(--tune $tune --tune-cuts "$(_sl_cuts dev)"); fi
-  local s sets=${test_sets:-test} first sub=() scored=" "
+  local s sets=${test_sets:-test} first subset_args sub
   read -r first _ <<< "$sets"
-  for s in ${subset_sets:-}; do  # scored from the decode of the first test set
-    case " ${sets#"$first"} " in *" $s "*) sub+=("$s=$(_sl_cuts "$s")") scored+="$s " ;; esac
-  done
+  subset_decode_args "$sets" "${subset_sets:-}" "$data/fbank/${corpus}_cuts"  # scored with the first set
   for s in $sets; do
-    case "$scored" in *" $s "*) continue ;; esac
-    local subset_args=()
-    if [ "$s" = "$first" ] && [ ${#sub[@]} -gt 0 ]; then subset_args=(--subset "${sub[@]}"); fi
+    case " ${subset_args[*]} " in *" $s="*) continue ;; esac
+    sub=(); [ "$s" != "$first" ] || sub=("${subset_args[@]}")
     speechlm decode --exp-dir "$exp/asr" --cuts "$(_sl_cuts "$s")" --set-name "$s" \
       --methods "$methods" --lang-dir "$data/lang_bpe" --results-md RESULTS.md --command "$cmd" \
-      "${lm_args[@]}" "${tune_args[@]}" "${subset_args[@]}" || return 1
+      "${lm_args[@]}" "${tune_args[@]}" "${sub[@]}" || return 1
     if [ -n "${streaming:-}" ]; then  # the same model as a stream: the CTC methods
       local ctc_methods
       ctc_methods=$(echo "$methods" | tr ',' '\n' | grep -E '^(ctc|hlg)-' | paste -sd, -)
@@ -124,7 +121,7 @@ stage_decode() {
       speechlm decode --exp-dir "$exp/asr" --cuts "$(_sl_cuts "$s")" --set-name "$s" \
         --methods "$ctc_methods" --lang-dir "$data/lang_bpe" --results-md RESULTS.md \
         --command "$cmd" --tag "stream$streaming" --set "decode.streaming_chunk=$streaming" \
-        "${tune_args[@]}" "${subset_args[@]}" || return 1
+        "${tune_args[@]}" "${sub[@]}" || return 1
     fi
   done
 }

@@ -177,3 +177,17 @@ llm_decoding_methods() {
   done
   echo "${kept%,}"
 }
+
+# subset_decode_args "SETS" "SUBSETS" CUTS_PREFIX: sets the array subset_args to `--subset
+# NAME=CUTS_PREFIX_NAME.jsonl.gz ...` for those of SUBSETS that are among SETS after the first (its
+# parts, e.g. one engine's test set: scored from the first set's decode, not decoded again); empty
+# when none
+subset_decode_args() {
+  local first rest s
+  read -r first rest <<< "$1"
+  subset_args=()
+  for s in $2; do
+    case " $rest " in *" $s "*) subset_args+=("$s=${3}_$s.jsonl.gz") ;; esac
+  done
+  [ ${#subset_args[@]} -eq 0 ] || subset_args=(--subset "${subset_args[@]}")
+}
